@@ -1,0 +1,92 @@
+"""One image and one question, looked at closely: the four answers and the per-token decomposition.
+
+This is what `vlod inspect` prints and what the app's first page draws. The response to decompose is
+the student's own sample with the image (on-policy), or a typed answer when the user gives one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from vlod_core.decomposition import Decomposition, decompose
+from vlod_core.inputs import ablate, build_scoring_batch
+from vlod_core.pair import ModelPair
+from vlod_core.sampling import GREEDY, SamplingConfig, decode, generate
+from vlod_core.scoring import score_four
+
+ANSWER_KEYS = ("teacher_image", "teacher_no_image", "student_image", "student_no_image")
+
+
+@dataclass
+class Inspection:
+    question: str
+    answers: dict[str, str]  # ANSWER_KEYS -> greedy answer text
+    response: str  # the scored response's text
+    decomposition: Decomposition
+    ablation: str
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answers": self.answers,
+            "response": self.response,
+            "ablation": self.ablation,
+            "tokens": self.decomposition.rows(0),
+            "notes": self.notes,
+        }
+
+
+def four_answers(pair: ModelPair, image: Image.Image, question: str, ablation: str = "remove") -> dict[str, str]:
+    """Greedy answers of teacher and student, with the image and with it ablated."""
+    ablated = ablate(image, ablation)
+    out = {}
+    for name, model in (("teacher", pair.teacher), ("student", pair.student)):
+        out[f"{name}_image"] = generate(model, pair.processor, [question], [image], GREEDY)[0]
+        out[f"{name}_no_image"] = generate(model, pair.processor, [question], [ablated], GREEDY)[0]
+    return {k: decode(pair.tokenizer, out[k]) for k in ANSWER_KEYS}
+
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """Words of `text` the tokenizer maps to its unknown token (the toy vocabulary is small)."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return []
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return [text[a:b] for i, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]) if i == unk]
+
+
+def response_ids_for(pair: ModelPair, image: Image.Image, question: str, response: str | None, sampling: SamplingConfig, seed: int):
+    if response is None:
+        ids = generate(pair.student, pair.processor, [question], [image], sampling, generator_seed=seed)[0]
+        if not ids:  # the student stopped at once; score the end-of-turn token itself
+            ids = [pair.tokenizer.eos_token_id]
+        return ids
+    if not response.strip():
+        raise ValueError("the answer to score is empty")
+    return pair.tokenizer(response, add_special_tokens=False)["input_ids"] + [pair.tokenizer.eos_token_id]
+
+
+def inspect(
+    pair: ModelPair,
+    image: Image.Image,
+    question: str,
+    response: str | None = None,
+    ablation: str = "remove",
+    sampling: SamplingConfig = SamplingConfig(),
+    seed: int = 0,
+) -> Inspection:
+    """Four answers, then the decomposition of the student's sampled (or the given) response."""
+    notes = []
+    unknown = unknown_words(pair.tokenizer, question + " " + (response or ""))
+    if unknown:
+        notes.append(f"not in the model's vocabulary (read as unknown): {', '.join(sorted(set(unknown)))}")
+    answers = four_answers(pair, image, question, ablation)
+    ids = response_ids_for(pair, image, question, response, sampling, seed)
+    batch = build_scoring_batch(pair.processor, [image], [question], [ids], ablation).to(pair.device)
+    with torch.no_grad():
+        four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
+    return Inspection(question, answers, decode(pair.tokenizer, ids), decompose(four, pair.tokenizer), ablation, notes)

@@ -1,0 +1,104 @@
+"""Student sampling: the on-policy responses that everything else scores.
+
+Samples are data: generated without gradients, cut at the end-of-turn token (kept, so the teacher also
+scores where the student stops), and returned as token ids. Structural tokens (image placeholders, chat
+markers, padding) are suppressed, since a sampled image token would break the next forward pass.
+Prompts are left-padded here, as `generate()` needs; scoring uses right padding (see `inputs.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from vlod_core.inputs import render_prompt
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 8
+    greedy: bool = False
+
+    def __post_init__(self):
+        if not self.greedy and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (or use greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise ValueError(f"max_new_tokens must be in [1, 4096], got {self.max_new_tokens}")
+
+
+GREEDY = SamplingConfig(greedy=True)
+
+
+def structural_token_ids(tokenizer) -> list[int]:
+    """Special tokens a response must never contain, except the end-of-turn token."""
+    eos = tokenizer.eos_token_id
+    return sorted({i for i in tokenizer.all_special_ids if i != eos})
+
+
+def generate(
+    model,
+    processor,
+    questions: list[str],
+    images: list[Image.Image | None],
+    config: SamplingConfig = GREEDY,
+    generator_seed: int | None = None,
+) -> list[list[int]]:
+    """Response ids per row (ending with EOS when the model stopped). `images[i] is None`: text only."""
+    tokenizer = processor.tokenizer
+    with_image = [im is not None for im in images]
+    texts = [render_prompt(processor, q, has) for q, has in zip(questions, with_image)]
+    tokenizer.padding_side = "left"
+    try:
+        kwargs = {"text": texts, "return_tensors": "pt", "padding": True}
+        if all(with_image):
+            kwargs["images"] = [im.convert("RGB") for im in images]
+        elif any(with_image):
+            raise ValueError("a batch must either all have images or none")
+        encoded = processor(**kwargs).to(model.device)
+    finally:
+        tokenizer.padding_side = "right"
+    if generator_seed is not None:
+        torch.manual_seed(generator_seed)
+    sample_kwargs = (
+        {"do_sample": False}
+        if config.greedy
+        else {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.generate(
+                **encoded,
+                max_new_tokens=config.max_new_tokens,
+                suppress_tokens=structural_token_ids(tokenizer),
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **sample_kwargs,
+            )
+    finally:
+        model.train(was_training)
+    new = output[:, encoded["input_ids"].shape[1] :].tolist()
+    return [_cut_at_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id) for row in new]
+
+
+def _cut_at_eos(ids: list[int], eos: int, pad: int) -> list[int]:
+    out = []
+    for token in ids:
+        if token == eos:
+            return out + [eos]
+        if token == pad:
+            break
+        out.append(token)
+    return out
+
+
+def decode(tokenizer, ids: list[int]) -> str:
+    """Response text without the end-of-turn marker."""
+    return tokenizer.decode([i for i in ids if i != tokenizer.eos_token_id], skip_special_tokens=False).strip()

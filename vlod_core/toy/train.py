@@ -1,0 +1,122 @@
+"""Supervised training of the toy teacher and student (next-token loss on the answer only).
+
+This is not distillation: it makes the pair that distillation then works on. Batches are built straight
+from token ids and pixel arrays (the processor's output, computed without it; a test checks the two agree)
+because the processor's PIL path would dominate a step this small. Fresh examples every step, so nothing
+overfits, and a share of text-only examples teaches every model p(answer | question) as well.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vlod_core.toy import world
+from vlod_core.toy.models import pixel_values
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch: int = 32
+    lr: float = 1e-3
+    warmup: int = 50
+    text_only_fraction: float = 0.15
+    weight_decay: float = 0.0
+    seed: int = 0
+    # Training draws fewer count questions (learned in a few hundred steps) and more of the hard ones.
+    question_weights: tuple[float, ...] = (0.3, 0.3, 0.1, 0.3)
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.text_only_fraction <= 1.0:
+            raise ValueError(f"text_only_fraction must be in [0, 1], got {self.text_only_fraction}")
+
+
+class PromptCache:
+    """Token ids of chat-formatted prompts (with and without the image) and of answers, computed once."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self._prompts: dict[tuple[str, bool], list[int]] = {}
+        self._answers: dict[str, list[int]] = {}
+        self._blank = world.Example((), "", "", "count").image()
+
+    def prompt(self, question: str, with_image: bool) -> list[int]:
+        key = (question, with_image)
+        if key not in self._prompts:
+            content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
+            text = self.processor.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            )
+            images = [self._blank] if with_image else None
+            ids = self.processor(text=[text], images=images, return_tensors="pt")["input_ids"][0]
+            self._prompts[key] = ids.tolist()
+        return self._prompts[key]
+
+    def answer(self, answer: str) -> list[int]:
+        if answer not in self._answers:
+            ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            self._answers[answer] = ids + [self.tokenizer.eos_token_id]
+        return self._answers[answer]
+
+
+def make_batch(cache: PromptCache, examples: list[world.Example], with_image: list[bool]) -> dict:
+    """Right-padded input ids, labels on the answer tokens, pixel values for the rows that have images."""
+    rows, labels = [], []
+    for ex, image in zip(examples, with_image):
+        prompt, answer = cache.prompt(ex.question, image), cache.answer(ex.answer)
+        rows.append(prompt + answer)
+        labels.append([IGNORE] * len(prompt) + answer)
+    length = max(map(len, rows))
+    pad = cache.tokenizer.pad_token_id
+    input_ids = torch.tensor([r + [pad] * (length - len(r)) for r in rows])  # (B, L)
+    attention_mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
+    label_ids = torch.tensor([lab + [IGNORE] * (length - len(lab)) for lab in labels])
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": label_ids}
+    imaged = [world.render(ex.objects) for ex, image in zip(examples, with_image) if image]
+    if imaged:
+        batch["pixel_values"] = pixel_values(imaged)
+    return batch
+
+
+def train(
+    model,
+    processor,
+    config: TrainConfig,
+    callback: Callable[[int, float], None] | None = None,
+) -> None:
+    """Train `model` in place on fresh toy examples; `callback(step, loss)` after each step."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    cache = PromptCache(processor)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    model.train()
+    for step in range(config.steps):
+        examples = world.sample_examples(config.batch, int(rng.integers(2**31)), config.question_weights)
+        with_image = list(rng.random(config.batch) >= config.text_only_fraction)
+        loss = model(**make_batch(cache, examples, with_image)).loss
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        scheduler.step()
+        if callback is not None:
+            callback(step, loss.item())
+    model.eval()
