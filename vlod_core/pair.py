@@ -91,21 +91,28 @@ def _check_source(name: str) -> None:
         raise PairError(f"{name}: no such folder (and not a Hub id of the form 'owner/name')")
 
 
+def _first_line(text: str, fallback: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), fallback)
+
+
 def _explain_load_error(name: str, error: Exception, what: str) -> PairError:
     text = str(error)
+    first = _first_line(text, type(error).__name__)
     if "trust_remote_code" in text:
         return PairError(
             f"{name} needs custom code from its repository. Tick 'trust remote code' (CLI: "
             f"--trust-remote-code) only if you trust its author."
         )
-    if "Unrecognized configuration class" in text or "does not appear to have" in text and "image" in text:
-        return PairError(f"{name} is not a vision-language model ({what} failed: {text.splitlines()[0]})")
+    if "requires the Torchvision library" in text or "requires the torchvision" in text.lower():
+        return PairError(f"{name}: its processor needs torchvision (pip install torchvision)")
+    if "Unrecognized configuration class" in text:
+        return PairError(f"{name} is not a vision-language model ({what} failed: {first})")
     if isinstance(error, OSError) and not Path(name).expanduser().exists():
         return PairError(
-            f"{name}: the Hugging Face Hub is unreachable or the id is unknown ({text.splitlines()[0]}). "
+            f"{name}: the Hugging Face Hub is unreachable or the id is unknown ({first}). "
             "Without a network, download the model elsewhere and pass its local folder instead."
         )
-    return PairError(f"{name}: could not load the {what}: {text.splitlines()[0] if text else type(error).__name__}")
+    return PairError(f"{name}: could not load the {what}: {first}")
 
 
 def load_model(name: str, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool = False):

@@ -32,16 +32,19 @@ Progress = Callable[[str, float], None]  # (stage, fraction of the whole build d
 
 @dataclass(frozen=True)
 class ToyBuildConfig:
+    """Step counts are fixed (not time budgets) so a seed gives the same pair on any machine."""
+
     seed: int = 0
-    teacher_steps: int = 3000
-    student_steps: int = 500
-    blind_steps: int = 400
+    teacher_steps: int = 2500
+    teacher_lr: float = 1e-3
+    student_text_steps: int = 800  # learns the language prior; this snapshot is the blind student
+    student_image_steps: int = 600  # a brief look at images: partly grounded
+    student_lr: float = 2e-3
     batch: int = 32
-    lr: float = 2e-3
     eval_examples: int = 1000
 
     def __post_init__(self):
-        for name in ("teacher_steps", "student_steps", "blind_steps", "batch", "eval_examples"):
+        for name in ("teacher_steps", "student_text_steps", "student_image_steps", "batch", "eval_examples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -67,44 +70,57 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def build_toy_pair(out: Path | None = None, config: ToyBuildConfig = ToyBuildConfig(), progress: Progress | None = None) -> dict:
+def build_toy_pair(
+    out: Path | None = None, config: ToyBuildConfig = ToyBuildConfig(), progress: Progress | None = None
+) -> dict:
     """Train and save the toy pair into `out` (replacing it); returns the card."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     out = Path(out) if out is not None else default_toy_dir()
     started = time.perf_counter()
-    total = config.teacher_steps + config.student_steps + config.blind_steps
+    total = config.teacher_steps + config.student_text_steps + config.student_image_steps
     done = 0
 
-    def stage(name: str, steps: int) -> Callable[[int, float], None]:
-        def report(step: int, _loss: float) -> None:
-            if progress is not None and (step % 25 == 0 or step == steps - 1):
-                progress(name, (done + step + 1) / total)
+    def run(name: str, model, processor, train_config: TrainConfig) -> None:
+        nonlocal done
 
-        return report
+        def report(step: int, _loss: float) -> None:
+            if progress is not None and (step % 25 == 0 or step == train_config.steps - 1):
+                progress(f"training {name}", (done + step + 1) / total)
+
+        train(model, processor, train_config, callback=report)
+        done += train_config.steps
 
     processor = build_processor()
     card: dict = {"seed": config.seed, "config": asdict(config), "versions": library_versions()}
+
+    def finish(name: str, model) -> None:
+        if progress is not None:
+            progress(f"evaluating {name}", done / total)
+        accuracy = evaluate(model, processor, len(processor.tokenizer), _held_out(config.eval_examples))
+        card[name] = accuracy.to_dict() | {"parameters": sum(p.numel() for p in model.parameters())}
+        model.save_pretrained(staging / name)
+        processor.save_pretrained(staging / name)
+
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".toy-build-", dir=out.parent))
     try:
-        plan = [
-            ("teacher", TEACHER_SIZE, config.teacher_steps, 0.15),
-            ("student", STUDENT_SIZE, config.student_steps, 0.15),
-            ("student_blind", STUDENT_SIZE, config.blind_steps, 1.0),
-        ]
-        for index, (name, size, steps, text_only) in enumerate(plan):
-            torch.manual_seed(config.seed * 1000 + index)
-            model = build_model(size, processor)
-            train_config = TrainConfig(
-                steps=steps, batch=config.batch, lr=config.lr, text_only_fraction=text_only, seed=config.seed * 1000 + index
-            )
-            train(model, processor, train_config, callback=stage(f"training {name}", steps))
-            done += steps
-            if progress is not None:
-                progress(f"evaluating {name}", done / total)
-            accuracy = evaluate(model, processor, len(processor.tokenizer), _held_out(config.eval_examples))
-            card[name] = accuracy.to_dict() | {"parameters": sum(p.numel() for p in model.parameters())}
-            model.save_pretrained(staging / name)
-            processor.save_pretrained(staging / name)
+        torch.manual_seed(config.seed)
+        teacher = build_model(TEACHER_SIZE, processor)
+        teacher_config = TrainConfig(steps=config.teacher_steps, batch=config.batch, lr=config.teacher_lr, seed=config.seed)
+        run("teacher", teacher, processor, teacher_config)
+        finish("teacher", teacher)
+
+        torch.manual_seed(config.seed + 1)
+        student = build_model(STUDENT_SIZE, processor)
+        common = dict(batch=config.batch, lr=config.student_lr, seed=config.seed + 1)
+        run("student (text only)", student, processor, TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common))
+        finish("student_blind", student)
+        image_phase = TrainConfig(steps=config.student_image_steps, warmup=10, **common | {"seed": config.seed + 2})
+        run("student (with images)", student, processor, image_phase)
+        finish("student", student)
+
         card["build_seconds"] = round(time.perf_counter() - started, 1)
         (staging / "card.json").write_text(json.dumps(card, indent=2))
         if out.exists():

@@ -29,7 +29,7 @@ class ToyModelSize:
     hidden: int
     layers: int
     heads: int = 4
-    vision_layers: int = 2
+    vision_layers: int = 1  # one object per patch: the tower only needs patch-local features
 
     def __post_init__(self):
         if self.hidden % self.heads:

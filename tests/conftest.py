@@ -1,0 +1,48 @@
+"""Shared fixtures: everything seeded, and one small toy pair built once per test session.
+
+The pair is the real toy build (same classes, processor and code path as `vlod toy build`) with far fewer
+training steps, written under a temporary VLOD_HOME so the app and CLI find it as the embedded default.
+Session fixtures are read-only: a test that trains takes a copy.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+SMALL_BUILD = dict(teacher_steps=300, student_text_steps=40, student_image_steps=20, eval_examples=64)
+
+
+@pytest.fixture(autouse=True)
+def seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def vlod_home(tmp_path_factory):
+    from vlod_core.toy.build import ToyBuildConfig, build_toy_pair
+
+    home = tmp_path_factory.mktemp("vlod_home")
+    os.environ["VLOD_HOME"] = str(home)
+    build_toy_pair(home / "toy", ToyBuildConfig(**SMALL_BUILD))
+    return home
+
+
+@pytest.fixture(scope="session")
+def toy_pair(vlod_home):
+    from vlod_core.pair import PairSpec, load_pair
+
+    return load_pair(PairSpec())
+
+
+@pytest.fixture(scope="session")
+def examples():
+    from vlod_core.toy import world
+
+    return world.sample_examples(6, seed=7)

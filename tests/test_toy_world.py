@@ -1,0 +1,75 @@
+"""The toy world's data, tokenizer and processor: deterministic, a real prior, and a faithful fast path."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from vlod_core.evaluation import exact_match, held_out_examples
+from vlod_core.sampling import GREEDY, decode, generate
+from vlod_core.toy import world
+from vlod_core.toy.models import build_processor, pixel_values
+from vlod_core.toy.train import PromptCache, make_batch
+
+
+def test_examples_are_deterministic_and_seed_dependent():
+    assert world.sample_examples(20, seed=3) == world.sample_examples(20, seed=3)
+    assert world.sample_examples(20, seed=3) != world.sample_examples(20, seed=4)
+
+
+def test_question_alone_gets_about_half_right():
+    prior = world.language_prior_accuracy(world.sample_examples(2000, 1), world.sample_examples(8000, 2))
+    assert 0.4 <= prior <= 0.6
+
+
+def test_leftmost_is_unique_and_answers_match_the_scene():
+    for ex in world.sample_examples(300, seed=5):
+        cols = sorted(o.col for o in ex.objects)
+        assert len(cols) == 1 or cols[0] < cols[1]
+        if ex.question_type == "count":
+            assert ex.answer.split()[0] == world.COUNT_WORDS[len(ex.objects) - 1]
+        if ex.question_type == "colour":
+            shape = ex.question.split()[-2]
+            assert ex.answer == f"it is {next(o.colour for o in ex.objects if o.shape == shape)}"
+
+
+def test_fast_pixel_path_equals_the_processor():
+    processor = build_processor()
+    images = [ex.image() for ex in world.sample_examples(4, seed=0)]
+    expected = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(pixel_values(images), expected)
+
+
+def test_training_batches_use_the_same_prompt_ids_as_the_processor():
+    processor = build_processor()
+    ex = world.sample_examples(1, seed=0)[0]
+    batch = make_batch(PromptCache(processor), [ex], [True])
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ex.question}]}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    ids = processor(text=[text], images=[ex.image()], return_tensors="pt")["input_ids"][0].tolist()
+    assert batch["input_ids"][0, : len(ids)].tolist() == ids
+
+
+def test_exact_match_shortcut_agrees_with_greedy_generation(toy_pair):
+    examples = held_out_examples(24)
+    right_image, right_ablated = exact_match(toy_pair.teacher, toy_pair.processor, examples, toy_pair.vocab_size)
+    for images, right in (([ex.image() for ex in examples], right_image), ([None] * len(examples), right_ablated)):
+        generated = generate(toy_pair.teacher, toy_pair.processor, [ex.question for ex in examples], images, GREEDY)
+        texts = [decode(toy_pair.tokenizer, ids) for ids in generated]
+        eos = toy_pair.tokenizer.eos_token_id
+        expected = [t == ex.answer and ids[-1] == eos for t, ids, ex in zip(texts, generated, examples)]
+        assert right.tolist() == expected
+    assert right_image.any()  # the small teacher gets some right: the comparison is not all-False
+
+
+def test_card_records_accuracies_and_versions(vlod_home):
+    card = json.loads((vlod_home / "toy" / "card.json").read_text())
+    assert {"seed", "build_seconds", "versions", "teacher", "student", "student_blind"} <= card.keys()
+    for name in ("teacher", "student", "student_blind"):
+        assert 0.0 <= card[name]["accuracy_image"] <= 1.0
+        assert 0.0 <= card[name]["accuracy_no_image"] <= 1.0
+    assert card["versions"]["torch"] == torch.__version__
