@@ -1,0 +1,135 @@
+"""Result records that cross from the core to the pages and the CLI: step records and run cards.
+
+A run card is plain JSON. Loading one (perhaps uploaded by a user) validates its shape and sizes before
+anything displays it, so a hand-edited or hostile file produces a clear `RunCardError`, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MAX_CARD_BYTES = 20 * 1024 * 1024
+MAX_RECORDS = 100_000
+SCHEMA = "vlod.run_card/1"
+
+
+class RunCardError(ValueError):
+    """A run card file is not valid; the message says what is wrong."""
+
+
+@dataclass
+class StepRecord:
+    step: int
+    seconds: float
+    loss: float
+    std: float
+    lang: float
+    vis: float
+    lp: float
+    vds: float
+    lang_high_vds: float  # ℓLang on the top-30% VDS tokens: where VGS "unlearns" the prior
+    eta: float
+    grad_norm: float
+    response_tokens: int
+    geometry: dict | None = None  # GradGeometry.to_dict() every k steps
+    accuracy: dict | None = None  # Accuracy.to_dict() every k steps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunCard:
+    config: dict
+    versions: dict
+    pair: dict
+    seconds: float
+    before: dict
+    after: dict
+    records: list[dict]
+    answers_before: list[dict] = field(default_factory=list)
+    answers_after: list[dict] = field(default_factory=list)
+    probe_before: list[dict] = field(default_factory=list)
+    probe_after: list[dict] = field(default_factory=list)
+    stopped: str | None = None  # why the run ended early, if it did
+    schema: str = SCHEMA
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> "RunCard":
+        if len(data) > MAX_CARD_BYTES:
+            raise RunCardError(f"run card is {len(data) / 2**20:.1f} MiB; the limit is {MAX_CARD_BYTES / 2**20:.0f} MiB")
+        try:
+            raw = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RunCardError(f"not a JSON file ({error})") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunCard":
+        return cls.from_json(Path(path).read_bytes())
+
+    @classmethod
+    def from_dict(cls, raw) -> "RunCard":
+        validate_card(raw)
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+def _number(value, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RunCardError(f"{where} must be a number, got {type(value).__name__}")
+
+
+def _accuracy(block, where: str) -> None:
+    if not isinstance(block, dict):
+        raise RunCardError(f"{where} must be an object")
+    for key in ("accuracy_image", "accuracy_no_image"):
+        if key not in block:
+            raise RunCardError(f"{where} lacks {key}")
+        _number(block[key], f"{where}.{key}")
+        if not (0.0 <= block[key] <= 1.0):
+            raise RunCardError(f"{where}.{key} must be in [0, 1], got {block[key]}")
+
+
+def validate_card(raw) -> None:
+    """Raise RunCardError unless `raw` has a run card's shape."""
+    if not isinstance(raw, dict):
+        raise RunCardError("a run card is a JSON object")
+    if raw.get("schema") != SCHEMA:
+        raise RunCardError(f"not a vlod run card (schema {raw.get('schema')!r}, expected {SCHEMA!r})")
+    for key, kind in (("config", dict), ("versions", dict), ("pair", dict), ("records", list)):
+        if not isinstance(raw.get(key), kind):
+            raise RunCardError(f"'{key}' must be a {'list' if kind is list else 'JSON object'}")
+    _number(raw.get("seconds"), "seconds")
+    _accuracy(raw.get("before"), "before")
+    _accuracy(raw.get("after"), "after")
+    if len(raw["records"]) > MAX_RECORDS:
+        raise RunCardError(f"too many records ({len(raw['records'])}; limit {MAX_RECORDS})")
+    for i, record in enumerate(raw["records"]):
+        if not isinstance(record, dict):
+            raise RunCardError(f"records[{i}] must be an object")
+        for key in ("step", "loss", "std", "lang", "vis", "eta"):
+            if key not in record:
+                raise RunCardError(f"records[{i}] lacks {key}")
+            _number(record[key], f"records[{i}].{key}")
+    for key in ("answers_before", "answers_after", "probe_before", "probe_after"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
+            raise RunCardError(f"'{key}' must be a list of objects")
+        for answer in value:
+            for text_key in ("question", "image", "no_image"):
+                if text_key in answer and not isinstance(answer[text_key], str):
+                    raise RunCardError(f"'{key}' entries need text in '{text_key}'")
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
