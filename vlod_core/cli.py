@@ -106,6 +106,166 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _steering_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gamma", type=float, default=2.0, help="γ, weight of the steering term (default 2)")
+    parser.add_argument("--lam", type=float, default=0.01, help="λ, weight of language preservation (default 0.01)")
+    parser.add_argument("--eta", default="auto", help="'auto' (measured from gradients) or a fixed number, e.g. 0.41")
+    parser.add_argument("--eta-every", type=int, default=1, help="with --eta auto: re-measure every k steps")
+    parser.add_argument("--estimator", default="full", choices=["full", "sampled"])
+
+
+def _steering(args, rule: str):
+    from vlod_core.steering import SteeringConfig
+
+    eta = args.eta if args.eta == "auto" else float(args.eta)
+    return SteeringConfig(
+        rule=rule, gamma=args.gamma, lam=args.lam, eta=eta, eta_every=args.eta_every, estimator=args.estimator
+    )
+
+
+def _distill_config(args, rule: str, seed: int):
+    from vlod_core.distill import DistillConfig
+
+    return DistillConfig(
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        seed=seed,
+        steering=_steering(args, rule),
+        ablation=args.ablation,
+        geometry_every=args.geometry_every,
+        eval_every=args.eval_every,
+        eval_examples=args.eval_examples,
+    )
+
+
+def _degrees(value: float) -> str:
+    return f"{value:>11.1f}°" if value == value else f"{'n/a':>12}"  # n/a: a gradient is zero there
+
+
+def cmd_geometry(args) -> int:
+    from vlod_core.geometry_batch import batch_geometry, toy_batch
+    from vlod_core.results import json_safe
+
+    pair = _load_pair(args)
+    images, questions = toy_batch(args.batch, args.seed)
+    geometry = batch_geometry(pair, images, questions, seed=args.seed, ablation=args.ablation, bins=args.bins)
+    if args.json:
+        print(json.dumps(json_safe(geometry.to_dict()), indent=2))
+        return 0
+    g = geometry.global_
+    print("norms   " + "   ".join(f"|g_{k}| {v:.4f}" for k, v in g["norms"].items()))
+    print("angles  " + "   ".join(f"{k} {v:6.1f}°" for k, v in g["angles"].items()))
+    print(f"\n{'group':<22}" + "".join(f"{k:>12}" for k in g["angles"]))
+    for name, block in geometry.groups.items():
+        print(f"{name:<22}" + "".join(_degrees(v) for v in block["angles"].values()))
+    if geometry.bins:
+        print(f"\n{'VDS bin':<22}" + "".join(f"{k:>12}" for k in g["angles"]))
+        for b in geometry.bins:
+            label = f"{b['vds_low']:.2g} to {b['vds_high']:.2g}"
+            print(f"{label:<22}" + "".join(_degrees(v) for v in b["angles"].values()))
+    return 0
+
+
+def _record_printer(total: int):
+    def report(record) -> None:
+        extra = ""
+        if record.accuracy:
+            extra = f"  acc {record.accuracy['accuracy_image']:.3f} / {record.accuracy['accuracy_no_image']:.3f}"
+        sys.stderr.write(
+            f"\rstep {record.step}/{total}  loss {record.loss:.4f}  std {record.std:.4f}  lang {record.lang:.4f}"
+            f"  vis {record.vis:.4f}  η {record.eta:.3f}{extra}   "
+        )
+        if record.step == total or record.accuracy:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return report
+
+
+def cmd_distill(args) -> int:
+    from vlod_core.distill import distill
+
+    config = _distill_config(args, args.steering, args.seed)
+    pair = _load_pair(args)
+    result = distill(pair, config, callback=_record_printer(config.steps))
+    card = result.card
+    if result.card.stopped:
+        print(f"note: {card.stopped}", file=sys.stderr)
+    if args.out:
+        card.save(args.out)
+    if args.save_student:
+        result.student.save_pretrained(args.save_student)
+        pair.processor.save_pretrained(args.save_student)
+    b, a = card.before, card.after
+    print(f"{args.steering}: {len(card.records)} steps in {card.seconds:.1f} s")
+    print(f"  with image     {b['accuracy_image']:.3f} -> {a['accuracy_image']:.3f}")
+    print(f"  without image  {b['accuracy_no_image']:.3f} -> {a['accuracy_no_image']:.3f}")
+    if args.out:
+        print(f"  run card: {args.out}")
+    return 0
+
+
+def _steps_to_gain(card, gain: float) -> int | None:
+    target = card.before["accuracy_image"] + gain
+    for record in card.records:
+        if record.get("accuracy") and record["accuracy"]["accuracy_image"] >= target:
+            return record["step"]
+    return card.config["steps"] if card.after["accuracy_image"] >= target else None
+
+
+def cmd_compare(args) -> int:
+    import statistics
+
+    from vlod_core.distill import distill
+
+    pair = _load_pair(args)
+    rules = args.rules.split(",")
+    rows = []
+    for rule in rules:
+        results = []
+        for seed in range(args.seeds):
+            config = _distill_config(args, rule, seed)
+            sys.stderr.write(f"{rule}, seed {seed}\n")
+            card = distill(pair, config, callback=_record_printer(config.steps)).card
+            results.append(card)
+            if args.out_dir:
+                Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+                card.save(Path(args.out_dir) / f"{rule}-seed{seed}.json")
+        rows.append((rule, results))
+
+    def spread(values: list[float]) -> str:
+        mean = statistics.fmean(values)
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{mean:.3f} ± {sd:.3f}"
+
+    header = f"{'rule':<14}{'before (img)':>16}{'after (img)':>16}{'after (no img)':>17}{'steps to +5 pts':>18}{'seconds':>9}"
+    print(header)
+    print("-" * len(header))
+    for rule, cards in rows:
+        reach = [_steps_to_gain(c, 0.05) for c in cards]
+        reach_text = ",".join("-" if r is None else str(r) for r in reach)
+        print(
+            f"{rule:<14}{spread([c.before['accuracy_image'] for c in cards]):>16}"
+            f"{spread([c.after['accuracy_image'] for c in cards]):>16}"
+            f"{spread([c.after['accuracy_no_image'] for c in cards]):>17}{reach_text:>18}"
+            f"{statistics.fmean(c.seconds for c in cards):>9.1f}"
+        )
+    return 0
+
+
+def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (toy default 1e-3)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
+    parser.add_argument("--geometry-every", type=int, default=0, help="record gradient angles every k steps")
+    parser.add_argument("--eval-every", type=int, default=0, help="held-out accuracy every k steps")
+    parser.add_argument("--eval-examples", type=int, default=400)
+    _steering_args(parser)
+    _add_pair_args(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlod", description="Decomposed on-policy distillation of VLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the library does")
@@ -129,11 +289,40 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     _add_pair_args(inspect)
     inspect.set_defaults(func=cmd_inspect)
+
+    geometry = commands.add_parser("geometry", help="norms and angles of g_std, g_lang, g_vis on one batch")
+    geometry.add_argument("--seed", type=int, default=0)
+    geometry.add_argument("--batch", type=int, default=32)
+    geometry.add_argument("--bins", type=int, default=10, help="VDS bins (0: none)")
+    geometry.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
+    geometry.add_argument("--json", action="store_true")
+    _add_pair_args(geometry)
+    geometry.set_defaults(func=cmd_geometry)
+
+    from vlod_core.steering import RULES
+
+    run = commands.add_parser("distill", help="on-policy distillation with one update rule; writes a run card")
+    run.add_argument("--steering", default="standard", choices=RULES)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", help="run card path (JSON)")
+    run.add_argument("--save-student", help="save the distilled student here (safetensors folder)")
+    _add_run_args(run, steps=100)
+    run.set_defaults(func=cmd_distill)
+
+    compare = commands.add_parser("compare", help="several rules from identical seeds; one table")
+    compare.add_argument("--rules", default="standard,vgs", help=f"comma-separated, from {', '.join(RULES)}")
+    compare.add_argument("--seeds", type=int, default=3)
+    compare.add_argument("--out-dir", help="also save every run card here")
+    _add_run_args(compare, steps=100)
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.func(args)

@@ -10,6 +10,7 @@ padded towards square, tiny images scaled up, huge ones scaled down.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,11 @@ MAX_PIXELS = 40_000_000  # declared width x height; refused before decoding
 MAX_SIDE = 1024  # larger images are scaled down (every VLM resizes anyway)
 MIN_SIDE = 16
 MAX_ASPECT = 4.0  # wider than this gets padded, so the content is not squashed into a line
+# Only these decoders ever see user bytes: Pillow would otherwise also try EPS (which runs Ghostscript),
+# PDF, and a long tail of rarely-audited formats. (Phone-camera MPO files come in through the JPEG decoder.)
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
+# What Pillow's decoders raise on damaged input (a fuzz test in tests/test_images.py feeds it broken files).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, IndexError, EOFError, struct.error)
 
 
 class ImageError(ValueError):
@@ -48,11 +54,13 @@ def load_image(source: bytes | str | Path, max_bytes: int = MAX_UPLOAD_BYTES) ->
     if len(data) > max_bytes:
         raise ImageError(f"the file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
     try:
-        opened = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("not an image Pillow can read (expected PNG, JPEG, GIF, WebP, BMP ...)") from None
+        opened = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as error:
         raise ImageError(f"refused: {error}") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image vlod can read (expected PNG, JPEG, GIF, WebP, BMP or TIFF)") from None
+    except _DECODE_ERRORS as error:
+        raise ImageError(f"the image is damaged or truncated ({error})") from None
     width, height = opened.size
     if width * height > MAX_PIXELS:
         raise ImageError(
@@ -66,9 +74,10 @@ def load_image(source: bytes | str | Path, max_bytes: int = MAX_UPLOAD_BYTES) ->
             notes.append(f"animated image with {frames} frames: using the first frame")
             opened.seek(0)
         opened.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        image = _normalise(opened, notes)
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as error:
         raise ImageError(f"the image is damaged or truncated ({error})") from None
-    return LoadedImage(_normalise(opened, notes), notes)
+    return LoadedImage(image, notes)
 
 
 def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
@@ -87,7 +96,11 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
 
 
 def _normalise(image: Image.Image, notes: list[str]) -> Image.Image:
-    rotated = ImageOps.exif_transpose(image)
+    try:
+        rotated = ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS:  # damaged EXIF block: the pixels are fine, only the orientation is unknown
+        rotated = None
+        notes.append("EXIF data unreadable: orientation not applied")
     if rotated is not None and rotated.size != image.size:
         notes.append("EXIF rotation applied")
     image = _to_rgb(rotated if rotated is not None else image, notes)

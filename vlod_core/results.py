@@ -133,3 +133,14 @@ def validate_card(raw) -> None:
 
 def finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def json_safe(value):
+    """NaN/inf become None (JSON has no NaN): e.g. the angle to a gradient that is zero in a module."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

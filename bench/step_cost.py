@@ -1,0 +1,399 @@
+"""Cost of one distillation step: standard OPD vs VGS (fixed and measured η) vs geometry vs TRL.
+
+What one "step" is here: the real loop's step, `vlod_core.distill.distill` itself — the student samples
+with the image (`sampling.generate`), `build_scoring_batch`, `score_four` (one merged call per model),
+`token_kls`, `steering.objective`, for `eta="auto"` two extra `autograd.grad` calls, backward, gradient
+clipping, AdamW. Our steps are timed from the gaps between consecutive `callback` calls of `distill`
+(perf_counter, so each gap is one whole step plus a trivial callback); the first step of every `distill`
+call is set-up plus a step and is not counted.
+
+The geometry row is `distill.geometry_now` (what the loop runs every `geometry_every` steps): one extra
+student+teacher forward on the step's batch, then `geometry_of_losses`, timed with bins=0 (three gradient
+calls) and with bins=10 (the paper's Fig. 3: 3 + 30 gradient calls).
+
+The peer is TRL's `DistillationTrainer` (on-policy, reverse KL: beta=1) on the same pair, batch and
+completion length, with its defaults brought to ours (lr 1e-3 constant, fp32, no gradient checkpointing,
+6-token completions, AdamW wd 0.01, clipping 1.0, structural tokens suppressed). Its steps and ours
+alternate in one process: a `TrainerCallback.on_step_end` runs one round of our variants between two TRL
+steps, and a TRL step is timed from the callback's return to the next `on_step_end` (data loading,
+generation, processor calls, forward, loss, backward, clipping, optimiser, scheduler, trainer overhead).
+
+All timed work runs with one intra-op thread (`torch.set_num_threads(1)`): the machine has 2 cores shared
+with other jobs. Variants are interleaved round-robin (order rotated each round) after a warm-up round;
+the table reports medians. The last line is `vgs_fixed/standard = X.XX` (batch 32).
+
+    python bench/step_cost.py                 # full run, ~3-5 minutes on 2 shared cores
+    python bench/step_cost.py --rounds 4 --no-trl --no-breakdown   # quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections import defaultdict
+from contextlib import contextmanager
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+
+THREADS = 1
+torch.set_num_threads(THREADS)
+
+from vlod_core.distill import DistillConfig, distill, geometry_now, toy_rollouts  # noqa: E402
+from vlod_core.inputs import build_scoring_batch  # noqa: E402
+from vlod_core.pair import PairSpec, load_pair  # noqa: E402
+from vlod_core.sampling import structural_token_ids  # noqa: E402
+from vlod_core.steering import SteeringConfig  # noqa: E402
+from vlod_core.toy import world  # noqa: E402
+
+FIXED_ETA = 0.41
+VARIANTS = {
+    "standard": SteeringConfig(rule="standard"),
+    "vgs_fixed": SteeringConfig(rule="vgs", eta=FIXED_ETA),
+    "vgs_auto": SteeringConfig(rule="vgs", eta="auto"),
+}
+GEOMETRY = {"geometry_bins0": 0, "geometry_bins10": 10}
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+class Bench:
+    """One batch size: our variants and the geometry call, run one round at a time."""
+
+    def __init__(self, pair, batch: int, steps_per_block: int):
+        self.pair, self.batch, self.block = pair, batch, steps_per_block
+        self.times: dict[str, list[float]] = defaultdict(list)
+        self.tokens: dict[str, list[float]] = defaultdict(list)  # mean response length per step
+        self.round = 0
+        # A fixed batch for the geometry call, sampled by the initial student like a real step's batch.
+        self.geo_student = copy.deepcopy(pair.student).train()
+        self.geo_params = [(n, p) for n, p in self.geo_student.named_parameters() if p.requires_grad]
+        self.geo_config = {bins: DistillConfig(batch=batch, geometry_bins=bins) for bins in GEOMETRY.values()}
+        images, questions, responses = toy_rollouts(
+            self.geo_student, pair.processor, self.geo_config[0], 0, 1
+        )(0)
+        self.geo_batch = build_scoring_batch(pair.processor, images, questions, responses)
+
+    def run_variant(self, name: str, record: bool) -> None:
+        config = DistillConfig(
+            steps=self.block + 1,
+            batch=self.batch,
+            seed=self.round,  # same data for every variant within a round
+            steering=VARIANTS[name],
+            eval_examples=1,
+            answer_examples=0,
+        )
+        stamps, tokens = [], []
+
+        def callback(rec):
+            stamps.append(time.perf_counter())
+            tokens.append(rec.response_tokens / self.batch)
+
+        distill(self.pair, config, callback=callback, evaluate_model=False)
+        if record:
+            self.times[name] += [b - a for a, b in zip(stamps, stamps[1:])]
+            self.tokens[name] += tokens[1:]
+
+    def run_geometry(self, name: str, record: bool) -> None:
+        bins = GEOMETRY[name]
+        start = time.perf_counter()
+        geometry_now(self.pair, self.geo_student, self.geo_params, self.geo_batch, self.geo_config[bins])
+        if record:
+            self.times[name].append(time.perf_counter() - start)
+
+    def one_round(self, record: bool = True, geometry: bool = True) -> None:
+        names = list(VARIANTS) + (list(GEOMETRY) if geometry else [])
+        shift = self.round % len(names)
+        for name in names[shift:] + names[:shift]:  # rotate the order: no variant always goes first
+            (self.run_geometry if name in GEOMETRY else self.run_variant)(name, record)
+        self.round += 1
+
+
+def trl_dataset(n: int, seed: int):
+    from datasets import Dataset
+
+    examples = world.sample_examples(n, seed=seed)
+    # TRL's conversational VLM format: a raw (untemplated) prompt plus an "image" column; the trainer
+    # inserts the image entry into the user message and applies the chat template itself.
+    return Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": ex.question}], "image": ex.image()} for ex in examples]
+    )
+
+
+def run_with_trl(pair, bench: Bench, rounds: int, geometry: bool, trl_per_round: int) -> None:
+    """`trl_per_round` TRL steps, then one round of ours, and so on; each TRL step is timed from the previous
+    `on_step_end` callback's return to its own `on_step_end`."""
+    from transformers import PrinterCallback, TrainerCallback
+    from trl import DistillationConfig, DistillationTrainer
+
+    tokenizer = pair.tokenizer
+    args = DistillationConfig(
+        output_dir=tempfile.mkdtemp(prefix="vlod_bench_trl_"),
+        per_device_train_batch_size=bench.batch,
+        gradient_accumulation_steps=1,
+        max_steps=trl_per_round * (rounds + 1),  # the first round is warm-up
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        bf16=False,
+        gradient_checkpointing=False,
+        max_completion_length=6,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=1.0,  # reverse KL
+        # A custom list replaces TRL's own [image_token_id]: suppress every structural token but EOS.
+        generation_kwargs={"suppress_tokens": structural_token_ids(tokenizer)},
+        use_cpu=True,
+        report_to=[],
+        logging_steps=10_000,
+        save_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    trl_times, trl_tokens = [], []
+
+    class Interleave(TrainerCallback):
+        def __init__(self):
+            self.resumed = None
+            self.trainer = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.perf_counter()
+            torch.set_num_threads(THREADS)  # in case anything reset it
+            warm = state.global_step <= trl_per_round
+            if not warm:
+                trl_times.append(now - self.resumed)
+                lengths = self.trainer._metrics["train"].get("completions/mean_length", [])
+                if lengths:
+                    trl_tokens.append(lengths[-1])
+            if state.global_step % trl_per_round == 0:
+                bench.one_round(record=not warm, geometry=geometry)
+            self.resumed = time.perf_counter()
+
+    callback = Interleave()
+    trainer = DistillationTrainer(
+        model=copy.deepcopy(pair.student),
+        teacher_model=copy.deepcopy(pair.teacher),
+        args=args,
+        train_dataset=trl_dataset(max(512, 4 * bench.batch), seed=777),
+        processing_class=copy.deepcopy(pair.processor),
+        callbacks=[callback],
+    )
+    callback.trainer = trainer
+    trainer.remove_callback(PrinterCallback)  # it prints the metrics dict at the end
+    trainer.train()
+    bench.times["trl"] = trl_times
+    bench.tokens["trl"] = trl_tokens
+
+
+def trl_unavailable_reason() -> str | None:
+    try:
+        import trl  # noqa: F401
+        from trl import DistillationTrainer  # noqa: F401
+    except Exception as error:  # noqa: BLE001
+        return f"trl is not importable ({type(error).__name__}: {error}); pip install -r bench/requirements.txt"
+    return None
+
+
+PHASES = (
+    "sampling: processor + generate",
+    "  of which HF model.generate",
+    "build_scoring_batch (2 processor calls)",
+    "chat template renders (in both above)",
+    "score_four (teacher + student forwards)",
+    "token_kls",
+    "objective",
+    "eta auto: 2 autograd.grad",
+    "backward",
+    "AdamW step",
+    "= whole step (median gap)",
+)
+
+
+@contextmanager
+def timed_phases(totals: dict[str, float], model_class):
+    """Wrap the loop's pieces (module globals the loop looks up at call time) and time each call."""
+    import vlod_core.distill as d
+    import vlod_core.inputs as inputs
+    import vlod_core.sampling as sampling
+
+    originals = {}
+
+    def wrap(owner, attr, label):
+        fn = getattr(owner, attr)
+        originals[(owner, attr)] = fn
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                totals[label] += time.perf_counter() - t
+
+        setattr(owner, attr, timed)
+
+    wrap(d, "generate", PHASES[0])
+    wrap(model_class, "generate", PHASES[1])
+    wrap(d, "build_scoring_batch", PHASES[2])
+    wrap(sampling, "render_prompt", PHASES[3])
+    wrap(inputs, "render_prompt", PHASES[3])
+    wrap(d, "score_four", PHASES[4])
+    wrap(d, "per_token_losses", PHASES[5])
+    wrap(d, "objective", PHASES[6])
+    wrap(torch.autograd, "grad", PHASES[7])
+    wrap(torch.autograd, "backward", PHASES[8])
+    wrap(torch.optim.AdamW, "step", PHASES[9])
+    try:
+        yield
+    finally:
+        for (owner, attr), fn in reversed(list(originals.items())):
+            setattr(owner, attr, fn)
+
+
+def breakdown(pair, batch: int, steps: int) -> dict[str, dict[str, float]]:
+    """Per-phase ms per step of each variant (one distill run each; its first step is not counted)."""
+    out = {}
+    for name, steering in VARIANTS.items():
+        totals: dict[str, float] = defaultdict(float)
+        config = DistillConfig(steps=steps + 1, batch=batch, steering=steering, eval_examples=1, answer_examples=0)
+        stamps = []
+
+        def callback(_record):
+            stamps.append(time.perf_counter())
+            if len(stamps) == 1:
+                totals.clear()  # drop the first step (set-up and first calls)
+
+        with timed_phases(totals, type(pair.student)):
+            distill(pair, config, callback=callback, evaluate_model=False)
+        per_step = {k: 1000 * v / steps for k, v in totals.items()}
+        per_step[PHASES[-1]] = 1000 * median([b - a for a, b in zip(stamps, stamps[1:])])
+        out[name] = per_step
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--rounds", type=int, default=16, help="timed rounds per batch size (after 1 warm-up)")
+    parser.add_argument("--steps-per-block", type=int, default=3, help="timed steps per variant per round")
+    parser.add_argument("--trl-steps-per-round", type=int, default=2, help="TRL steps between two rounds of ours")
+    parser.add_argument("--no-trl", action="store_true", help="skip TRL's DistillationTrainer")
+    parser.add_argument("--no-geometry", action="store_true")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the per-phase breakdown")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except Exception:  # noqa: BLE001
+        pass
+
+    print(f"torch {torch.__version__}, intra-op threads: {torch.get_num_threads()} (torch.set_num_threads({THREADS}))")
+    pair = load_pair(PairSpec(device="cpu"))
+    print(
+        f"pair: toy LLaVA, teacher {sum(p.numel() for p in pair.teacher.parameters()):,} params, "
+        f"student {sum(p.numel() for p in pair.student.parameters()):,} params; max_new_tokens 6"
+    )
+    trl_reason = None if not args.no_trl else "skipped (--no-trl)"
+    if trl_reason is None:
+        trl_reason = trl_unavailable_reason()
+        if trl_reason is None:
+            import trl
+
+            print(f"peer: trl {trl.__version__} DistillationTrainer (beta=1, reverse KL), same pair/batch/length")
+
+    started = time.perf_counter()
+    results: dict[int, Bench] = {}
+    for batch in args.batches:
+        bench = Bench(pair, batch, args.steps_per_block)
+        geometry = not args.no_geometry
+        ran_trl = False
+        if trl_reason is None:
+            try:
+                run_with_trl(pair, bench, args.rounds, geometry, args.trl_steps_per_round)
+                ran_trl = True
+            except Exception as error:  # noqa: BLE001
+                tb = traceback.extract_tb(error.__traceback__)[-1]
+                trl_reason = (
+                    f"TRL DistillationTrainer failed on this pair: {type(error).__name__}: {error} "
+                    f"(at {os.path.basename(tb.filename)}:{tb.lineno} in {tb.name})"
+                )
+                bench = Bench(pair, batch, args.steps_per_block)
+        if not ran_trl:
+            bench.one_round(record=False, geometry=geometry)  # warm-up
+            for _ in range(args.rounds):
+                bench.one_round(record=True, geometry=geometry)
+        results[batch] = bench
+        print(f"batch {batch}: done after {time.perf_counter() - started:.0f} s")
+
+    names = list(VARIANTS) + ([] if args.no_geometry else list(GEOMETRY)) + (["trl"] if trl_reason is None else [])
+    print()
+    print("median ms per step, ratio to standard at the same batch, [n samples], mean response tokens")
+    header = f"{'variant':<18}" + "".join(f"{'batch ' + str(b):>34}" for b in args.batches)
+    print(header)
+    for name in names:
+        row = f"{name:<18}"
+        for batch in args.batches:
+            bench = results[batch]
+            ms = 1000 * median(bench.times[name])
+            ratio = ms / (1000 * median(bench.times["standard"]))
+            toks = bench.tokens.get(name)
+            tok_text = f"{statistics.mean(toks):.2f}tok" if toks else "  fixed"
+            row += f"{ms:>10.1f} ms {ratio:>6.2f}x [{len(bench.times[name]):>3}] {tok_text:>8}"
+        print(row)
+    print("geometry_bins0 = distill.geometry_now with geometry_bins=0 (forward + 3 autograd.grad calls);")
+    print("geometry_bins10 = the same with 10 VDS bins (3 + 30 autograd.grad calls); both on one fixed batch.")
+
+    if not args.no_breakdown:
+        batch = max(args.batches)
+        print()
+        print(f"per-phase breakdown at batch {batch}: ms per step, mean of 8 steps of one run per variant, timed by")
+        print("wrapping the functions the loop calls (not listed: toy data + rendering, clipping, step records)")
+        table = breakdown(pair, batch, 8)
+        print(f"{'phase':<44}" + "".join(f"{n:>12}" for n in table))
+        for label in PHASES:
+            print(f"{label:<44}" + "".join(f"{table[n].get(label, 0.0):>12.1f}" for n in table))
+
+    print()
+    print(f"total benchmark time {time.perf_counter() - started:.0f} s; one intra-op thread throughout")
+    last = max(args.batches)
+    bench = results[last]
+    std_ms = median(bench.times["standard"])
+    for batch in args.batches:
+        if trl_reason is None:
+            b = results[batch]
+            print(
+                f"batch {batch}: standard/TRL {median(b.times['standard']) / median(b.times['trl']):.2f}, "
+                f"vgs_fixed/TRL {median(b.times['vgs_fixed']) / median(b.times['trl']):.2f}"
+            )
+    if trl_reason is None:
+        print(f"(batch {last}, medians)")
+        print(f"standard/trl = {std_ms / median(bench.times['trl']):.2f}")
+        print(f"vgs_fixed/trl = {median(bench.times['vgs_fixed']) / median(bench.times['trl']):.2f}")
+    else:
+        print(f"TRL: {trl_reason}")
+    print(f"vgs_fixed/standard = {median(bench.times['vgs_fixed']) / std_ms:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
