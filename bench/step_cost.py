@@ -14,8 +14,8 @@ calls) and with bins=10 (the paper's Fig. 3: 3 + 30 gradient calls).
 The peer is TRL's `DistillationTrainer` (on-policy, reverse KL: beta=1) on the same pair, batch and
 completion length, with its defaults brought to ours (lr 1e-3 constant, fp32, no gradient checkpointing,
 6-token completions, AdamW wd 0.01, clipping 1.0, structural tokens suppressed). Its steps and ours
-alternate in one process: a `TrainerCallback.on_step_end` runs one round of our variants between two TRL
-steps, and a TRL step is timed from the callback's return to the next `on_step_end` (data loading,
+alternate in one process: a `TrainerCallback.on_step_end` runs one round of our variants after every
+`--trl-steps-per-round` (2) TRL steps, and a TRL step is timed from the callback's return to the next `on_step_end` (data loading,
 generation, processor calls, forward, loss, backward, clipping, optimiser, scheduler, trainer overhead).
 
 All timed work runs with one intra-op thread (`torch.set_num_threads(1)`): the machine has 2 cores shared
@@ -32,6 +32,7 @@ import argparse
 import copy
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -198,7 +199,10 @@ def run_with_trl(pair, bench: Bench, rounds: int, geometry: bool, trl_per_round:
     )
     callback.trainer = trainer
     trainer.remove_callback(PrinterCallback)  # it prints the metrics dict at the end
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(args.output_dir, ignore_errors=True)
     bench.times["trl"] = trl_times
     bench.tokens["trl"] = trl_tokens
 
@@ -360,8 +364,9 @@ def main(argv=None) -> int:
             tok_text = f"{statistics.mean(toks):.2f}tok" if toks else "  fixed"
             row += f"{ms:>10.1f} ms {ratio:>6.2f}x [{len(bench.times[name]):>3}] {tok_text:>8}"
         print(row)
-    print("geometry_bins0 = distill.geometry_now with geometry_bins=0 (forward + 3 autograd.grad calls);")
-    print("geometry_bins10 = the same with 10 VDS bins (3 + 30 autograd.grad calls); both on one fixed batch.")
+    if not args.no_geometry:
+        print("geometry_bins0 = distill.geometry_now with geometry_bins=0 (forward + 3 autograd.grad calls);")
+        print("geometry_bins10 = the same with 10 VDS bins (3 + 30 autograd.grad calls); both on one fixed batch.")
 
     if not args.no_breakdown:
         batch = max(args.batches)

@@ -99,6 +99,7 @@ def test_png_cut_inside_its_header_is_refused(length):
         load_image(encode(noise(), "PNG")[:length])
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about the corrupt TIFF/EXIF tags it skips
 def test_fuzzed_files_only_ever_raise_image_error():
     """Random cuts and byte flips of every accepted format: either an RGB image or ImageError, nothing else."""
     rng = random.Random(0)
@@ -283,6 +284,17 @@ def test_extreme_aspect_ratio_is_padded_not_squashed(size):
         assert centre(loaded.image) == (0, 255, 0)
         corner = loaded.image.getpixel((0, 0))
         assert corner == (0, 0, 0)
+
+
+def test_thin_strip_is_scaled_before_padding():
+    """A 1x1,000,000 strip is a ~2 KB PNG under the pixel limit; padding it first would need a 250 G-pixel canvas."""
+    data = bilevel_png(1, 1_000_000)
+    assert len(data) < 8192
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loaded = load_image(data)
+    assert loaded.image.size == (MAX_SIDE // int(MAX_ASPECT), MAX_SIDE)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mib < 100, f"loading the strip grew the process by {grown_mib:.0f} MiB"
 
 
 def test_large_image_is_scaled_down_within_limits():

@@ -63,10 +63,10 @@ class DistillConfig:
         if not 1 <= self.batch <= 4096:
             raise ValueError(f"batch must be between 1 and 4096, got {self.batch}")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= 1.0):
-            raise ValueError(f"learning rate must be in (0, 1], got {self.lr}")
-        if self.weight_decay < 0:
+            raise ValueError(f"lr (learning rate) must be in (0, 1], got {self.lr}")
+        if not self.weight_decay >= 0:  # also refuses NaN
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.max_grad_norm < 0:
+        if not self.max_grad_norm >= 0:
             raise ValueError(f"max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")

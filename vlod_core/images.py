@@ -10,6 +10,7 @@ padded towards square, tiny images scaled up, huge ones scaled down.
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,13 +106,18 @@ def _normalise(image: Image.Image, notes: list[str]) -> Image.Image:
         notes.append("EXIF rotation applied")
     image = _to_rgb(rotated if rotated is not None else image, notes)
     width, height = image.size
-    if max(width, height) / min(width, height) > MAX_ASPECT:
-        side = max(width, height)
-        target = (side, max(height, int(side / MAX_ASPECT))) if width > height else (max(width, int(side / MAX_ASPECT)), side)
-        image = ImageOps.pad(image, target, color=(0, 0, 0))
+    # Scale down before padding: padding a declared 60000x20 strip first would allocate a 60000x15000 canvas.
+    if max(width, height) > MAX_SIDE:
+        scale = MAX_SIDE / max(width, height)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC, reducing_gap=3.0)
+    if max(image.size) / min(image.size) > MAX_ASPECT:
+        side = max(image.size)
+        short = math.ceil(side / MAX_ASPECT)
+        target = (side, short) if width > height else (short, side)
+        canvas = Image.new("RGB", target, (0, 0, 0))
+        canvas.paste(image, ((target[0] - image.width) // 2, (target[1] - image.height) // 2))
+        image = canvas
         notes.append(f"very {'wide' if width > height else 'tall'} image ({width}x{height}) padded to {target[0]}x{target[1]}")
-    if max(image.size) > MAX_SIDE:
-        image = ImageOps.contain(image, (MAX_SIDE, MAX_SIDE))
     if min(image.size) < MIN_SIDE:
         scale = MIN_SIDE / min(image.size)
         image = image.resize((max(MIN_SIDE, round(image.width * scale)), max(MIN_SIDE, round(image.height * scale))), Image.NEAREST)

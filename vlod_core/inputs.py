@@ -73,10 +73,9 @@ def encode_prompts(processor, questions: list[str], images: list[Image.Image | N
     if any(with_image) and not all(with_image):
         raise ValueError("a batch of prompts must either all have images or none")
     texts = [render_prompt(processor, q, has) for q, has in zip(questions, with_image)]
-    kwargs = {"text": texts, "return_tensors": "pt", "padding": True}
+    kwargs = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": "right"}
     if all(with_image):
         kwargs["images"] = [im.convert("RGB") for im in images]
-    processor.tokenizer.padding_side = "right"
     return dict(processor(**kwargs))
 
 

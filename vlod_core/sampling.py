@@ -53,16 +53,13 @@ def generate(
     tokenizer = processor.tokenizer
     with_image = [im is not None for im in images]
     texts = [render_prompt(processor, q, has) for q, has in zip(questions, with_image)]
-    tokenizer.padding_side = "left"
-    try:
-        kwargs = {"text": texts, "return_tensors": "pt", "padding": True}
-        if all(with_image):
-            kwargs["images"] = [im.convert("RGB") for im in images]
-        elif any(with_image):
-            raise ValueError("a batch must either all have images or none")
-        encoded = processor(**kwargs).to(model.device)
-    finally:
-        tokenizer.padding_side = "right"
+    # padding_side per call, never by mutating the (shared) tokenizer: other sessions use it concurrently
+    kwargs = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": "left"}
+    if all(with_image):
+        kwargs["images"] = [im.convert("RGB") for im in images]
+    elif any(with_image):
+        raise ValueError("a batch must either all have images or none")
+    encoded = processor(**kwargs).to(model.device)
     if generator_seed is not None:
         torch.manual_seed(generator_seed)
     sample_kwargs = (

@@ -41,9 +41,9 @@ class SteeringConfig:
     def __post_init__(self):
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(RULES)}; got {self.rule!r}")
-        if self.gamma < 0:
+        if not self.gamma >= 0:  # also refuses NaN
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
-        if self.lam < 0:
+        if not self.lam >= 0:
             raise ValueError(f"lam (λ) must be >= 0, got {self.lam}")
         if isinstance(self.eta, str):
             if self.eta != "auto":

@@ -1,0 +1,67 @@
+"""Cached calls into `vlod_core` for the pages: the same inputs never recompute.
+
+`st.cache_data` keys on the hashable arguments; the pair and PIL images ride along as `_underscore`
+arguments and are identified by the pair's spec and the image's content digest instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+from PIL import Image
+
+from vlod_core.geometry_batch import batch_geometry, toy_batch
+from vlod_core.inspection import Inspection, inspect
+from vlod_core.occlusion import OcclusionMap, occlusion_map
+from vlod_core.pair import ModelPair, PairSpec
+from vlod_core.sampling import SamplingConfig
+from vlod_core.topk import NextTokens, top_next_tokens
+from vlod_core.toy import world
+
+SAMPLES_SEED = 4242  # the built-in toy samples offered on page 1
+N_SAMPLES = 8
+
+
+@dataclass
+class InspectResult:
+    inspection: Inspection
+    next_tokens: NextTokens
+    response_ids: list[int]
+
+
+@st.cache_data(max_entries=1, show_spinner=False)
+def toy_samples() -> list[world.Example]:
+    return world.sample_examples(N_SAMPLES, seed=SAMPLES_SEED)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def inspect_cached(
+    _pair: ModelPair, spec: PairSpec, digest: str, _image: Image.Image, question: str, response: str | None,
+    ablation: str, seed: int, k: int = 5,
+) -> InspectResult:
+    result = inspect(_pair, _image, question, response, ablation, SamplingConfig(), seed)
+    decomposition = result.decomposition
+    ids = decomposition.ids[0][decomposition.mask[0]].tolist()
+    next_tokens = top_next_tokens(_pair, _image, question, ids, ablation, k)
+    return InspectResult(result, next_tokens, ids)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def occlusion_cached(
+    _pair: ModelPair, spec: PairSpec, digest: str, _image: Image.Image, question: str, response_ids: tuple[int, ...],
+    position: int, ablation: str,
+) -> OcclusionMap:
+    return occlusion_map(_pair, _image, question, list(response_ids), position, ablation=ablation)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def geometry_cached(
+    _pair: ModelPair, spec: PairSpec, digest: str | None, _image: Image.Image | None, question: str | None,
+    toy_examples: int, seed: int, ablation: str, bins: int,
+) -> dict:
+    """GradGeometry (as a dict) on the probe (if any) plus `toy_examples` toy samples."""
+    images, questions = toy_batch(toy_examples, seed) if toy_examples else ([], [])
+    if _image is not None and question:
+        images, questions = [_image, *images], [question, *questions]
+    return batch_geometry(_pair, images, questions, seed=seed, ablation=ablation, bins=bins).to_dict()

@@ -1,0 +1,183 @@
+"""The session's model pair and probe image, the cached pair loader, and how errors reach the user.
+
+Models load once per `PairSpec` (`st.cache_resource`, a frozen config as key, at most two pairs kept) and
+are shared by every session; nothing in the app writes to them (training runs on a copy in `distill`).
+What a session has chosen — the pair spec and the probe (image + question) — lives in session state
+under keys that are not widget keys, so it survives moving between pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import streamlit as st
+from PIL import Image
+
+from vlod_core.images import ImageError
+from vlod_core.pair import TOY, ModelPair, PairError, PairSpec, load_pair
+from vlod_core.results import RunCardError
+
+logger = logging.getLogger(__name__)
+
+SPEC_KEY = "vlod_pair_spec"
+PROBE_KEY = "vlod_probe"
+T = TypeVar("T")
+
+# (label, student Hub id, teacher Hub id): same tokenizer within each family
+PRESETS = {
+    "SmolVLM-256M-Instruct ← SmolVLM-500M-Instruct": (
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        "HuggingFaceTB/SmolVLM-500M-Instruct",
+    ),
+    "Qwen2.5-VL-3B-Instruct ← Qwen2.5-VL-7B-Instruct": ("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+    "Qwen3-VL-2B-Instruct ← Qwen3-VL-8B-Instruct": ("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+}
+USER_ERRORS = (PairError, ImageError, RunCardError, ValueError)
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def shown(action: str, fn: Callable[..., T], *args, **kwargs) -> T | None:
+    """Call `fn`; on failure show one `st.error` line (never a traceback) and return None."""
+    try:
+        return fn(*args, **kwargs)
+    except USER_ERRORS as error:
+        st.error(f"{action}: {error}")
+    except Exception as error:  # noqa: BLE001 - the user sees a message; the log keeps the traceback
+        logger.exception("%s failed", action)
+        st.error(f"{action} failed: {type(error).__name__}: {error}")
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ pair
+
+
+def current_spec() -> PairSpec:
+    return st.session_state.get(SPEC_KEY, PairSpec())
+
+
+def set_spec(spec: PairSpec) -> None:
+    st.session_state[SPEC_KEY] = spec
+
+
+def uses_toy(spec: PairSpec) -> bool:
+    return TOY in (spec.teacher, spec.student)
+
+
+def describe(spec: PairSpec) -> str:
+    if spec.teacher == TOY and spec.student == TOY:
+        variant = "blind student" if spec.student_variant == "student_blind" else "student"
+        return f"toy pair ({variant} ← teacher)"
+    return f"{spec.student} ← {spec.teacher}"
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def cached_pair(spec: PairSpec) -> ModelPair:
+    """One loaded pair per spec, shared by all sessions. Failures raise and are not cached."""
+    return load_pair(spec)
+
+
+def ensure_toy_built() -> None:
+    """Build the toy pair on first use, with a progress bar (about 90 s on two CPU cores)."""
+    from vlod_core.toy.build import default_toy_dir, ensure_toy_pair, is_built
+
+    if is_built(default_toy_dir()):
+        return
+    bar = st.progress(0.0, text="Building the toy pair (first use only, about 90 s)…")
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=f"Building the toy pair (first use only): {stage}")
+
+    ensure_toy_pair(progress=progress)
+    bar.empty()
+
+
+def hub_ids(spec: PairSpec) -> list[str]:
+    """The spec's names that would be fetched from the Hub (not the toy, not an existing folder)."""
+    from pathlib import Path
+
+    return [n for n in (spec.teacher, spec.student) if n != TOY and not Path(n).expanduser().exists()]
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def in_local_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed id is simply "not cached"; load_pair explains it
+        return False
+
+
+def check_and_load(spec: PairSpec) -> ModelPair:
+    """Load a spec the user chose, failing fast (not after minutes of retries) when the Hub is offline."""
+    missing = [n for n in hub_ids(spec) if not in_local_hub_cache(n)]
+    if missing and not hub_reachable():
+        raise PairError(
+            f"{', '.join(missing)}: not in the local Hugging Face cache and the Hub is unreachable from here. "
+            "Download the models on a machine with a network and choose their local folders instead."
+        )
+    if uses_toy(spec):
+        ensure_toy_built()
+    with st.spinner(f"Loading and checking {describe(spec)}…"):
+        return cached_pair(spec)
+
+
+def get_pair() -> ModelPair:
+    """The session's pair, loaded (and built, for the toy) on first use; stops the page on failure."""
+    spec = current_spec()
+    pair = shown(f"Loading {describe(spec)}", check_and_load, spec)
+    if pair is None:
+        st.info("Choose another pair on the home page.")
+        st.stop()
+    return pair
+
+
+# ------------------------------------------------------------------------------------------------ probe
+
+
+@dataclass
+class Probe:
+    """The image and question the session is looking at; pages 2 and 3 reuse it."""
+
+    image: Image.Image
+    label: str  # e.g. "toy sample 3" or the uploaded file's name
+    digest: str  # content hash: keys the caches
+    question: str
+    source: str  # "toy" or "upload"
+    notes: tuple[str, ...] = ()
+    reference: str | None = None  # the right answer, for toy samples asked their own question
+
+
+def image_digest(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
+
+
+def get_probe() -> Probe | None:
+    return st.session_state.get(PROBE_KEY)
+
+
+def set_probe(probe: Probe) -> None:
+    st.session_state[PROBE_KEY] = probe
+
+
+def set_question(question: str) -> None:
+    probe = get_probe()
+    if probe is not None and probe.question != question:
+        st.session_state[PROBE_KEY] = replace(probe, question=question, reference=None)

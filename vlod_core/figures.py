@@ -1,0 +1,414 @@
+"""Plotly figures built from the core's result objects; the app's pages only place them.
+
+Every builder takes plain results (`Decomposition.rows()`, `NextTokens`, `OcclusionMap`, `GradGeometry`
+dicts, run-card records) and returns a `plotly.graph_objects.Figure`; nothing here computes a model
+quantity. Colours are fixed per meaning across the app: language terms blue, visual terms orange,
+standard OPD grey, VDS purple, and one colour per update rule.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from vlod_core.topk import DISTRIBUTIONS, NextTokens
+
+LANG = "#1f77b4"
+VIS = "#ff7f0e"
+STD = "#555555"
+VDS = "#9467bd"
+PAIR_COLOURS = {"std-lang": "#2ca02c", "std-vis": "#d62728", "lang-vis": "#17becf"}
+PAIR_LABELS = {"std-lang": "gStd ∠ gLang", "std-vis": "gStd ∠ gVis", "lang-vis": "gLang ∠ gVis"}
+RULE_COLOURS = {
+    "standard": "#555555",
+    "vgs": "#ff7f0e",
+    "vgs_no_lp": "#d62728",
+    "vgs_adaptive": "#bcbd22",
+    "vgs_anchored": "#8c564b",
+    "lang_steer": "#1f77b4",
+}
+SHARE_SCALE = [[0.0, LANG], [0.5, "#f2f2f2"], [1.0, VIS]]  # 0: all language, 1: all visual
+
+
+def _layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", **kwargs)
+    return fig
+
+
+def token_labels(rows: list[dict]) -> list[str]:
+    """Unique x labels: the position and the token (the same word can occur twice)."""
+    return [f"{i}·{row['token']}" for i, row in enumerate(rows)]
+
+
+def visual_share(row: dict) -> float:
+    """vis_kl / (lang_kl + vis_kl): 0 = the token's mismatch is all language prior, 1 = all visual."""
+    total = row["lang_kl"] + row["vis_kl"]
+    return 0.5 if total <= 1e-12 else row["vis_kl"] / total
+
+
+def _top_text(next_tokens: NextTokens | None, t: int) -> str:
+    if next_tokens is None or t >= len(next_tokens.top):
+        return ""
+    lines = ["<br><b>most likely next tokens</b>"]
+    for key, label in DISTRIBUTIONS.items():
+        entries = ", ".join(f"{html.escape(w)} {p:.2f}" for w, p in next_tokens.top[t].get(key, []))
+        lines.append(f"{label}: {entries}")
+    return "<br>".join(lines)
+
+
+def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.Figure:
+    """One box per response token, coloured by how its mismatch splits into language vs visual KL.
+
+    Hovering shows std_kl, lang_kl, vis_kl, vds, the exact log-ratio split and the top next tokens.
+    """
+    shares = [visual_share(r) for r in rows]
+    hover = []
+    for t, r in enumerate(rows):
+        hover.append(
+            f"<b>{html.escape(r['token'])}</b> (position {t})<br>"
+            f"std_kl {r['std_kl']:.3f} · lang_kl {r['lang_kl']:.3f} · vis_kl {r['vis_kl']:.3f} · vds {r['vds']:.3f}<br>"
+            f"log-ratio {r['logratio']:+.3f} = language {r['logratio_lang']:+.3f} + visual {r['logratio_vis']:+.3f}"
+            + _top_text(next_tokens, t)
+        )
+    fig = go.Figure(
+        go.Heatmap(
+            z=[shares],
+            x=list(range(len(rows))),
+            y=[""],
+            text=[[r["token"] for r in rows]],
+            texttemplate="%{text}",
+            textfont=dict(size=16),
+            hovertext=[hover],
+            hoverinfo="text",
+            colorscale=SHARE_SCALE,
+            zmin=0,
+            zmax=1,
+            xgap=3,
+            colorbar=dict(
+                title=dict(text="vis share", side="right"),
+                tickvals=[0, 0.5, 1],
+                ticktext=["language", "even", "visual"],
+                thickness=12,
+                len=1.0,
+            ),
+        )
+    )
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    return _layout(fig, 150, title="Response tokens: colour = vis_kl / (lang_kl + vis_kl); hover for details")
+
+
+def logratio_split(rows: list[dict]) -> go.Figure:
+    """The exact additive view: log pI(y) − log qI(y) = language part + visual part, per token."""
+    labels = token_labels(rows)
+    fig = go.Figure()
+    fig.add_bar(x=labels, y=[r["logratio_lang"] for r in rows], name="language part", marker_color=LANG)
+    fig.add_bar(x=labels, y=[r["logratio_vis"] for r in rows], name="visual part", marker_color=VIS)
+    fig.add_scatter(
+        x=labels,
+        y=[r["logratio"] for r in rows],
+        mode="markers",
+        name="log pI(y) − log qI(y)",
+        marker=dict(color="black", size=10, symbol="diamond"),
+    )
+    fig.update_layout(barmode="relative", legend=dict(orientation="h", y=-0.25))
+    fig.update_yaxes(title="nats", zeroline=True, zerolinecolor="#999")
+    return _layout(fig, 320, title="Log-ratio on the sampled token: the two parts add up exactly")
+
+
+def kl_bars(rows: list[dict]) -> go.Figure:
+    """The KL view per token. These do not add up: std_kl ≠ lang_kl + vis_kl in general."""
+    labels = token_labels(rows)
+    fig = go.Figure()
+    for key, colour, name in (
+        ("std_kl", STD, "std_kl = KL(pI‖qI)"),
+        ("lang_kl", LANG, "lang_kl = KL(px‖qx)"),
+        ("vis_kl", VIS, "vis_kl = KL(pI‖q*)"),
+        ("vds", VDS, "vds = KL(qI‖qx)"),
+    ):
+        fig.add_bar(x=labels, y=[r[key] for r in rows], name=name, marker_color=colour)
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.25))
+    fig.update_yaxes(title="nats")
+    return _layout(fig, 320, title="Full-vocabulary KLs per token (they do not add up)")
+
+
+def occlusion_figure(image, occlusion) -> go.Figure:
+    """The image with the occlusion map laid over it (diverging colours, 0 = no change)."""
+    pixels = np.asarray(image.convert("RGB"))
+    height, width = pixels.shape[:2]
+    rows, cols = occlusion.grid
+    xs = [(c + 0.5) * width / cols for c in range(cols)]
+    ys = [(r + 0.5) * height / rows for r in range(rows)]
+    bound = float(np.nanmax(np.abs(occlusion.delta))) or 1.0
+    fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
+    fig.add_heatmap(
+        z=occlusion.delta,
+        x=xs,
+        y=ys,
+        colorscale="RdBu_r",
+        zmid=0,
+        zmin=-bound,
+        zmax=bound,
+        opacity=0.55,
+        xgap=1,
+        ygap=1,
+        hovertemplate="Δ logratio_vis %{z:+.3f}<extra></extra>",
+        colorbar=dict(title=dict(text="Δ vis term", side="right"), thickness=12),
+    )
+    fig.update_xaxes(visible=False, range=[0, width])
+    fig.update_yaxes(visible=False, range=[height, 0], scaleanchor="x")
+    title = f"Greying each cell: change of '{occlusion.token}'s visual term (now {occlusion.baseline:+.3f})"
+    return _layout(fig, 420, title=title)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gradient geometry
+
+
+def _pair_keys(block: dict) -> list[str]:
+    return [k for k in PAIR_LABELS if k in block.get("angles", {})]
+
+
+def angles_by_group(geometry: dict) -> go.Figure:
+    """Heat map: module groups x the three pairs of gradients, angle in degrees (90 = orthogonal)."""
+    groups = list(geometry["groups"])
+    keys = list(PAIR_LABELS)
+    z = [[geometry["groups"][g]["angles"].get(k, math.nan) for k in keys] for g in groups]
+    norms = [
+        [
+            "‖gStd‖ {std:.3g} · ‖gLang‖ {lang:.3g} · ‖gVis‖ {vis:.3g}".format(**geometry["groups"][g]["norms"])
+            for _ in keys
+        ]
+        for g in groups
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[PAIR_LABELS[k] for k in keys],
+            y=groups,
+            text=[[("" if math.isnan(v) else f"{v:.0f}°") for v in row] for row in z],
+            texttemplate="%{text}",
+            customdata=norms,
+            hovertemplate="%{y}<br>%{x}: %{z:.1f}°<br>%{customdata}<extra></extra>",
+            colorscale="RdBu_r",
+            zmin=0,
+            zmax=180,
+            zmid=90,
+            colorbar=dict(title=dict(text="degrees", side="right"), thickness=12),
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, 120 + 28 * len(groups), title="Angles per module group")
+
+
+def norms_by_group(geometry: dict) -> go.Figure:
+    groups = list(geometry["groups"])
+    fig = go.Figure()
+    for name, colour, label in (("std", STD, "‖gStd‖"), ("lang", LANG, "‖gLang‖"), ("vis", VIS, "‖gVis‖")):
+        fig.add_bar(y=groups, x=[geometry["groups"][g]["norms"][name] for g in groups], name=label,
+                    marker_color=colour, orientation="h")
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.15))
+    fig.update_xaxes(type="log", title="gradient norm (log scale)")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, 160 + 36 * len(groups), title="Gradient norms per module group")
+
+
+def angles_by_bin(geometry: dict) -> go.Figure:
+    """The paper's Fig. 3: angles per VDS decile (10 equal-count bins of response tokens), with norms."""
+    bins = geometry.get("bins") or []
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.62, 0.38], vertical_spacing=0.06)
+    x = list(range(1, len(bins) + 1))
+    ranges = [f"VDS {b['vds_low']:.3g}–{b['vds_high']:.3g}, {b['tokens']} tokens" for b in bins]
+    for key, label in PAIR_LABELS.items():
+        fig.add_scatter(
+            x=x, y=[b["angles"][key] for b in bins], name=label, mode="lines+markers",
+            line=dict(color=PAIR_COLOURS[key]), customdata=ranges,
+            hovertemplate=f"bin %{{x}} (%{{customdata}})<br>{label}: %{{y:.1f}}°<extra></extra>", row=1, col=1,
+        )
+    for name, colour, label in (("std", STD, "‖gStd‖"), ("lang", LANG, "‖gLang‖"), ("vis", VIS, "‖gVis‖")):
+        fig.add_scatter(
+            x=x, y=[b["norms"][name] for b in bins], name=label, mode="lines+markers",
+            line=dict(color=colour, dash="dot"), customdata=ranges,
+            hovertemplate=f"bin %{{x}} (%{{customdata}})<br>{label}: %{{y:.3g}}<extra></extra>", row=2, col=1,
+        )
+    fig.add_hline(y=90, line=dict(color="#999", dash="dash"), row=1, col=1)
+    fig.update_yaxes(title="degrees", row=1, col=1)
+    fig.update_yaxes(title="norm", type="log", row=2, col=1)
+    fig.update_xaxes(title="VDS bin (1 = least image-dependent tokens, 10 = most)", dtick=1, row=2, col=1)
+    fig.update_layout(legend=dict(orientation="h", y=-0.2))
+    return _layout(fig, 480, title="Angles and norms per VDS bin")
+
+
+def plane_coordinates(block: dict, gamma: float = 2.0, eta: float | None = None) -> dict:
+    """2-D coordinates of gStd, gVis, gLang (its projection) and the VGS update in the gStd-gVis plane.
+
+    gStd lies on the x axis; gVis is placed by its angle to gStd. gLang is generally out of that plane:
+    its projection is drawn and `lang_out_of_plane` is the norm of the rest. The VGS update is
+    η·(gStd + γ·gVis) with η = ‖gStd‖ / ‖gStd + γ·gVis‖ unless given (the small λ·ℓLP term is left out).
+    """
+    norms, angles = block["norms"], block["angles"]
+    n_std, n_lang, n_vis = norms["std"], norms["lang"], norms["vis"]
+
+    def cos(key: str) -> float:
+        value = angles.get(key, math.nan)
+        return 0.0 if math.isnan(value) else math.cos(math.radians(value))
+
+    std = np.array([n_std, 0.0])
+    vis = n_vis * np.array([cos("std-vis"), math.sqrt(max(0.0, 1 - cos("std-vis") ** 2))])
+    # gLang's coordinates in the orthonormal basis e1 = gStd/‖gStd‖, e2 = (gVis ⟂ gStd)/‖·‖
+    lang_x = n_lang * cos("std-lang")
+    dot_lang_vis = n_lang * n_vis * cos("lang-vis")
+    lang_y = (dot_lang_vis - lang_x * vis[0]) / vis[1] if vis[1] > 1e-12 else 0.0
+    lang = np.array([lang_x, lang_y])
+    lang_out = math.sqrt(max(0.0, n_lang**2 - lang_x**2 - lang_y**2))
+    combined = std + gamma * vis
+    if eta is None:
+        eta = n_std / max(float(np.linalg.norm(combined)), 1e-12)
+    return {"std": std, "vis": vis, "lang": lang, "vgs": eta * combined, "eta": eta, "gamma": gamma,
+            "lang_out_of_plane": lang_out}
+
+
+def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> go.Figure:
+    """Arrows of gStd, gVis, gLang (projected) and the VGS update η(gStd + γ·gVis) in their plane."""
+    coords = plane_coordinates(block, gamma, eta)
+    fig = go.Figure()
+    arrows = (
+        ("std", STD, "gStd"),
+        ("vis", VIS, "gVis"),
+        ("lang", LANG, "gLang (projected)"),
+        ("vgs", "#2ca02c", f"VGS update, η={coords['eta']:.2f}, γ={gamma:g}"),
+    )
+    extent = max(1e-12, *(float(np.abs(coords[k]).max()) for k, _, _ in arrows))
+    for key, colour, label in arrows:
+        x, y = coords[key]
+        fig.add_scatter(x=[0, x], y=[0, y], mode="lines", line=dict(color=colour, width=3,
+                        dash="dash" if key == "lang" else "solid"), name=label, hoverinfo="name")
+        fig.add_annotation(x=x, y=y, ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
+                           arrowhead=3, arrowsize=1.2, arrowwidth=2, arrowcolor=colour, text="")
+        fig.add_annotation(x=x, y=y, text=label.split(",")[0], showarrow=False, yshift=12,
+                           font=dict(color=colour, size=13))
+    pad = 1.25 * extent
+    fig.update_xaxes(range=[-pad, pad], zeroline=True, zerolinecolor="#ccc", showgrid=False)
+    fig.update_yaxes(range=[-pad, pad], zeroline=True, zerolinecolor="#ccc", showgrid=False,
+                     scaleanchor="x", scaleratio=1)
+    fig.update_layout(legend=dict(orientation="h", y=-0.12))
+    note = f"gLang out of plane: {coords['lang_out_of_plane']:.3g}"
+    return _layout(fig, 460, title=f"The three gradients in the gStd–gVis plane ({note})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Distillation runs
+
+
+def training_curves(runs: dict[str, dict]) -> go.Figure:
+    """Losses, η, held-out accuracy and global angles per step, one colour per rule.
+
+    `runs[rule]` holds `records` (StepRecord dicts) and optionally `before` / `after` accuracy dicts and
+    `steps` (the run's planned length, so accuracy after the run is drawn at its last step).
+    """
+    fig = make_subplots(
+        rows=2, cols=2, vertical_spacing=0.16, horizontal_spacing=0.08,
+        subplot_titles=("losses: ℓStd solid, ℓVis dash, ℓLang dot", "η (update scale)",
+                        "held-out accuracy: with image solid, without dash", "global angles (degrees)"),
+    )
+    for rule, run in runs.items():
+        colour = RULE_COLOURS.get(rule, "#000")
+        records = run.get("records") or []
+        steps = [r["step"] for r in records]
+        for key, dash in (("std", "solid"), ("vis", "dash"), ("lang", "dot")):
+            fig.add_scatter(x=steps, y=[r[key] for r in records], mode="lines", line=dict(color=colour, dash=dash),
+                            name=f"{rule} ℓ{key.capitalize()}", legendgroup=rule, showlegend=key == "std",
+                            row=1, col=1)
+        fig.add_scatter(x=steps, y=[r["eta"] for r in records], mode="lines", line=dict(color=colour),
+                        name=f"{rule} η", legendgroup=rule, showlegend=False, row=1, col=2)
+        points = []
+        if run.get("before"):
+            points.append((0, run["before"]))
+        points += [(r["step"], r["accuracy"]) for r in records if r.get("accuracy")]
+        if run.get("after") and records:
+            points.append((records[-1]["step"], run["after"]))
+        points = [(s, a) for s, a in points if _finite(a.get("accuracy_image"))]
+        for key, dash in (("accuracy_image", "solid"), ("accuracy_no_image", "dash")):
+            fig.add_scatter(x=[s for s, _ in points], y=[a[key] for _, a in points], mode="lines+markers",
+                            line=dict(color=colour, dash=dash), name=f"{rule} {key}", legendgroup=rule,
+                            showlegend=False, row=2, col=1)
+        geometry = [(r["step"], r["geometry"]["global"]) for r in records if r.get("geometry")]
+        for key, dash in (("std-lang", "dot"), ("std-vis", "solid"), ("lang-vis", "dash")):
+            fig.add_scatter(x=[s for s, _ in geometry], y=[g["angles"][key] for _, g in geometry],
+                            mode="lines+markers", line=dict(color=colour, dash=dash),
+                            name=f"{rule} {PAIR_LABELS[key]}", legendgroup=rule, showlegend=False, row=2, col=2)
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(range=[0, 1], row=2, col=1)
+    fig.update_yaxes(range=[0, 180], row=2, col=2)
+    fig.update_xaxes(title="step", row=2)
+    fig.update_layout(legend=dict(orientation="h", y=1.12))
+    return _layout(fig, 560)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def accuracy_bars(cards: dict[str, dict]) -> go.Figure:
+    """Held-out accuracy before and after, with and without the image, per rule (from run-card dicts)."""
+    fig = go.Figure()
+    labels = []
+    for rule, card in cards.items():
+        labels += [f"{rule}: with image", f"{rule}: without"]
+    before = [v for card in cards.values() for v in (card["before"]["accuracy_image"], card["before"]["accuracy_no_image"])]
+    after = [v for card in cards.values() for v in (card["after"]["accuracy_image"], card["after"]["accuracy_no_image"])]
+    fig.add_bar(x=labels, y=before, name="before", marker_color="#bbbbbb", texttemplate="%{y:.2f}")
+    fig.add_bar(x=labels, y=after, name="after", marker_color=[RULE_COLOURS.get(r, "#000") for r in cards for _ in (0, 1)],
+                texttemplate="%{y:.2f}")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1], title="exact-match accuracy")
+    return _layout(fig, 340, title="Held-out accuracy before (grey) and after (colour)")
+
+
+def word_diff(before: str, after: str) -> list[tuple[str, str]]:
+    """Word-level diff as (op, word) with op in {"same", "removed", "added"}."""
+    a, b = before.split(), after.split()
+    out: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out += [("same", w) for w in a[i1:i2]]
+        else:
+            out += [("removed", w) for w in a[i1:i2]]
+            out += [("added", w) for w in b[j1:j2]]
+    return out
+
+
+def decomposition_diagram() -> go.Figure:
+    """The four distributions and the losses between them (the home page's picture)."""
+    nodes = {
+        "pI": (0, 1, "student, image<br><b>pI = p(·|τ<t, I, x)</b>", VIS),
+        "px": (0, 0, "student, no image<br><b>px = p(·|τ<t, x)</b>", LANG),
+        "qI": (2, 1, "teacher, image<br><b>qI = q(·|τ<t, I, x)</b>", VIS),
+        "qx": (2, 0, "teacher, no image<br><b>qx = q(·|τ<t, x)</b>", LANG),
+        "q*": (1, 2.05, "visual target<br><b>log q* = log px + log qI − log qx − log Z</b>", "#2ca02c"),
+    }
+    edges = (
+        ("pI", "qI", "ℓStd = KL(pI ‖ qI)", STD, "solid"),
+        ("px", "qx", "ℓLang = KL(px ‖ qx)", LANG, "solid"),
+        ("pI", "q*", "ℓVis = KL(pI ‖ q*)", VIS, "solid"),
+        ("qI", "qx", "VDS = KL(qI ‖ qx)", VDS, "dot"),
+    )
+    fig = go.Figure()
+    for a, b, label, colour, dash in edges:
+        (x0, y0, *_), (x1, y1, *_) = nodes[a], nodes[b]
+        fig.add_scatter(x=[x0, x1], y=[y0, y1], mode="lines", line=dict(color=colour, width=3, dash=dash),
+                        hoverinfo="skip", showlegend=False)
+        dx = -0.32 if a == "pI" and b == "q*" else (0.45 if a == "qI" else 0)
+        fig.add_annotation(x=(x0 + x1) / 2 + dx, y=(y0 + y1) / 2 + (0.12 if dx == 0 else 0), text=label,
+                           showarrow=False, font=dict(color=colour, size=14))
+    for name, (x, y, label, colour) in nodes.items():
+        fig.add_annotation(x=x, y=y, text=label, showarrow=False, bgcolor="white", bordercolor=colour,
+                           borderwidth=2, borderpad=8, font=dict(size=13))
+    fig.update_xaxes(visible=False, range=[-0.7, 2.7])
+    fig.update_yaxes(visible=False, range=[-0.4, 2.45])
+    return _layout(fig, 380, title="Four forward passes per response token, and what is compared")
