@@ -16,9 +16,9 @@ from vlod_core.text import check_question
 
 RESULT_KEY = "vlod_inspection"
 ABLATION_HELP = {
-    "remove": "remove: the image is dropped from the message (the paper's default)",
-    "blank": "blank: a grey image of the same size",
-    "blur": "blur: the image, strongly blurred",
+    "remove": "remove (drop the image)",
+    "blank": "blank (a grey image)",
+    "blur": "blur (a blurred image)",
 }
 ANSWER_TITLES = {
     "teacher_image": "Teacher, with the image",
@@ -56,7 +56,9 @@ with right, st.form("ask"):
     seed_col, ablation_col = st.columns(2)
     seed = seed_col.number_input("Sampling seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
                                  help="Change it to draw another sample from the student.")
-    ablation = ablation_col.selectbox("Without the image means", ABLATIONS, format_func=ABLATION_HELP.get)
+    ablation = ablation_col.selectbox("Without the image means", ABLATIONS, format_func=ABLATION_HELP.get,
+                                      help="remove is the paper's default: the image entry is dropped from the "
+                                           "message, so there are no image tokens at all")
     submitted = st.form_submit_button("Ask", type="primary")
 
 if submitted:
@@ -72,7 +74,8 @@ if submitted:
                            ablation, int(seed))
         if result is not None:
             st.session_state[RESULT_KEY] = {"result": result, "spec": spec, "digest": probe.digest, "notes": notes,
-                                            "ablation": ablation, "question": text}
+                                            "ablation": ablation, "question": text, "typed": response is not None,
+                                            "seed": int(seed)}
 
 stored = st.session_state.get(RESULT_KEY)
 if stored is None or stored["spec"] != spec or stored["digest"] != probe.digest:
@@ -95,8 +98,9 @@ for column, key in zip(grid, ANSWER_TITLES):
 
 rows = inspection.decomposition.rows(0)
 st.subheader("Token by token")
-st.markdown(f"Decomposed answer: **{inspection.response or '(end of turn only)'}** — {len(rows)} tokens, "
-            f"ablation *{stored['ablation']}*.")
+what = "your answer" if stored["typed"] else f"the student's sampled answer (temperature 1, seed {stored['seed']})"
+st.markdown(f"Decomposing {what}: **{inspection.response or '(end of turn only)'}** — {len(rows)} tokens, "
+            f"image ablation *{stored['ablation']}*.")
 st.plotly_chart(token_strip(rows, result.next_tokens), config={"displayModeBar": False}, key="token_strip")
 st.info(
     "**The KLs do not add up**: std_kl ≠ lang_kl + vis_kl in general, so the colour is only a share. "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import numpy as np
@@ -21,7 +22,9 @@ def _batch(pair, examples):
     cache = PromptCache(pair.processor)
     # Different lengths on purpose (padding), and enough tokens for 10 VDS bins.
     responses = [cache.answer(ex.answer)[: 2 + i % 3] for i, ex in enumerate(examples)]
-    return build_scoring_batch(pair.processor, [ex.image() for ex in examples], [ex.question for ex in examples], responses)
+    return build_scoring_batch(
+        pair.processor, [ex.image() for ex in examples], [ex.question for ex in examples], responses
+    )
 
 
 def _per_token(pair, student, batch, detach_prior=True):
@@ -47,11 +50,10 @@ def _separate_backward(pair, student, batch, mask=None, how="response"):
     return out
 
 
-def _flat_summary(named, grads, select=lambda name: True):
-    """Norms and angles from fully flattened, concatenated float64 gradient vectors."""
-    flat = {
-        k: torch.cat([g.double().flatten() for (n, _), g in zip(named, grads[k]) if select(n)]).numpy() for k in NAMES
-    }
+def _flat_summary(named, grads, keep=None):
+    """Norms and angles from fully flattened, concatenated float64 gradient vectors (of the kept parameters)."""
+    keep = keep or [True] * len(named)
+    flat = {k: torch.cat([g.double().flatten() for g, kept in zip(grads[k], keep) if kept]).numpy() for k in NAMES}
     norms = {k: float(np.linalg.norm(v)) for k, v in flat.items()}
     angles = {}
     for a, b in PAIRS:
@@ -110,7 +112,8 @@ def test_geometry_matches_flattened_float64_reference(toy_pair, examples, studen
     assert set(geometry.groups) == groups
     assert {"vision tower", "projector", "embeddings", "language layer 00", "language layer 01"} <= groups
     for group in groups:
-        _assert_summary(geometry.groups[group], *_flat_summary(named, reference, lambda n: module_group(n) == group), group)
+        in_group = [module_group(n) == group for n, _ in named]
+        _assert_summary(geometry.groups[group], *_flat_summary(named, reference, in_group), group)
     # Groups partition the parameters: their squared norms add up to the global one.
     for k in NAMES:
         total = sum(g["norms"][k] ** 2 for g in geometry.groups.values())
@@ -134,7 +137,7 @@ def test_vds_bins_equal_count_increasing_and_match_reference(toy_pair, examples,
     vds = losses["vds"].detach()
     assert bins[0]["vds_low"] == pytest.approx(float(vds[mask].min()))
     assert bins[-1]["vds_high"] == pytest.approx(float(vds[mask].max()))
-    for low, high in zip(bins, bins[1:]):
+    for low, high in itertools.pairwise(bins):
         assert low["vds_low"] <= low["vds_high"] <= high["vds_low"] <= high["vds_high"]
 
     # The lowest and highest bins against separate backward passes of the losses masked to the bin's tokens.
@@ -166,7 +169,10 @@ def test_gradient_matches_finite_difference_in_float64(toy_pair, examples):
 
     def losses(detach_prior):
         with torch.no_grad():
-            t_i, t_x = _logprobs64(teacher, batch.image, steps, vocab), _logprobs64(teacher, batch.ablated, steps, vocab)
+            t_i, t_x = (
+                _logprobs64(teacher, batch.image, steps, vocab),
+                _logprobs64(teacher, batch.ablated, steps, vocab),
+            )
         s_i, s_x = _logprobs64(student, batch.image, steps, vocab), _logprobs64(student, batch.ablated, steps, vocab)
         per_token = token_kls(s_i, s_x, t_i, t_x, mask, detach_prior=detach_prior)
         return {n: average(per_token[n], mask) for n in NAMES}
@@ -208,3 +214,15 @@ def test_gradient_matches_finite_difference_in_float64(toy_pair, examples):
     detached = directional(three_gradients(losses(detach_prior=True), params))
     assert detached["std"] == pytest.approx(numeric["std"], rel=1e-3)
     assert detached["vis"] != pytest.approx(numeric["vis"], rel=0.1)
+
+
+def test_batch_geometry_leaves_the_shared_student_untouched(toy_pair):
+    from vlod_core.geometry_batch import batch_geometry, toy_batch
+
+    before = {k: v.detach().clone() for k, v in toy_pair.student.state_dict().items()}
+    images, questions = toy_batch(4, seed=5)
+    geometry = batch_geometry(toy_pair, images, questions, seed=0, bins=2)
+    assert all(p.grad is None for p in toy_pair.student.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in toy_pair.student.state_dict().items())
+    assert all(geometry.global_["norms"][n] > 0 for n in NAMES)
+    assert len(geometry.bins) == 2

@@ -74,7 +74,7 @@ def _reference_loss(rule, tokens, how="response", gamma=GAMMA, lam=LAM):
     high = (vds > np.quantile(vds[real], 0.7)).astype(float)
     low = (vds > np.quantile(vds[real], 0.4)).astype(float)
     std, lang, vis = tokens["std"], tokens["lang"], tokens["vis"]
-    mean = lambda x: _mean(x, MASK, how)  # noqa: E731
+    mean = lambda x: _mean(x, MASK, how)
     if rule == "standard":
         return mean(std)
     if rule in ("vgs", "vgs_anchored"):
@@ -129,12 +129,25 @@ def test_rules_differ_from_each_other(losses):
 
 def test_padding_values_are_ignored(losses):
     garbage = {k: v.clone() for k, v in losses.items()}
-    for k in garbage:
-        garbage[k][~MASK] = 1e3 if k == "vds" else 7.0  # padding with the largest VDS of all
+    for name, values in garbage.items():
+        values[~MASK] = 1e3 if name == "vds" else 7.0  # padding with the largest VDS of all
     for rule in RULES:
         config = SteeringConfig(rule=rule, gamma=GAMMA, lam=LAM)
         a, b = objective(config, losses, MASK), objective(config, garbage, MASK)
         assert float(a.combined()) == pytest.approx(float(b.combined()), rel=1e-12), rule
+
+
+def test_vds_pool_sets_the_quantiles(losses):
+    """Data-parallel runs pass the global batch's VDS values; the quantiles must come from them."""
+    config = SteeringConfig(rule="vgs_adaptive", gamma=GAMMA, lam=LAM)
+    own = losses["vds"][MASK]
+    default = float(objective(config, losses, MASK).combined())
+    assert float(objective(config, losses, MASK, vds_pool=own).combined()) == pytest.approx(default, rel=1e-12)
+    # A pool whose quantiles sit above every token here: no token is "high", none gets γ or γ/2.
+    above = own.max() + torch.arange(1.0, 6.0, dtype=own.dtype)
+    terms = objective(config, losses, MASK, vds_pool=above)
+    assert float(terms.steer) == 0.0 and terms.preserve is not None and float(terms.preserve) == 0.0
+    assert float(terms.combined()) == pytest.approx(float(average(losses["std"], MASK)), rel=1e-12)
 
 
 def test_response_average_differs_from_token_average(losses):
@@ -220,7 +233,7 @@ def test_sampled_token_losses_values_and_reinforce_gradient(logprobs):
     ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(8))
     four = _four(z_image, z_ablated, logprobs, ids)
     out = sampled_token_losses(four)
-    pick = lambda x: np.take_along_axis(_np(x), _np(ids)[..., None].astype(int), -1)[..., 0]  # noqa: E731
+    pick = lambda x: np.take_along_axis(_np(x), _np(ids)[..., None].astype(int), -1)[..., 0]
     tokens = _reference_tokens((four.student_image, four.student_ablated, *logprobs[2:]))
     s_i, t_i = pick(four.student_image), pick(four.teacher_image)
     m = _np(MASK.double())

@@ -111,6 +111,13 @@ def per_token_losses(four: FourLogProbs, steering: SteeringConfig, anchor_ablate
     return token_kls(*args, four.response_mask, steering.detach_prior, prior_for_target=anchor_ablated)
 
 
+def _global_vds(accelerator, vds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Every process's real-token VDS values: the VDS quantiles are over the global batch, as in one process."""
+    local = vds.detach()[mask.bool()].float()
+    gathered = accelerator.gather(accelerator.pad_across_processes(local, dim=0, pad_index=float("nan")))
+    return gathered[~torch.isnan(gathered)]
+
+
 def _probe_answers(model, processor, probes) -> list[dict]:
     out = []
     for image, question in probes:
@@ -131,12 +138,17 @@ def distill(
     evaluate_model: bool = True,
 ) -> DistillResult:
     """Distil `pair.teacher` into a copy of `pair.student`; `pair` itself is left exactly as it was."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     from vlod_core.toy.build import library_versions
 
     started = time.perf_counter()
-    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision, cpu=pair.device.type == "cpu")
+    # Some parameters never get a gradient (a vision tower's final norm when features come from a hidden
+    # layer, as in the toy pair and many LLaVA checkpoints), which plain DDP refuses on the next step.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = accelerator or Accelerator(
+        mixed_precision=config.mixed_precision, cpu=pair.device.type == "cpu", kwargs_handlers=[ddp]
+    )
     processes, process = accelerator.num_processes, accelerator.process_index
     if config.batch % processes:
         raise ValueError(f"batch ({config.batch}) must be divisible by the number of processes ({processes})")
@@ -188,7 +200,8 @@ def distill(
                 with torch.no_grad():
                     anchor_ablated = context_logprobs(anchor, batch.ablated, batch.response_ids.shape[1], vocab)
             losses = per_token_losses(four, config.steering, anchor_ablated)
-            terms = objective(config.steering, losses, batch.response_mask)
+            vds_pool = _global_vds(accelerator, losses["vds"], batch.response_mask) if processes > 1 else None
+            terms = objective(config.steering, losses, batch.response_mask, vds_pool)
         if config.steering.steers and config.steering.eta == "auto" and step % config.steering.eta_every == 0:
             grad_std = torch.autograd.grad(terms.std, params, retain_graph=True, allow_unused=True)
             grad_steer = torch.autograd.grad(terms.steer, params, retain_graph=True, allow_unused=True)
@@ -199,7 +212,7 @@ def distill(
             eta = float(accelerator.reduce(torch.tensor(local, device=accelerator.device), "mean"))
         loss = terms.combined(eta)
         if not torch.isfinite(loss.detach()):
-            stopped = f"the loss became {float(loss)} at step {step}; kept the student from before this step"
+            stopped = f"the loss became {float(loss.detach())} at step {step}; kept the student from before this step"
             optimiser.zero_grad(set_to_none=True)
             break
         accelerator.backward(loss)

@@ -32,6 +32,7 @@ RULE_COLOURS = {
     "vgs_anchored": "#8c564b",
     "lang_steer": "#1f77b4",
 }
+SPLIT_FLOOR = 1e-3  # nats: below this lang_kl + vis_kl, a token's colour stays neutral
 SHARE_SCALE = [[0.0, LANG], [0.5, "#f2f2f2"], [1.0, VIS]]  # 0: all language, 1: all visual
 
 
@@ -66,11 +67,15 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
 
     Hovering shows std_kl, lang_kl, vis_kl, vds, the exact log-ratio split and the top next tokens.
     """
-    shares = [visual_share(r) for r in rows]
+    totals = [r["lang_kl"] + r["vis_kl"] for r in rows]
+    floor = max(SPLIT_FLOOR, 0.01 * max(totals, default=0.0))
+    # a token whose mismatch is ~0 has nothing to split: drawn neutral rather than as a noisy share
+    shares = [visual_share(r) if total >= floor else 0.5 for r, total in zip(rows, totals)]
     hover = []
     for t, r in enumerate(rows):
+        small = "" if totals[t] >= floor else " — too small to split"
         hover.append(
-            f"<b>{html.escape(r['token'])}</b> (position {t})<br>"
+            f"<b>{html.escape(r['token'])}</b> (position {t}){small}<br>"
             f"std_kl {r['std_kl']:.3f} · lang_kl {r['lang_kl']:.3f} · vis_kl {r['vis_kl']:.3f} · vds {r['vds']:.3f}<br>"
             f"log-ratio {r['logratio']:+.3f} = language {r['logratio_lang']:+.3f} + visual {r['logratio_vis']:+.3f}"
             + _top_text(next_tokens, t)
@@ -212,8 +217,8 @@ def norms_by_group(geometry: dict) -> go.Figure:
     for name, colour, label in (("std", STD, "‖gStd‖"), ("lang", LANG, "‖gLang‖"), ("vis", VIS, "‖gVis‖")):
         fig.add_bar(y=groups, x=[geometry["groups"][g]["norms"][name] for g in groups], name=label,
                     marker_color=colour, orientation="h")
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.15))
-    fig.update_xaxes(type="log", title="gradient norm (log scale)")
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    fig.update_xaxes(type="log", dtick=1, title="gradient norm (log scale)")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, 160 + 36 * len(groups), title="Gradient norms per module group")
 
@@ -238,7 +243,7 @@ def angles_by_bin(geometry: dict) -> go.Figure:
         )
     fig.add_hline(y=90, line=dict(color="#999", dash="dash"), row=1, col=1)
     fig.update_yaxes(title="degrees", row=1, col=1)
-    fig.update_yaxes(title="norm", type="log", row=2, col=1)
+    fig.update_yaxes(title="norm", type="log", dtick=1, row=2, col=1)
     fig.update_xaxes(title="VDS bin (1 = least image-dependent tokens, 10 = most)", dtick=1, row=2, col=1)
     fig.update_layout(legend=dict(orientation="h", y=-0.2))
     return _layout(fig, 480, title="Angles and norms per VDS bin")
@@ -283,18 +288,25 @@ def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> g
         ("lang", LANG, "gLang (projected)"),
         ("vgs", "#2ca02c", f"VGS update, η={coords['eta']:.2f}, γ={gamma:g}"),
     )
-    extent = max(1e-12, *(float(np.abs(coords[k]).max()) for k, _, _ in arrows))
+    tips = np.array([coords[k] for k, _, _ in arrows] + [np.zeros(2)])  # (5, 2), the origin included
+    extent = max(1e-12, float(np.abs(tips).max()))
+    # labels stacked in the order of their arrows' directions, so near-parallel arrows stay readable
+    order = sorted(range(len(arrows)), key=lambda i: math.atan2(coords[arrows[i][0]][1], coords[arrows[i][0]][0]))
+    shift = {arrows[i][0]: 18 * (rank - (len(arrows) - 1) / 2) for rank, i in enumerate(order)}
     for key, colour, label in arrows:
         x, y = coords[key]
         fig.add_scatter(x=[0, x], y=[0, y], mode="lines", line=dict(color=colour, width=3,
                         dash="dash" if key == "lang" else "solid"), name=label, hoverinfo="name")
         fig.add_annotation(x=x, y=y, ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
                            arrowhead=3, arrowsize=1.2, arrowwidth=2, arrowcolor=colour, text="")
-        fig.add_annotation(x=x, y=y, text=label.split(",")[0], showarrow=False, yshift=12,
+        fig.add_annotation(x=x, y=y, text=label.split(",")[0], showarrow=False, yshift=shift[key],
+                           xanchor="left" if x >= 0 else "right", xshift=6 if x >= 0 else -6,
                            font=dict(color=colour, size=13))
-    pad = 1.25 * extent
-    fig.update_xaxes(range=[-pad, pad], zeroline=True, zerolinecolor="#ccc", showgrid=False)
-    fig.update_yaxes(range=[-pad, pad], zeroline=True, zerolinecolor="#ccc", showgrid=False,
+    pad = 0.2 * extent
+    low, high = tips.min(axis=0) - pad, tips.max(axis=0) + pad
+    high[0] += 0.35 * extent  # room for the labels right of the tips
+    fig.update_xaxes(range=[low[0], high[0]], zeroline=True, zerolinecolor="#ccc", showgrid=False)
+    fig.update_yaxes(range=[low[1], high[1]], zeroline=True, zerolinecolor="#ccc", showgrid=False,
                      scaleanchor="x", scaleratio=1)
     fig.update_layout(legend=dict(orientation="h", y=-0.12))
     note = f"gLang out of plane: {coords['lang_out_of_plane']:.3g}"
@@ -312,7 +324,7 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
     `steps` (the run's planned length, so accuracy after the run is drawn at its last step).
     """
     fig = make_subplots(
-        rows=2, cols=2, vertical_spacing=0.16, horizontal_spacing=0.08,
+        rows=2, cols=2, vertical_spacing=0.16, horizontal_spacing=0.1,
         subplot_titles=("losses: ℓStd solid, ℓVis dash, ℓLang dot", "η (update scale)",
                         "held-out accuracy: with image solid, without dash", "global angles (degrees)"),
     )
@@ -342,12 +354,15 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
             fig.add_scatter(x=[s for s, _ in geometry], y=[g["angles"][key] for _, g in geometry],
                             mode="lines+markers", line=dict(color=colour, dash=dash),
                             name=f"{rule} {PAIR_LABELS[key]}", legendgroup=rule, showlegend=False, row=2, col=2)
-    fig.update_yaxes(type="log", row=1, col=1)
+    if not any(r.get("geometry") for run in runs.values() for r in run.get("records") or []):
+        fig.add_annotation(text="not measured: set 'angles every k steps'", xref="x4 domain", yref="y4 domain",
+                           x=0.5, y=0.5, showarrow=False, font=dict(color="#888"))
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # one label per decade
     fig.update_yaxes(range=[0, 1], row=2, col=1)
     fig.update_yaxes(range=[0, 180], row=2, col=2)
     fig.update_xaxes(title="step", row=2)
-    fig.update_layout(legend=dict(orientation="h", y=1.12))
-    return _layout(fig, 560)
+    fig.update_layout(legend=dict(orientation="h", y=-0.14, x=0))
+    return _layout(fig, 600)
 
 
 def _finite(x) -> bool:
@@ -359,7 +374,7 @@ def accuracy_bars(cards: dict[str, dict]) -> go.Figure:
     fig = go.Figure()
     labels = []
     for rule, card in cards.items():
-        labels += [f"{rule}: with image", f"{rule}: without"]
+        labels += [f"{rule}<br>with image", f"{rule}<br>without"]
     before = [v for card in cards.values() for v in (card["before"]["accuracy_image"], card["before"]["accuracy_no_image"])]
     after = [v for card in cards.values() for v in (card["after"]["accuracy_image"], card["after"]["accuracy_no_image"])]
     fig.add_bar(x=labels, y=before, name="before", marker_color="#bbbbbb", texttemplate="%{y:.2f}")
@@ -403,12 +418,12 @@ def decomposition_diagram() -> go.Figure:
         (x0, y0, *_), (x1, y1, *_) = nodes[a], nodes[b]
         fig.add_scatter(x=[x0, x1], y=[y0, y1], mode="lines", line=dict(color=colour, width=3, dash=dash),
                         hoverinfo="skip", showlegend=False)
-        dx = -0.32 if a == "pI" and b == "q*" else (0.45 if a == "qI" else 0)
-        fig.add_annotation(x=(x0 + x1) / 2 + dx, y=(y0 + y1) / 2 + (0.12 if dx == 0 else 0), text=label,
+        dx = -0.42 if b == "q*" else (0.5 if a == "qI" else 0)
+        fig.add_annotation(x=(x0 + x1) / 2 + dx, y=(y0 + y1) / 2 + (0.13 if dx == 0 else 0), text=label,
                            showarrow=False, font=dict(color=colour, size=14))
     for name, (x, y, label, colour) in nodes.items():
         fig.add_annotation(x=x, y=y, text=label, showarrow=False, bgcolor="white", bordercolor=colour,
                            borderwidth=2, borderpad=8, font=dict(size=13))
-    fig.update_xaxes(visible=False, range=[-0.7, 2.7])
-    fig.update_yaxes(visible=False, range=[-0.4, 2.45])
-    return _layout(fig, 380, title="Four forward passes per response token, and what is compared")
+    fig.update_xaxes(visible=False, range=[-0.75, 3.15])
+    fig.update_yaxes(visible=False, range=[-0.35, 2.4])
+    return _layout(fig, 360, title="Four forward passes per response token, and what is compared")

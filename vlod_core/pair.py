@@ -9,6 +9,7 @@ says what to do. `trust_remote_code` is off unless the caller turns it on; weigh
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 TOY = "toy"  # the spec name of the embedded toy pair
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weights formats that unpickle (and so can run code)
 
 
 class PairError(ValueError):
@@ -79,16 +81,45 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 2)[-1] or Path(name).exists()
 
 
-def _check_source(name: str) -> None:
+def _check_source(name: str, trust_remote_code: bool = False) -> None:
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
             raise PairError(f"{name} is a file, not a model folder (expected a folder with config.json)")
         if not (path / "config.json").is_file():
             raise PairError(f"{name} has no config.json: it is not a saved model folder")
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles and not any(path.glob("*.safetensors")):
+            raise PairError(
+                f"{name} has weights only as pickle files ({', '.join(pickles[:3])}); vlod loads safetensors only, "
+                "since unpickling a file can run code. Convert it to safetensors first (save_pretrained does)."
+            )
+        if not trust_remote_code:
+            _check_no_custom_code(name, path)
         return
     if _looks_local(name) or name.count("/") != 1:
         raise PairError(f"{name}: no such folder (and not a Hub id of the form 'owner/name')")
+
+
+def _remote_code_error(name: str) -> PairError:
+    return PairError(
+        f"{name} needs custom code from its repository. Tick 'trust remote code' (CLI: "
+        f"--trust-remote-code) only if you trust its author."
+    )
+
+
+def _check_no_custom_code(name: str, path: Path) -> None:
+    """A folder whose model type transformers does not know, but whose config points at its own code."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise PairError(f"{name}: config.json is not readable JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise PairError(f"{name}: config.json is not a JSON object")
+    if config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING:
+        raise _remote_code_error(name)
 
 
 def _first_line(text: str, fallback: str) -> str:
@@ -99,10 +130,7 @@ def _explain_load_error(name: str, error: Exception, what: str) -> PairError:
     text = str(error)
     first = _first_line(text, type(error).__name__)
     if "trust_remote_code" in text:
-        return PairError(
-            f"{name} needs custom code from its repository. Tick 'trust remote code' (CLI: "
-            f"--trust-remote-code) only if you trust its author."
-        )
+        return _remote_code_error(name)
     if "requires the Torchvision library" in text or "requires the torchvision" in text.lower():
         return PairError(f"{name}: its processor needs torchvision (pip install torchvision)")
     if "Unrecognized configuration class" in text:
@@ -119,7 +147,7 @@ def load_model(name: str, *, dtype: torch.dtype, device: torch.device, trust_rem
     """One VLM and its processor from a folder or Hub id (safetensors only)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    _check_source(name)
+    _check_source(name, trust_remote_code)
     try:
         processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as error:  # noqa: BLE001 - every failure becomes one clear message

@@ -69,12 +69,15 @@ class RunCard:
             raise RunCardError(f"run card is {len(data) / 2**20:.1f} MiB; the limit is {MAX_CARD_BYTES / 2**20:.0f} MiB")
         try:
             raw = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise RunCardError(f"not a JSON file ({error})") from None
+        except (ValueError, RecursionError) as error:  # bad JSON or encoding, 5000-digit ints, "[" * 10**5
+            raise RunCardError(f"not a JSON file ({str(error)[:200]})") from None
         return cls.from_dict(raw)
 
     @classmethod
     def load(cls, path: str | Path) -> "RunCard":
+        size = Path(path).stat().st_size
+        if size > MAX_CARD_BYTES:  # checked before reading, so a huge file is never loaded into memory
+            raise RunCardError(f"run card is {size / 2**20:.1f} MiB; the limit is {MAX_CARD_BYTES / 2**20:.0f} MiB")
         return cls.from_json(Path(path).read_bytes())
 
     @classmethod
@@ -96,7 +99,7 @@ def _accuracy(block, where: str) -> None:
         if key not in block:
             raise RunCardError(f"{where} lacks {key}")
         _number(block[key], f"{where}.{key}")
-        if not (0.0 <= block[key] <= 1.0):
+        if not (math.isnan(block[key]) or 0.0 <= block[key] <= 1.0):  # NaN: not measured (evaluate_model=False)
             raise RunCardError(f"{where}.{key} must be in [0, 1], got {block[key]}")
 
 
@@ -110,6 +113,8 @@ def validate_card(raw) -> None:
         if not isinstance(raw.get(key), kind):
             raise RunCardError(f"'{key}' must be a {'list' if kind is list else 'JSON object'}")
     _number(raw.get("seconds"), "seconds")
+    if raw.get("stopped") is not None and not isinstance(raw["stopped"], str):
+        raise RunCardError("'stopped' must be text or null")
     _accuracy(raw.get("before"), "before")
     _accuracy(raw.get("after"), "after")
     if len(raw["records"]) > MAX_RECORDS:

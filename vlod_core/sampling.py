@@ -41,6 +41,30 @@ def structural_token_ids(tokenizer) -> list[int]:
     return sorted({i for i in tokenizer.all_special_ids if i != eos})
 
 
+class SeededSampler:
+    """Temperature, top-p and the draw itself, as a logits processor with its own `torch.Generator`.
+
+    `model.generate(do_sample=True)` draws from torch's process-wide RNG, so two sessions sampling at once
+    interleave one stream and neither is reproducible. This processor makes the draw and leaves only the
+    drawn token finite; `generate` then runs greedily and picks exactly that token. Top-p keeps the
+    smallest set of likeliest tokens whose mass reaches `top_p`, as transformers' `TopPLogitsWarper` does.
+    """
+
+    def __init__(self, config: SamplingConfig, generator: torch.Generator | None = None):
+        self.config, self.generator = config, generator
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        logits = scores.float() / self.config.temperature  # (B, V)
+        if self.config.top_p < 1:
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            sorted_probs = sorted_logits.softmax(-1)
+            mass_before = sorted_probs.cumsum(-1) - sorted_probs  # (B, V): mass of the strictly likelier tokens
+            drop = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, mass_before >= self.config.top_p)
+            logits = logits.masked_fill(drop, float("-inf"))
+        drawn = torch.multinomial(logits.softmax(-1), 1, generator=self.generator)  # (B, 1)
+        return torch.full_like(scores, float("-inf")).scatter(-1, drawn, 0.0)
+
+
 def generate(
     model,
     processor,
@@ -60,13 +84,16 @@ def generate(
     elif any(with_image):
         raise ValueError("a batch must either all have images or none")
     encoded = processor(**kwargs).to(model.device)
-    if generator_seed is not None:
-        torch.manual_seed(generator_seed)
-    sample_kwargs = (
-        {"do_sample": False}
-        if config.greedy
-        else {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
-    )
+    if config.greedy:
+        sample_kwargs = {"do_sample": False}
+    else:
+        from transformers import LogitsProcessorList
+
+        # Drawn from a private generator, never torch's process-wide RNG: sessions sample concurrently.
+        generator = None
+        if generator_seed is not None:
+            generator = torch.Generator(device=model.device).manual_seed(generator_seed)
+        sample_kwargs = {"do_sample": False, "logits_processor": LogitsProcessorList([SeededSampler(config, generator)])}
     was_training = model.training
     model.eval()
     try:

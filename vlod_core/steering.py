@@ -118,12 +118,24 @@ class Objective:
         return eta * total
 
 
-def objective(config: SteeringConfig, losses: dict[str, torch.Tensor], mask: torch.Tensor) -> Objective:
-    """Build the rule's terms from per-token losses `std`, `lang`, `vis`, `vds` (each (B, T))."""
+def objective(
+    config: SteeringConfig, losses: dict[str, torch.Tensor], mask: torch.Tensor, vds_pool: torch.Tensor | None = None
+) -> Objective:
+    """Build the rule's terms from per-token losses `std`, `lang`, `vis`, `vds` (each (B, T)).
+
+    `vds_pool` (1-D) holds the VDS values the quantiles are taken over; default: this batch's real tokens. The
+    loop passes the whole global batch's values when it runs data-parallel, so N processes match one.
+    """
     mask = mask.bool()
     how = config.average
     vds = losses["vds"].detach()
-    high = vds > vds_quantile(vds, mask, config.preserve_quantile)  # (B, T) top-30% image-dependent tokens
+
+    def threshold(q: float) -> torch.Tensor:
+        if vds_pool is None:
+            return vds_quantile(vds, mask, q)
+        return vds_quantile(vds_pool, torch.ones_like(vds_pool, dtype=torch.bool), q)
+
+    high = vds > threshold(config.preserve_quantile)  # (B, T) top-30% image-dependent tokens
     logs = {name: float(average(losses[name].detach(), mask, how)) for name in ("std", "lang", "vis", "vds")}
     logs["lang_high_vds"] = float(average(losses["lang"].detach(), mask & high, "token"))
     std = average(losses["std"], mask, how)
@@ -131,7 +143,7 @@ def objective(config: SteeringConfig, losses: dict[str, torch.Tensor], mask: tor
     if config.steers:
         term = config.steering_term
         if config.rule == "vgs_adaptive":
-            low = vds > vds_quantile(vds, mask, config.adaptive_low_quantile)
+            low = vds > threshold(config.adaptive_low_quantile)
             weight = torch.where(high, config.gamma, torch.where(low, config.gamma / 2, 0.0))  # (B, T)
             steer = average(weight * losses[term], mask, how)
         else:
