@@ -92,9 +92,8 @@ def draw_live() -> None:
     st.plotly_chart(training_curves(snapshot), config={"displayModeBar": False}, key="live_curves")
     if current.stopping:
         st.warning("Stopping after the current step…")
-    elif st.button("Stop", key="stop_run"):
-        current.stop()
-        st.rerun(scope="fragment")
+    else:
+        st.button("Stop", key="stop_run", on_click=current.stop)
 
 
 if running:

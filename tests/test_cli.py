@@ -23,7 +23,13 @@ TOKEN_KEYS = {"token", "id", "std_kl", "lang_kl", "vis_kl", "vds", "logratio", "
 def run_cli(vlod_home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = os.environ | {"VLOD_HOME": str(vlod_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "vlod_core", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "vlod_core", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -68,21 +74,43 @@ def test_empty_question(vlod_home, image_file, question):
 def test_teacher_path_that_does_not_exist(vlod_home, image_file, tmp_path):
     teacher = tmp_path / "no-such-teacher"
     result = run_cli(
-        vlod_home, "inspect", "--image", str(image_file), "--question", "what color is the circle ?", "--teacher", str(teacher)
+        vlod_home,
+        "inspect",
+        "--image",
+        str(image_file),
+        "--question",
+        "what color is the circle ?",
+        "--teacher",
+        str(teacher),
     )
     assert_one_line_error(result, str(teacher), "no such folder")
 
 
 def test_bad_sampling_number(vlod_home, image_file):
     result = run_cli(
-        vlod_home, "inspect", "--image", str(image_file), "--question", "what color is the circle ?", "--max-new-tokens", "0"
+        vlod_home,
+        "inspect",
+        "--image",
+        str(image_file),
+        "--question",
+        "what color is the circle ?",
+        "--max-new-tokens",
+        "0",
     )
     assert_one_line_error(result, "max_new_tokens")
 
 
 def test_inspect_json_is_one_object_whose_parts_add_up(vlod_home, image_file):
     result = run_cli(
-        vlod_home, "inspect", "--image", str(image_file), "--question", "what color is the Zorblax ?", "--json", "--seed", "3"
+        vlod_home,
+        "inspect",
+        "--image",
+        str(image_file),
+        "--question",
+        "what color is the Zorblax ?",
+        "--json",
+        "--seed",
+        "3",
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ module keeps per-user state at module level.
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import hashlib
@@ -16,6 +17,7 @@ import logging
 import pkgutil
 import threading
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +29,57 @@ from vlod_core.inspection import inspect
 from vlod_core.sampling import SamplingConfig, SeededSampler, generate
 
 SEEDS = (0, 1, 2, 3)
+CORE = Path(vlod_core.__file__).parent
+# Build-time code with its own private processor; nobody else can be calling it concurrently.
+PRIVATE_TOKENIZER_MODULES = {"toy/train.py", "toy/second_family.py", "toy/build.py"}
+
+
+def _pads_right(call: ast.Call, function: ast.AST | None) -> bool:
+    """Whether the call passes padding=True, padding_side="right" (directly, or in a `**kwargs` dict literal)."""
+    keywords = {k.arg: k.value for k in call.keywords if k.arg}
+    for star in (k.value for k in call.keywords if k.arg is None):
+        for node in ast.walk(function) if function is not None and isinstance(star, ast.Name) else ():
+            assigns_star = isinstance(node, ast.Assign) and any(getattr(t, "id", None) == star.id for t in node.targets)
+            if assigns_star and isinstance(node.value, ast.Dict):
+                pairs = zip(node.value.keys, node.value.values)
+                keywords |= {k.value: v for k, v in pairs if isinstance(k, ast.Constant)}
+    side, padding = keywords.get("padding_side"), keywords.get("padding")
+    return getattr(side, "value", None) == "right" and getattr(padding, "value", None) is True
+
+
+def tokenizer_calls_that_may_race() -> list[str]:
+    """Calls of a tokenizer or processor in vlod_core that do not pad right.
+
+    A fast tokenizer keeps its padding settings on the shared Rust backend: each call sets them (an unpadded
+    call switches padding off) and then encodes, so two sessions calling with different settings can make one
+    of them encode with the other's (left padding turned right, or no padding at all). With every call padding
+    right the settings never change, whoever calls.
+    """
+    found = []
+    for path in sorted(CORE.rglob("*.py")):
+        relative = path.relative_to(CORE).as_posix()
+        if relative in PRIVATE_TOKENIZER_MODULES:
+            continue
+        tree = ast.parse(path.read_text())
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if callee not in ("tokenizer", "processor"):
+                continue
+            function = next((f for f in functions if f.lineno <= node.lineno <= f.end_lineno), None)
+            if not _pads_right(node, function):
+                found.append(f"vlod_core/{relative}:{node.lineno}")
+    return found
+
+
+RACY_CALLS = tokenizer_calls_that_may_race()
+racy = pytest.mark.xfail(
+    bool(RACY_CALLS),
+    reason=f"shared-tokenizer race until these calls pass padding=True, padding_side='right': {RACY_CALLS}",
+    strict=False,
+)
 
 
 def state_digest(model: torch.nn.Module) -> str:
@@ -42,13 +95,15 @@ def state_digest(model: torch.nn.Module) -> str:
 def card_outcome(card) -> str:
     """Everything a seed determines in a run card (wall-clock times left out)."""
     records = [{k: v for k, v in record.items() if k != "seconds"} for record in card.records]
-    fields = dict(records=records, before=card.before, after=card.after, answers=card.answers_after, stopped=card.stopped)
+    fields = dict(
+        records=records, before=card.before, after=card.after, answers=card.answers_after, stopped=card.stopped
+    )
     return json.dumps(fields, sort_keys=True, allow_nan=True)
 
 
 def config(seed: int) -> DistillConfig:
     return DistillConfig(
-        steps=3, batch=4, lr=1e-2, seed=seed, eval_examples=16, answer_examples=2,
+        steps=3, batch=4, lr=1e-2, seed=seed, eval_examples=8, answer_examples=2,
         sampling=SamplingConfig(temperature=1.0, max_new_tokens=4),
     )  # fmt: skip
 
@@ -76,6 +131,7 @@ def run_in_threads(work, args) -> dict:
     return results
 
 
+@racy
 def test_concurrent_distillation_on_one_shared_pair(toy_pair):
     teacher_before, student_before = state_digest(toy_pair.teacher), state_digest(toy_pair.student)
     padding_side = toy_pair.tokenizer.padding_side
@@ -97,6 +153,7 @@ def test_concurrent_distillation_on_one_shared_pair(toy_pair):
     assert toy_pair.tokenizer.padding_side == padding_side
 
 
+@racy
 def test_concurrent_inspections_match_their_solo_results(toy_pair, examples):
     image, question = examples[1].image(), examples[1].question
     sampling = SamplingConfig(temperature=1.0, max_new_tokens=5)
@@ -109,6 +166,41 @@ def test_concurrent_inspections_match_their_solo_results(toy_pair, examples):
     assert run_in_threads(look, SEEDS) == alone
 
 
+def test_the_race_finder_sees_what_it_looks_for():
+    """The scan behind `racy` finds the calls it should, so an empty list means something."""
+    sample = ast.parse(
+        "def f(tokenizer, processor, texts):\n"
+        "    tokenizer(texts)\n"
+        "    tokenizer(texts, padding=True, padding_side='left')\n"
+        "    tokenizer(texts, padding=True, padding_side='right')\n"
+        "    kwargs = {'text': texts, 'padding': True, 'padding_side': 'right'}\n"
+        "    processor(**kwargs)\n"
+    )
+    function = sample.body[0]
+    calls = [
+        n
+        for n in ast.walk(sample)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") in ("tokenizer", "processor")
+    ]
+    assert [_pads_right(call, function) for call in sorted(calls, key=lambda c: c.lineno)] == [False, False, True, True]
+    padded = [line for line in ("sampling.py", "inputs.py") if any(line in call for call in RACY_CALLS)]
+    assert padded == [], "generation and scoring both pad right"
+
+
+def test_left_alignment_moves_padding_to_the_front():
+    from vlod_core.sampling import left_align
+
+    encoded = {
+        "input_ids": torch.tensor([[5, 6, 7], [8, 0, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
+        "pixel_values": torch.ones(2, 3),  # not per-token ids: left alone
+    }
+    aligned = left_align(encoded)
+    assert aligned["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert aligned["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert aligned["pixel_values"] is encoded["pixel_values"]
+
+
 def test_seeded_sampling_neither_uses_nor_moves_the_global_rng(toy_pair, examples):
     images, questions = [ex.image() for ex in examples[:4]], [ex.question for ex in examples[:4]]
     sampling = SamplingConfig(temperature=1.5, max_new_tokens=6)
@@ -118,7 +210,9 @@ def test_seeded_sampling_neither_uses_nor_moves_the_global_rng(toy_pair, example
     assert torch.equal(torch.get_rng_state(), state), "seeded sampling consumed the global RNG"
     torch.manual_seed(456)
     assert generate(toy_pair.student, toy_pair.processor, questions, images, sampling, generator_seed=9) == first
-    other = [generate(toy_pair.student, toy_pair.processor, questions, images, sampling, generator_seed=s) for s in range(4)]
+    other = [
+        generate(toy_pair.student, toy_pair.processor, questions, images, sampling, generator_seed=s) for s in range(4)
+    ]
     assert any(sample != first for sample in other), "different seeds should (almost surely) sample differently"
 
 
@@ -133,11 +227,9 @@ def test_sampler_draws_from_transformers_temperature_and_top_p_distribution():
         reference = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, scores.clone()))
         expected = reference.softmax(-1)  # (B, V)
         draws = 4000
-        counts = torch.zeros_like(scores)
-        for _ in range(draws):
-            out = sampler(None, scores)
-            assert (torch.isfinite(out).sum(-1) == 1).all()  # exactly one token left: the drawn one
-            counts += torch.isfinite(out).float()
+        out = sampler(None, scores.repeat(draws, 1)).view(draws, *scores.shape)  # (draws, B, V)
+        assert (torch.isfinite(out).sum(-1) == 1).all()  # exactly one token left: the drawn one
+        counts = torch.isfinite(out).float().sum(0)
         frequencies = counts / draws
         assert (frequencies[expected == 0] == 0).all(), "drew a token top-p or suppression removed"
         assert torch.allclose(frequencies, expected, atol=0.035), (frequencies, expected)
@@ -183,11 +275,9 @@ def module_state() -> dict[str, list[str]]:
                 continue
             if hasattr(value, "cache_info") or hasattr(value, "cache_clear"):
                 found.setdefault(module.__name__, []).append(f"{name} (a cached function)")
-            elif callable(value) and not isinstance(value, (torch.nn.Module, torch.Tensor)):
-                continue
-            elif isinstance(value, IMMUTABLE) or _is_frozen_dataclass(value):
-                continue
-            else:
+            elif isinstance(value, (torch.nn.Module, torch.Tensor)) or not (
+                callable(value) or isinstance(value, IMMUTABLE) or _is_frozen_dataclass(value)
+            ):
                 found.setdefault(module.__name__, []).append(name)
     return found
 

@@ -113,7 +113,12 @@ def test_vlm_processor_with_a_text_only_model_is_not_a_vlm(toy_dir, tmp_path):
 
     folder = copy_of(toy_dir, tmp_path)
     text_only = LlamaConfig(
-        vocab_size=80, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2
+        vocab_size=80,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
     )
     text_only.save_pretrained(folder)
     with pytest.raises(PairError, match="not a vision-language model"):

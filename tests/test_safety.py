@@ -45,7 +45,9 @@ def test_toy_build_writes_safetensors_only(vlod_home):
 def test_distilled_student_is_saved_as_safetensors_and_loads_back(toy_pair, tmp_path):
     import torch
 
-    result = distill(toy_pair, DistillConfig(steps=1, batch=2, eval_examples=4, answer_examples=0), evaluate_model=False)
+    result = distill(
+        toy_pair, DistillConfig(steps=1, batch=2, eval_examples=4, answer_examples=0), evaluate_model=False
+    )
     folder = tmp_path / "distilled"
     result.student.save_pretrained(folder)  # what `vlod distill --save-student` and the app do
     toy_pair.processor.save_pretrained(folder)
@@ -82,7 +84,9 @@ def unsafe_calls(path: Path) -> list[str]:
         where = f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path.name}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [alias.name for alias in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
-            if any(n and n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "marshal", "shelve") for n in names):
+            if any(
+                n and n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "marshal", "shelve") for n in names
+            ):
                 found.append(f"{where} imports an unpickler")
         if not isinstance(node, ast.Call):
             continue
@@ -91,9 +95,8 @@ def unsafe_calls(path: Path) -> list[str]:
             found.append(f"{where} calls {name}")
         if name.endswith("torch.load") and _keyword(node, "weights_only") is not True:
             found.append(f"{where} calls torch.load without weights_only=True")
-        if name.endswith("np.load") or name.endswith("numpy.load"):
-            if _keyword(node, "allow_pickle") is True:
-                found.append(f"{where} calls {name} with allow_pickle=True")
+        if name.endswith(("np.load", "numpy.load")) and _keyword(node, "allow_pickle") is True:
+            found.append(f"{where} calls {name} with allow_pickle=True")
         for keyword, bad in (("trust_remote_code", True), ("use_safetensors", False), ("safe_serialization", False)):
             if _keyword(node, keyword) is bad:
                 found.append(f"{where} passes {keyword}={bad}")
@@ -137,7 +140,10 @@ def test_load_model_passes_safetensors_and_the_callers_trust_setting(monkeypatch
     import transformers
 
     seen = []
-    real_processor, real_model = transformers.AutoProcessor.from_pretrained, transformers.AutoModelForImageTextToText.from_pretrained
+    real_processor, real_model = (
+        transformers.AutoProcessor.from_pretrained,
+        transformers.AutoModelForImageTextToText.from_pretrained,
+    )
 
     def spy(real):
         def call(*args, **kwargs):

@@ -100,10 +100,13 @@ def ensure_toy_built() -> None:
 
 
 def hub_ids(spec: PairSpec) -> list[str]:
-    """The spec's names that would be fetched from the Hub (not the toy, not an existing folder)."""
+    """The spec's names that would be fetched from the Hub: 'owner/name', not the toy, not a local path."""
     from pathlib import Path
 
-    return [n for n in (spec.teacher, spec.student) if n != TOY and not Path(n).expanduser().exists()]
+    return [
+        n for n in (spec.teacher, spec.student)
+        if n != TOY and n.count("/") == 1 and not n.startswith((".", "/", "~")) and not Path(n).expanduser().exists()
+    ]
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

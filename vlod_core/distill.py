@@ -211,7 +211,11 @@ def distill(
             )
             eta = float(accelerator.reduce(torch.tensor(local, device=accelerator.device), "mean"))
         loss = terms.combined(eta)
-        if not torch.isfinite(loss.detach()):
+        # Every process must agree to stop, or the others would wait forever in DDP's gradient all-reduce.
+        bad = torch.tensor(float(not torch.isfinite(loss.detach())), device=accelerator.device)
+        if processes > 1:
+            bad = accelerator.reduce(bad, "sum")
+        if float(bad) > 0:
             stopped = f"the loss became {float(loss.detach())} at step {step}; kept the student from before this step"
             optimiser.zero_grad(set_to_none=True)
             break

@@ -166,7 +166,8 @@ def load_model(name: str, *, dtype: torch.dtype, device: torch.device, trust_rem
 def _render_probe(processor) -> list[int]:
     messages = [{"role": "user", "content": [{"type": "text", "text": "what color is the circle ?"}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    # Padded right like every tokenizer call in vlod_core: the settings live on the shared backend (sampling.py).
+    return processor.tokenizer(text, add_special_tokens=False, padding=True, padding_side="right")["input_ids"]
 
 
 def check_compatible(teacher, teacher_processor, student, student_processor) -> tuple[int, list[str]]:

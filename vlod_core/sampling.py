@@ -3,7 +3,7 @@
 Samples are data: generated without gradients, cut at the end-of-turn token (kept, so the teacher also
 scores where the student stops), and returned as token ids. Structural tokens (image placeholders, chat
 markers, padding) are suppressed, since a sampled image token would break the next forward pass.
-Prompts are left-padded here, as `generate()` needs; scoring uses right padding (see `inputs.py`).
+Prompts are left-aligned here, as `generate()` needs; scoring uses right padding (see `inputs.py`).
 """
 
 from __future__ import annotations
@@ -77,13 +77,15 @@ def generate(
     tokenizer = processor.tokenizer
     with_image = [im is not None for im in images]
     texts = [render_prompt(processor, q, has) for q, has in zip(questions, with_image)]
-    # padding_side per call, never by mutating the (shared) tokenizer: other sessions use it concurrently
-    kwargs = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": "left"}
+    # Tokenized right-padded, exactly as for scoring, then left-aligned here. A fast tokenizer stores the
+    # padding side on its shared Rust backend during each call (even when given per call), so asking it for
+    # left padding while another session asks for right makes the two calls race.
+    kwargs = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": "right"}
     if all(with_image):
         kwargs["images"] = [im.convert("RGB") for im in images]
     elif any(with_image):
         raise ValueError("a batch must either all have images or none")
-    encoded = processor(**kwargs).to(model.device)
+    encoded = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in left_align(processor(**kwargs)).items()}
     if config.greedy:
         sample_kwargs = {"do_sample": False}
     else:
@@ -110,6 +112,19 @@ def generate(
         model.train(was_training)
     new = output[:, encoded["input_ids"].shape[1] :].tolist()
     return [_cut_at_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id) for row in new]
+
+
+def left_align(encoded) -> dict:
+    """Right-padded processor output re-laid with each row's real tokens last, as `generate()` needs."""
+    ids = encoded["input_ids"]  # (B, L)
+    if "attention_mask" not in encoded:
+        return dict(encoded)
+    shifts = (ids.shape[1] - encoded["attention_mask"].sum(-1)).tolist()  # padding at each row's end
+    out = dict(encoded)
+    for key, value in encoded.items():  # ids, mask and any other per-token ids (token types ...)
+        if torch.is_tensor(value) and value.shape == ids.shape and not value.is_floating_point():
+            out[key] = torch.stack([row.roll(shift) for row, shift in zip(value, shifts)])
+    return out
 
 
 def _cut_at_eos(ids: list[int], eos: int, pad: int) -> list[int]:
