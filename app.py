@@ -64,11 +64,15 @@ with st.form("choose_pair"):
         teacher_name = right.text_input("Teacher", placeholder=hint)
     if kind in KINDS[2:]:
         left, middle, right = st.columns(3)
-        dtype = left.selectbox("Weights", ["auto", "float32", "bfloat16", "float16"],
-                               help="auto: bfloat16 on a GPU, float32 on the CPU")
+        dtype = left.selectbox(
+            "Weights", ["auto", "float32", "bfloat16", "float16"], help="auto: bfloat16 on a GPU, float32 on the CPU"
+        )
         device = middle.text_input("Device", value="auto", help="auto, cpu, cuda, cuda:1 …")
-        trust = right.checkbox("Trust remote code", value=False,
-                               help="Let the model's repository run its own Python code. Only for authors you trust.")
+        trust = right.checkbox(
+            "Trust remote code",
+            value=False,
+            help="Let the model's repository run its own Python code. Only for authors you trust.",
+        )
     submitted = st.form_submit_button("Check and use this pair", type="primary")
 
 if submitted:
@@ -79,15 +83,29 @@ if submitted:
         chosen = PairSpec(student_variant="student_blind")
     elif kind == KINDS[2]:
         student_id, teacher_id = PRESETS[preset]
-        chosen = shown("This pair", PairSpec, teacher=teacher_id, student=student_id, dtype=dtype,
-                       device=device.strip() or "auto", trust_remote_code=trust)
+        chosen = shown(
+            "This pair",
+            PairSpec,
+            teacher=teacher_id,
+            student=student_id,
+            dtype=dtype,
+            device=device.strip() or "auto",
+            trust_remote_code=trust,
+        )
     elif not student_name.strip() or not teacher_name.strip():
         st.error("Give both a student and a teacher.")
     elif TOY in (student_name.strip(), teacher_name.strip()):
         st.error("For the toy pair, choose 'Toy pair (built in)' above.")
     else:
-        chosen = shown("This pair", PairSpec, teacher=teacher_name.strip(), student=student_name.strip(), dtype=dtype,
-                       device=device.strip() or "auto", trust_remote_code=trust)
+        chosen = shown(
+            "This pair",
+            PairSpec,
+            teacher=teacher_name.strip(),
+            student=student_name.strip(),
+            dtype=dtype,
+            device=device.strip() or "auto",
+            trust_remote_code=trust,
+        )
     if chosen is not None and shown(f"Checking {describe(chosen)}", check_and_load, chosen) is not None:
         set_spec(chosen)
         st.rerun()  # the "pair in use" section above shows the new pair

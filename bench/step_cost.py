@@ -84,9 +84,7 @@ class Bench:
         self.geo_student = copy.deepcopy(pair.student).train()
         self.geo_params = [(n, p) for n, p in self.geo_student.named_parameters() if p.requires_grad]
         self.geo_config = {bins: DistillConfig(batch=batch, geometry_bins=bins) for bins in GEOMETRY.values()}
-        images, questions, responses = toy_rollouts(
-            self.geo_student, pair.processor, self.geo_config[0], 0, 1
-        )(0)
+        images, questions, responses = toy_rollouts(self.geo_student, pair.processor, self.geo_config[0], 0, 1)(0)
         self.geo_batch = build_scoring_batch(pair.processor, images, questions, responses)
 
     def run_variant(self, name: str, record: bool) -> None:

@@ -54,11 +54,21 @@ with right, st.form("ask"):
     mode = st.radio("Answer to decompose", ["The student's own sample", "An answer I type"], horizontal=True)
     typed = st.text_input("Answer to score (used when you choose to type one)", placeholder="it is red")
     seed_col, ablation_col = st.columns(2)
-    seed = seed_col.number_input("Sampling seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
-                                 help="Change it to draw another sample from the student.")
-    ablation = ablation_col.selectbox("Without the image means", ABLATIONS, format_func=ABLATION_HELP.get,
-                                      help="remove is the paper's default: the image entry is dropped from the "
-                                           "message, so there are no image tokens at all")
+    seed = seed_col.number_input(
+        "Sampling seed",
+        min_value=0,
+        max_value=2**31 - 1,
+        value=0,
+        step=1,
+        help="Change it to draw another sample from the student.",
+    )
+    ablation = ablation_col.selectbox(
+        "Without the image means",
+        ABLATIONS,
+        format_func=ABLATION_HELP.get,
+        help="remove is the paper's default: the image entry is dropped from the "
+        "message, so there are no image tokens at all",
+    )
     submitted = st.form_submit_button("Ask", type="primary")
 
 if submitted:
@@ -70,12 +80,20 @@ if submitted:
         text, notes = checked
         set_question(text)
         with st.spinner("Asking teacher and student, then scoring the answer four ways…"):
-            result = shown("Inspecting", inspect_cached, pair, spec, probe.digest, probe.image, text, response,
-                           ablation, int(seed))
+            result = shown(
+                "Inspecting", inspect_cached, pair, spec, probe.digest, probe.image, text, response, ablation, int(seed)
+            )
         if result is not None:
-            st.session_state[RESULT_KEY] = {"result": result, "spec": spec, "digest": probe.digest, "notes": notes,
-                                            "ablation": ablation, "question": text, "typed": response is not None,
-                                            "seed": int(seed)}
+            st.session_state[RESULT_KEY] = {
+                "result": result,
+                "spec": spec,
+                "digest": probe.digest,
+                "notes": notes,
+                "ablation": ablation,
+                "question": text,
+                "typed": response is not None,
+                "seed": int(seed),
+            }
 
 stored = st.session_state.get(RESULT_KEY)
 if stored is None or stored["spec"] != spec or stored["digest"] != probe.digest:
@@ -99,8 +117,10 @@ for column, key in zip(grid, ANSWER_TITLES):
 rows = inspection.decomposition.rows(0)
 st.subheader("Token by token")
 what = "your answer" if stored["typed"] else f"the student's sampled answer (temperature 1, seed {stored['seed']})"
-st.markdown(f"Decomposing {what}: **{inspection.response or '(end of turn only)'}** — {len(rows)} tokens, "
-            f"image ablation *{stored['ablation']}*.")
+st.markdown(
+    f"Decomposing {what}: **{inspection.response or '(end of turn only)'}** — {len(rows)} tokens, "
+    f"image ablation *{stored['ablation']}*."
+)
 st.plotly_chart(token_strip(rows, result.next_tokens), config={"displayModeBar": False}, key="token_strip")
 st.info(
     "**The KLs do not add up**: std_kl ≠ lang_kl + vis_kl in general, so the colour is only a share. "
@@ -112,23 +132,39 @@ split_col.plotly_chart(logratio_split(rows), config={"displayModeBar": False}, k
 kl_col.plotly_chart(kl_bars(rows), config={"displayModeBar": False}, key="kl_bars")
 
 table = pd.DataFrame(rows)[["token", *PER_TOKEN_FIELDS]]
-st.dataframe(table, hide_index=False, column_config={k: st.column_config.NumberColumn(format="%.4f") for k in PER_TOKEN_FIELDS})
-st.caption("vds = KL(qI‖qx): how much the image changes the teacher at this token. logratio = logratio_lang + "
-           "logratio_vis exactly.")
+st.dataframe(
+    table, hide_index=False, column_config={k: st.column_config.NumberColumn(format="%.4f") for k in PER_TOKEN_FIELDS}
+)
+st.caption(
+    "vds = KL(qI‖qx): how much the image changes the teacher at this token. logratio = logratio_lang + "
+    "logratio_vis exactly."
+)
 
 st.subheader("Where in the image")
 if st.toggle("Occlusion map for one token (re-scores the image once per grid cell)", key="occlusion_on"):
     labels = [f"{i}: {r['token']}  (vds {r['vds']:.3f})" for i, r in enumerate(rows)]
     default = max(range(len(rows)), key=lambda i: rows[i]["vds"])
-    position = st.selectbox("Token", range(len(rows)), index=default, format_func=labels.__getitem__,
-                            key=f"occlusion_token_{probe.digest}")
+    position = st.selectbox(
+        "Token", range(len(rows)), index=default, format_func=labels.__getitem__, key=f"occlusion_token_{probe.digest}"
+    )
     with st.spinner("Greying out each cell and re-scoring…"):
-        occlusion = shown("Occlusion map", occlusion_cached, pair, spec, probe.digest, probe.image,
-                          inspection.question, tuple(result.response_ids), int(position), stored["ablation"])
+        occlusion = shown(
+            "Occlusion map",
+            occlusion_cached,
+            pair,
+            spec,
+            probe.digest,
+            probe.image,
+            inspection.question,
+            tuple(result.response_ids),
+            int(position),
+            stored["ablation"],
+        )
     if occlusion is not None:
         map_col, text_col = st.columns([3, 2])
-        map_col.plotly_chart(occlusion_figure(probe.image, occlusion), config={"displayModeBar": False},
-                             key="occlusion")
+        map_col.plotly_chart(
+            occlusion_figure(probe.image, occlusion), config={"displayModeBar": False}, key="occlusion"
+        )
         text_col.markdown(
             f"Each cell of a {occlusion.grid[0]}×{occlusion.grid[1]} grid is greyed out in turn and "
             f"**{occlusion.token}** is scored again. The colour is the change of its visual term "

@@ -28,8 +28,14 @@ with st.form("geometry"):
     toy_examples = left.slider("Toy samples in the batch", min_value=0, max_value=64, value=15)
     seed = middle.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
     ablation = right.selectbox("Without the image means", ABLATIONS)
-    bins = last.number_input("VDS bins", min_value=0, max_value=20, value=10, step=1,
-                             help="Equal-count bins of the response tokens by VDS (0: none)")
+    bins = last.number_input(
+        "VDS bins",
+        min_value=0,
+        max_value=20,
+        value=10,
+        step=1,
+        help="Equal-count bins of the response tokens by VDS (0: none)",
+    )
     submitted = st.form_submit_button("Measure the angles", type="primary")
 
 if submitted:
@@ -38,9 +44,17 @@ if submitted:
     else:
         with st.spinner("Sampling answers, scoring them four ways and taking three gradients…"):
             geometry = shown(
-                "Measuring the gradients", geometry_cached, pair, spec,
-                probe.digest if include else None, probe.image if include else None,
-                probe.question if include else None, int(toy_examples), int(seed), ablation, int(bins),
+                "Measuring the gradients",
+                geometry_cached,
+                pair,
+                spec,
+                probe.digest if include else None,
+                probe.image if include else None,
+                probe.question if include else None,
+                int(toy_examples),
+                int(seed),
+                ablation,
+                int(bins),
             )
         if geometry is not None:
             size = int(toy_examples) + (1 if include else 0)
@@ -58,8 +72,10 @@ columns = st.columns(3)
 for column, key in zip(columns, PAIR_LABELS):
     column.metric(PAIR_LABELS[key], f"{overall['angles'][key]:.1f}°")
 norms = overall["norms"]
-st.caption(f"Norms: ‖gStd‖ = {norms['std']:.4g}, ‖gLang‖ = {norms['lang']:.4g}, ‖gVis‖ = {norms['vis']:.4g}. "
-           "90° means the two losses pull independent ways; below 90° they agree, above they conflict.")
+st.caption(
+    f"Norms: ‖gStd‖ = {norms['std']:.4g}, ‖gLang‖ = {norms['lang']:.4g}, ‖gVis‖ = {norms['vis']:.4g}. "
+    "90° means the two losses pull independent ways; below 90° they agree, above they conflict."
+)
 
 plane_col, note_col = st.columns([3, 2], gap="large")
 with note_col:
@@ -83,13 +99,17 @@ st.subheader("Per module group")
 group_col, norm_col = st.columns(2)
 group_col.plotly_chart(angles_by_group(geometry), config={"displayModeBar": False}, key="angles_by_group")
 norm_col.plotly_chart(norms_by_group(geometry), config={"displayModeBar": False}, key="norms_by_group")
-st.caption("A blank cell means a gradient is zero in that group: with the image removed, the vision tower and "
-           "projector get no gradient from ℓLang.")
+st.caption(
+    "A blank cell means a gradient is zero in that group: with the image removed, the vision tower and "
+    "projector get no gradient from ℓLang."
+)
 
 st.subheader("Per VDS bin")
 if geometry["bins"]:
     st.plotly_chart(angles_by_bin(geometry), config={"displayModeBar": False}, key="angles_by_bin")
-    st.caption("Each bin holds the same number of response tokens, ordered by VDS = KL(qI‖qx); each loss is "
-               "averaged over the bin's tokens only. The paper's Fig. 3 has the same axes.")
+    st.caption(
+        "Each bin holds the same number of response tokens, ordered by VDS = KL(qI‖qx); each loss is "
+        "averaged over the bin's tokens only. The paper's Fig. 3 has the same axes."
+    )
 else:
     st.info("Too few response tokens for VDS bins (or bins set to 0): add toy samples to the batch.")

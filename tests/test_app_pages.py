@@ -261,7 +261,9 @@ def test_distill_page_runs_three_steps_and_shows_before_and_after(vlod_home, sha
     assert list(summary["rule"]) == ["standard", "vgs"] and list(summary["steps"]) == [3, 3]
     assert "Your image, before → after" in " ".join(texts(at.markdown))
     assert any(m.startswith("with the image:") and "→" in m for m in texts(at.markdown))
-    assert {"question", "right answer", "before (image)", "standard (image)", "vgs (image)"} <= set(at.dataframe[1].value.columns)
+    assert {"question", "right answer", "before (image)", "standard (image)", "vgs (image)"} <= set(
+        at.dataframe[1].value.columns
+    )
     labels = [d.label for d in at.get("download_button")]
     assert "Run card (vgs, JSON)" in labels and "Distilled student (standard, zip)" in labels
 

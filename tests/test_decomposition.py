@@ -23,15 +23,22 @@ def _responses(pair, examples):
 
 def _four(pair: ModelPair, examples, ablation="remove", merge=True):
     batch = build_scoring_batch(
-        pair.processor, [ex.image() for ex in examples], [ex.question for ex in examples], _responses(pair, examples), ablation
+        pair.processor,
+        [ex.image() for ex in examples],
+        [ex.question for ex in examples],
+        _responses(pair, examples),
+        ablation,
     )
-    return batch, score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, merge=merge)
+    return batch, score_four(
+        pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, merge=merge
+    )
 
 
 def _reference(four, b, t):
     """Every per-token quantity of one position, straight from the definitions, in float64 numpy."""
     s_i, s_x, t_i, t_x = (
-        x[b, t].double().numpy() for x in (four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated)
+        x[b, t].double().numpy()
+        for x in (four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated)
     )
 
     def kl(logp, logq):
@@ -117,9 +124,14 @@ def test_merged_passes_equal_separate_passes(toy_pair, examples):
 
 def test_student_gradients_flow_only_when_asked(toy_pair, examples):
     batch = build_scoring_batch(
-        toy_pair.processor, [ex.image() for ex in examples], [ex.question for ex in examples], _responses(toy_pair, examples)
+        toy_pair.processor,
+        [ex.image() for ex in examples],
+        [ex.question for ex in examples],
+        _responses(toy_pair, examples),
     )
     student = copy.deepcopy(toy_pair.student)
-    four = score_four(toy_pair.teacher, student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id, student_grad=True)
+    four = score_four(
+        toy_pair.teacher, student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id, student_grad=True
+    )
     assert four.student_image.requires_grad and four.student_ablated.requires_grad
     assert not four.teacher_image.requires_grad and not four.teacher_ablated.requires_grad

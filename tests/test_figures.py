@@ -12,8 +12,17 @@ from vlod_core.topk import DISTRIBUTIONS, NextTokens
 
 
 def _row(token, lang, vis, std=0.5, vds=0.2, lr_lang=0.1, lr_vis=-0.3):
-    return {"token": token, "id": 0, "std_kl": std, "lang_kl": lang, "vis_kl": vis, "vds": vds,
-            "logratio": lr_lang + lr_vis, "logratio_lang": lr_lang, "logratio_vis": lr_vis}
+    return {
+        "token": token,
+        "id": 0,
+        "std_kl": std,
+        "lang_kl": lang,
+        "vis_kl": vis,
+        "vds": vds,
+        "logratio": lr_lang + lr_vis,
+        "logratio_lang": lr_lang,
+        "logratio_vis": lr_vis,
+    }
 
 
 ROWS = [_row("it", 0.3, 0.1), _row("is", 1e-6, 2e-6), _row("red", 0.1, 0.9)]
@@ -26,7 +35,9 @@ def _geometry_block(vectors: dict[str, np.ndarray]) -> dict:
 
     return {
         "norms": {k: float(np.linalg.norm(v)) for k, v in vectors.items()},
-        "angles": {f"{a}-{b}": angle(vectors[a], vectors[b]) for a, b in (("std", "lang"), ("std", "vis"), ("lang", "vis"))},
+        "angles": {
+            f"{a}-{b}": angle(vectors[a], vectors[b]) for a, b in (("std", "lang"), ("std", "vis"), ("lang", "vis"))
+        },
     }
 
 
@@ -71,9 +82,14 @@ def test_plane_coordinates_reproduce_angles_norms_and_the_vgs_scale():
 
 
 def test_geometry_figures_draw_every_group_and_bin():
-    block = _geometry_block({"std": np.array([1.0, 0, 0]), "lang": np.array([0, 1.0, 0]), "vis": np.array([1.0, 1.0, 0])})
-    geometry = {"global": block, "groups": {"vision tower": block, "language layer 00": block},
-                "bins": [block | {"vds_low": i, "vds_high": i + 1, "tokens": 3} for i in range(10)]}
+    block = _geometry_block(
+        {"std": np.array([1.0, 0, 0]), "lang": np.array([0, 1.0, 0]), "vis": np.array([1.0, 1.0, 0])}
+    )
+    geometry = {
+        "global": block,
+        "groups": {"vision tower": block, "language layer 00": block},
+        "bins": [block | {"vds_low": i, "vds_high": i + 1, "tokens": 3} for i in range(10)],
+    }
     heat = figures.angles_by_group(geometry).data[0]
     assert list(heat.y) == ["vision tower", "language layer 00"]
     assert heat.z[0][0] == pytest.approx(90.0) and heat.z[0][1] == pytest.approx(45.0)
@@ -85,8 +101,10 @@ def test_geometry_figures_draw_every_group_and_bin():
 def test_training_curves_and_accuracy_bars_follow_the_records():
     record = {"step": 1, "std": 0.5, "lang": 0.2, "vis": 0.4, "eta": 0.4, "accuracy": None, "geometry": None}
     accuracy = {"accuracy_image": 0.6, "accuracy_no_image": 0.5}
-    runs = {"standard": {"records": [record, record | {"step": 2}], "before": accuracy, "after": accuracy},
-            "vgs": {"records": [record]}}
+    runs = {
+        "standard": {"records": [record, record | {"step": 2}], "before": accuracy, "after": accuracy},
+        "vgs": {"records": [record]},
+    }
     fig = figures.training_curves(runs)
     std_trace = next(t for t in fig.data if t.name == "standard ℓStd")
     assert list(std_trace.x) == [1, 2]
@@ -100,7 +118,11 @@ def test_training_curves_and_accuracy_bars_follow_the_records():
 
 def test_word_diff_marks_removed_and_added_words():
     assert figures.word_diff("it is blue", "it is red") == [
-        ("same", "it"), ("same", "is"), ("removed", "blue"), ("added", "red")]
+        ("same", "it"),
+        ("same", "is"),
+        ("removed", "blue"),
+        ("added", "red"),
+    ]
     assert figures.word_diff("", "two shapes") == [("added", "two"), ("added", "shapes")]
 
 

@@ -22,8 +22,14 @@ def _logratio_vis(pair, image, question, ids, position, ablation="remove") -> fl
     batch = build_scoring_batch(pair.processor, [image], [question], [ids], ablation)
     with torch.no_grad():
         four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
-    ratios = sampled_logratios(four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated,
-                               four.response_ids, four.response_mask)
+    ratios = sampled_logratios(
+        four.student_image,
+        four.student_ablated,
+        four.teacher_image,
+        four.teacher_ablated,
+        four.response_ids,
+        four.response_mask,
+    )
     return float(ratios["logratio_vis"][0, position])
 
 
@@ -51,7 +57,9 @@ def test_occlusion_delta_matches_rescoring_the_occluded_image(toy_pair, examples
     state = {k: v.clone() for k, v in toy_pair.student.state_dict().items()}
     result = occlusion_map(toy_pair, image, example.question, ids, position, ablation=ablation, batch_size=5)
     assert result.delta.shape == (4, 4) and result.grid == (4, 4)
-    assert result.baseline == pytest.approx(_logratio_vis(toy_pair, image, example.question, ids, position, ablation), abs=1e-5)
+    assert result.baseline == pytest.approx(
+        _logratio_vis(toy_pair, image, example.question, ids, position, ablation), abs=1e-5
+    )
     # the image-free terms cancel, so any ablation gives the same change; check against the full decomposition
     for row, col in ((0, 0), (2, 3)):
         occluded = occlude(image, (4, 4), row, col)
@@ -76,7 +84,9 @@ def test_top_next_tokens_are_the_largest_probabilities_of_each_distribution(toy_
     assert len(result.top) == len(ids)
     batch = build_scoring_batch(toy_pair.processor, [example.image()], [example.question], [ids])
     with torch.no_grad():
-        four = score_four(toy_pair.teacher, toy_pair.student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id)
+        four = score_four(
+            toy_pair.teacher, toy_pair.student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id
+        )
     for name in DISTRIBUTIONS:
         probs = getattr(four, name)[0].exp()  # (T, V)
         for t, entry in enumerate(result.top):

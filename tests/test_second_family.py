@@ -75,9 +75,7 @@ def test_pair_is_really_qwen2vl_with_its_own_inputs(qwen_pair, images):
 def test_logratio_splits_exactly(qwen_pair, images, ablation):
     _, four = _score(qwen_pair, images, QUESTIONS, _responses(qwen_pair), ablation)
     values = decompose(four, qwen_pair.tokenizer).values
-    torch.testing.assert_close(
-        values["logratio"], values["logratio_lang"] + values["logratio_vis"], atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(values["logratio"], values["logratio_lang"] + values["logratio_vis"], atol=1e-5, rtol=0)
     assert values["logratio"].abs().max() > 1e-2  # random, different models: the split is not trivially 0 = 0
 
 

@@ -37,8 +37,15 @@ def toy_samples() -> list[world.Example]:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def inspect_cached(
-    _pair: ModelPair, spec: PairSpec, digest: str, _image: Image.Image, question: str, response: str | None,
-    ablation: str, seed: int, k: int = 5,
+    _pair: ModelPair,
+    spec: PairSpec,
+    digest: str,
+    _image: Image.Image,
+    question: str,
+    response: str | None,
+    ablation: str,
+    seed: int,
+    k: int = 5,
 ) -> InspectResult:
     result = inspect(_pair, _image, question, response, ablation, SamplingConfig(), seed)
     decomposition = result.decomposition
@@ -49,16 +56,29 @@ def inspect_cached(
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def occlusion_cached(
-    _pair: ModelPair, spec: PairSpec, digest: str, _image: Image.Image, question: str, response_ids: tuple[int, ...],
-    position: int, ablation: str,
+    _pair: ModelPair,
+    spec: PairSpec,
+    digest: str,
+    _image: Image.Image,
+    question: str,
+    response_ids: tuple[int, ...],
+    position: int,
+    ablation: str,
 ) -> OcclusionMap:
     return occlusion_map(_pair, _image, question, list(response_ids), position, ablation=ablation)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def geometry_cached(
-    _pair: ModelPair, spec: PairSpec, digest: str | None, _image: Image.Image | None, question: str | None,
-    toy_examples: int, seed: int, ablation: str, bins: int,
+    _pair: ModelPair,
+    spec: PairSpec,
+    digest: str | None,
+    _image: Image.Image | None,
+    question: str | None,
+    toy_examples: int,
+    seed: int,
+    ablation: str,
+    bins: int,
 ) -> dict:
     """GradGeometry (as a dict) on the probe (if any) plus `toy_examples` toy samples."""
     images, questions = toy_batch(toy_examples, seed) if toy_examples else ([], [])

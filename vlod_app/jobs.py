@@ -76,8 +76,9 @@ class DistillJob:
                     run.records.append(record.to_dict())
 
             try:
-                result = distill(self.pair, run.config, callback=callback, should_stop=self._stop.is_set,
-                                 probes=self.probes)
+                result = distill(
+                    self.pair, run.config, callback=callback, should_stop=self._stop.is_set, probes=self.probes
+                )
             except Exception as error:  # noqa: BLE001 - reported on the page
                 logger.exception("distillation with rule %s failed", run.rule)
                 run.state = "failed"
@@ -102,8 +103,10 @@ class DistillJob:
     def fraction(self) -> float:
         with self._lock:
             total = sum(run.config.steps for run in self.runs.values())
-            done = sum(run.config.steps if run.state in ("done", "skipped", "failed") else len(run.records)
-                       for run in self.runs.values())
+            done = sum(
+                run.config.steps if run.state in ("done", "skipped", "failed") else len(run.records)
+                for run in self.runs.values()
+            )
         return min(1.0, done / max(total, 1))
 
     def cards(self) -> dict[str, RunCard]:

@@ -104,7 +104,8 @@ def hub_ids(spec: PairSpec) -> list[str]:
     from pathlib import Path
 
     return [
-        n for n in (spec.teacher, spec.student)
+        n
+        for n in (spec.teacher, spec.student)
         if n != TOY and n.count("/") == 1 and not n.startswith((".", "/", "~")) and not Path(n).expanduser().exists()
     ]
 

@@ -41,20 +41,27 @@ def probe_or_default() -> Probe:
 def image_picker() -> Probe | None:
     """Choose a toy sample or upload an image; the choice becomes the session's probe."""
     current = probe_or_default()
-    source = st.radio("Image", SOURCES, index=SOURCES.index(SOURCES[1] if current.source == "upload" else SOURCES[0]),
-                      horizontal=True, key="image_source")
+    source = st.radio(
+        "Image",
+        SOURCES,
+        index=SOURCES.index(SOURCES[1] if current.source == "upload" else SOURCES[0]),
+        horizontal=True,
+        key="image_source",
+    )
     if source == SOURCES[0]:
         samples = toy_samples()
         labels = [f"{i + 1}: {ex.question}" for i, ex in enumerate(samples)]
         default = int(current.label.rsplit(" ", 1)[-1]) - 1 if current.source == "toy" else 0
-        choice = st.selectbox("Toy sample", range(len(samples)), index=default, format_func=labels.__getitem__,
-                              key="toy_sample")
+        choice = st.selectbox(
+            "Toy sample", range(len(samples)), index=default, format_func=labels.__getitem__, key="toy_sample"
+        )
         if current.source != "toy" or current.label != f"toy sample {choice + 1}":
             set_probe(toy_probe(choice))
         return get_probe()
     upload = st.file_uploader(
         f"An image (PNG, JPEG, GIF, WebP, BMP, TIFF; at most {MAX_UPLOAD_BYTES // 2**20} MiB)",
-        type=UPLOAD_TYPES, key="image_upload",
+        type=UPLOAD_TYPES,
+        key="image_upload",
     )
     if upload is None:
         if current.source == "upload":

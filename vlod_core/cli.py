@@ -66,7 +66,9 @@ def cmd_toy_build(args) -> int:
     card = build_toy_pair(out, ToyBuildConfig(seed=args.seed), progress=_progress_printer("building the toy pair"))
     print(f"wrote {out} in {card['build_seconds']} s")
     for name in ("teacher", "student", "student_blind"):
-        print(f"  {name:<14} accuracy with image {card[name]['accuracy_image']:.3f}   without {card[name]['accuracy_no_image']:.3f}")
+        print(
+            f"  {name:<14} accuracy with image {card[name]['accuracy_image']:.3f}   without {card[name]['accuracy_no_image']:.3f}"
+        )
     return 0
 
 
@@ -326,6 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.func(args)
-    except (PairError, ImageError, ValueError) as error:
+    except (PairError, ImageError, ValueError, OSError) as error:  # the user can fix these: one line, no traceback
         print(f"vlod: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -58,6 +58,10 @@ class DistillConfig:
     mixed_precision: str = "no"  # accelerate's: "no", "bf16", "fp16"
 
     def __post_init__(self):
+        for name in ("steps", "batch", "seed", "geometry_every", "geometry_bins", "eval_every", "eval_examples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if not 1 <= self.steps <= 100_000:
             raise ValueError(f"steps must be between 1 and 100000, got {self.steps}")
         if not 1 <= self.batch <= 4096:
@@ -123,7 +127,13 @@ def _probe_answers(model, processor, probes) -> list[dict]:
     for image, question in probes:
         with_image = generate(model, processor, [question], [image], GREEDY)[0]
         without = generate(model, processor, [question], [None], GREEDY)[0]
-        out.append({"question": question, "image": decode(processor.tokenizer, with_image), "no_image": decode(processor.tokenizer, without)})
+        out.append(
+            {
+                "question": question,
+                "image": decode(processor.tokenizer, with_image),
+                "no_image": decode(processor.tokenizer, without),
+            }
+        )
     return out
 
 
@@ -282,5 +292,7 @@ def geometry_now(pair: ModelPair, student, named_params, batch, config: DistillC
         with torch.no_grad():
             anchor_ablated = context_logprobs(anchor, batch.ablated, batch.response_ids.shape[1], pair.vocab_size)
     losses = per_token_losses(four, config.steering, anchor_ablated)
-    geometry = geometry_of_losses(named_params, losses, batch.response_mask, config.geometry_bins, config.steering.average)
+    geometry = geometry_of_losses(
+        named_params, losses, batch.response_mask, config.geometry_bins, config.steering.average
+    )
     return geometry.to_dict()

@@ -41,7 +41,9 @@ def held_out_examples(n: int = 400) -> list[world.Example]:
 
 
 def reference_ids(tokenizer, answer: str) -> list[int]:
-    return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return tokenizer(answer, add_special_tokens=False, padding=True, padding_side="right")["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
 
 
 @torch.no_grad()

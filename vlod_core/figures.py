@@ -215,8 +215,13 @@ def norms_by_group(geometry: dict) -> go.Figure:
     groups = list(geometry["groups"])
     fig = go.Figure()
     for name, colour, label in (("std", STD, "‖gStd‖"), ("lang", LANG, "‖gLang‖"), ("vis", VIS, "‖gVis‖")):
-        fig.add_bar(y=groups, x=[geometry["groups"][g]["norms"][name] for g in groups], name=label,
-                    marker_color=colour, orientation="h")
+        fig.add_bar(
+            y=groups,
+            x=[geometry["groups"][g]["norms"][name] for g in groups],
+            name=label,
+            marker_color=colour,
+            orientation="h",
+        )
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
     fig.update_xaxes(type="log", dtick=1, title="gradient norm (log scale)")
     fig.update_yaxes(autorange="reversed")
@@ -231,15 +236,27 @@ def angles_by_bin(geometry: dict) -> go.Figure:
     ranges = [f"VDS {b['vds_low']:.3g}–{b['vds_high']:.3g}, {b['tokens']} tokens" for b in bins]
     for key, label in PAIR_LABELS.items():
         fig.add_scatter(
-            x=x, y=[b["angles"][key] for b in bins], name=label, mode="lines+markers",
-            line=dict(color=PAIR_COLOURS[key]), customdata=ranges,
-            hovertemplate=f"bin %{{x}} (%{{customdata}})<br>{label}: %{{y:.1f}}°<extra></extra>", row=1, col=1,
+            x=x,
+            y=[b["angles"][key] for b in bins],
+            name=label,
+            mode="lines+markers",
+            line=dict(color=PAIR_COLOURS[key]),
+            customdata=ranges,
+            hovertemplate=f"bin %{{x}} (%{{customdata}})<br>{label}: %{{y:.1f}}°<extra></extra>",
+            row=1,
+            col=1,
         )
     for name, colour, label in (("std", STD, "‖gStd‖"), ("lang", LANG, "‖gLang‖"), ("vis", VIS, "‖gVis‖")):
         fig.add_scatter(
-            x=x, y=[b["norms"][name] for b in bins], name=label, mode="lines+markers",
-            line=dict(color=colour, dash="dot"), customdata=ranges,
-            hovertemplate=f"bin %{{x}} (%{{customdata}})<br>{label}: %{{y:.3g}}<extra></extra>", row=2, col=1,
+            x=x,
+            y=[b["norms"][name] for b in bins],
+            name=label,
+            mode="lines+markers",
+            line=dict(color=colour, dash="dot"),
+            customdata=ranges,
+            hovertemplate=f"bin %{{x}} (%{{customdata}})<br>{label}: %{{y:.3g}}<extra></extra>",
+            row=2,
+            col=1,
         )
     fig.add_hline(y=90, line=dict(color="#999", dash="dash"), row=1, col=1)
     fig.update_yaxes(title="degrees", row=1, col=1)
@@ -274,8 +291,15 @@ def plane_coordinates(block: dict, gamma: float = 2.0, eta: float | None = None)
     combined = std + gamma * vis
     if eta is None:
         eta = n_std / max(float(np.linalg.norm(combined)), 1e-12)
-    return {"std": std, "vis": vis, "lang": lang, "vgs": eta * combined, "eta": eta, "gamma": gamma,
-            "lang_out_of_plane": lang_out}
+    return {
+        "std": std,
+        "vis": vis,
+        "lang": lang,
+        "vgs": eta * combined,
+        "eta": eta,
+        "gamma": gamma,
+        "lang_out_of_plane": lang_out,
+    }
 
 
 def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> go.Figure:
@@ -295,19 +319,47 @@ def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> g
     shift = {arrows[i][0]: 18 * (rank - (len(arrows) - 1) / 2) for rank, i in enumerate(order)}
     for key, colour, label in arrows:
         x, y = coords[key]
-        fig.add_scatter(x=[0, x], y=[0, y], mode="lines", line=dict(color=colour, width=3,
-                        dash="dash" if key == "lang" else "solid"), name=label, hoverinfo="name")
-        fig.add_annotation(x=x, y=y, ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
-                           arrowhead=3, arrowsize=1.2, arrowwidth=2, arrowcolor=colour, text="")
-        fig.add_annotation(x=x, y=y, text=label.split(",")[0], showarrow=False, yshift=shift[key],
-                           xanchor="left" if x >= 0 else "right", xshift=6 if x >= 0 else -6,
-                           font=dict(color=colour, size=13))
+        fig.add_scatter(
+            x=[0, x],
+            y=[0, y],
+            mode="lines",
+            line=dict(color=colour, width=3, dash="dash" if key == "lang" else "solid"),
+            name=label,
+            hoverinfo="name",
+        )
+        fig.add_annotation(
+            x=x,
+            y=y,
+            ax=0,
+            ay=0,
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=3,
+            arrowsize=1.2,
+            arrowwidth=2,
+            arrowcolor=colour,
+            text="",
+        )
+        fig.add_annotation(
+            x=x,
+            y=y,
+            text=label.split(",")[0],
+            showarrow=False,
+            yshift=shift[key],
+            xanchor="left" if x >= 0 else "right",
+            xshift=6 if x >= 0 else -6,
+            font=dict(color=colour, size=13),
+        )
     pad = 0.2 * extent
     low, high = tips.min(axis=0) - pad, tips.max(axis=0) + pad
     high[0] += 0.35 * extent  # room for the labels right of the tips
     fig.update_xaxes(range=[low[0], high[0]], zeroline=True, zerolinecolor="#ccc", showgrid=False)
-    fig.update_yaxes(range=[low[1], high[1]], zeroline=True, zerolinecolor="#ccc", showgrid=False,
-                     scaleanchor="x", scaleratio=1)
+    fig.update_yaxes(
+        range=[low[1], high[1]], zeroline=True, zerolinecolor="#ccc", showgrid=False, scaleanchor="x", scaleratio=1
+    )
     fig.update_layout(legend=dict(orientation="h", y=-0.12))
     note = f"gLang out of plane: {coords['lang_out_of_plane']:.3g}"
     return _layout(fig, 460, title=f"The three gradients in the gStd–gVis plane ({note})")
@@ -324,20 +376,44 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
     `steps` (the run's planned length, so accuracy after the run is drawn at its last step).
     """
     fig = make_subplots(
-        rows=2, cols=2, vertical_spacing=0.16, horizontal_spacing=0.1,
-        subplot_titles=("losses: ℓStd solid, ℓVis dash, ℓLang dot", "η (update scale)",
-                        "held-out accuracy: with image solid, without dash", "global angles (degrees)"),
+        rows=2,
+        cols=2,
+        vertical_spacing=0.16,
+        horizontal_spacing=0.1,
+        subplot_titles=(
+            "losses: ℓStd solid, ℓVis dash, ℓLang dot",
+            "η (update scale)",
+            "held-out accuracy: with image solid, without dash",
+            "global angles (degrees)",
+        ),
     )
     for rule, run in runs.items():
         colour = RULE_COLOURS.get(rule, "#000")
         records = run.get("records") or []
         steps = [r["step"] for r in records]
         for key, dash in (("std", "solid"), ("vis", "dash"), ("lang", "dot")):
-            fig.add_scatter(x=steps, y=[r[key] for r in records], mode="lines", line=dict(color=colour, dash=dash),
-                            name=f"{rule} ℓ{key.capitalize()}", legendgroup=rule, showlegend=key == "std",
-                            row=1, col=1)
-        fig.add_scatter(x=steps, y=[r["eta"] for r in records], mode="lines", line=dict(color=colour),
-                        name=f"{rule} η", legendgroup=rule, showlegend=False, row=1, col=2)
+            fig.add_scatter(
+                x=steps,
+                y=[r[key] for r in records],
+                mode="lines",
+                line=dict(color=colour, dash=dash),
+                name=f"{rule} ℓ{key.capitalize()}",
+                legendgroup=rule,
+                showlegend=key == "std",
+                row=1,
+                col=1,
+            )
+        fig.add_scatter(
+            x=steps,
+            y=[r["eta"] for r in records],
+            mode="lines",
+            line=dict(color=colour),
+            name=f"{rule} η",
+            legendgroup=rule,
+            showlegend=False,
+            row=1,
+            col=2,
+        )
         points = []
         if run.get("before"):
             points.append((0, run["before"]))
@@ -346,17 +422,40 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
             points.append((records[-1]["step"], run["after"]))
         points = [(s, a) for s, a in points if _finite(a.get("accuracy_image"))]
         for key, dash in (("accuracy_image", "solid"), ("accuracy_no_image", "dash")):
-            fig.add_scatter(x=[s for s, _ in points], y=[a[key] for _, a in points], mode="lines+markers",
-                            line=dict(color=colour, dash=dash), name=f"{rule} {key}", legendgroup=rule,
-                            showlegend=False, row=2, col=1)
+            fig.add_scatter(
+                x=[s for s, _ in points],
+                y=[a[key] for _, a in points],
+                mode="lines+markers",
+                line=dict(color=colour, dash=dash),
+                name=f"{rule} {key}",
+                legendgroup=rule,
+                showlegend=False,
+                row=2,
+                col=1,
+            )
         geometry = [(r["step"], r["geometry"]["global"]) for r in records if r.get("geometry")]
         for key, dash in (("std-lang", "dot"), ("std-vis", "solid"), ("lang-vis", "dash")):
-            fig.add_scatter(x=[s for s, _ in geometry], y=[g["angles"][key] for _, g in geometry],
-                            mode="lines+markers", line=dict(color=colour, dash=dash),
-                            name=f"{rule} {PAIR_LABELS[key]}", legendgroup=rule, showlegend=False, row=2, col=2)
+            fig.add_scatter(
+                x=[s for s, _ in geometry],
+                y=[g["angles"][key] for _, g in geometry],
+                mode="lines+markers",
+                line=dict(color=colour, dash=dash),
+                name=f"{rule} {PAIR_LABELS[key]}",
+                legendgroup=rule,
+                showlegend=False,
+                row=2,
+                col=2,
+            )
     if not any(r.get("geometry") for run in runs.values() for r in run.get("records") or []):
-        fig.add_annotation(text="not measured: set 'angles every k steps'", xref="x4 domain", yref="y4 domain",
-                           x=0.5, y=0.5, showarrow=False, font=dict(color="#888"))
+        fig.add_annotation(
+            text="not measured: set 'angles every k steps'",
+            xref="x4 domain",
+            yref="y4 domain",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            font=dict(color="#888"),
+        )
     fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # one label per decade
     fig.update_yaxes(range=[0, 1], row=2, col=1)
     fig.update_yaxes(range=[0, 180], row=2, col=2)
@@ -375,11 +474,20 @@ def accuracy_bars(cards: dict[str, dict]) -> go.Figure:
     labels = []
     for rule, card in cards.items():
         labels += [f"{rule}<br>with image", f"{rule}<br>without"]
-    before = [v for card in cards.values() for v in (card["before"]["accuracy_image"], card["before"]["accuracy_no_image"])]
-    after = [v for card in cards.values() for v in (card["after"]["accuracy_image"], card["after"]["accuracy_no_image"])]
+    before = [
+        v for card in cards.values() for v in (card["before"]["accuracy_image"], card["before"]["accuracy_no_image"])
+    ]
+    after = [
+        v for card in cards.values() for v in (card["after"]["accuracy_image"], card["after"]["accuracy_no_image"])
+    ]
     fig.add_bar(x=labels, y=before, name="before", marker_color="#bbbbbb", texttemplate="%{y:.2f}")
-    fig.add_bar(x=labels, y=after, name="after", marker_color=[RULE_COLOURS.get(r, "#000") for r in cards for _ in (0, 1)],
-                texttemplate="%{y:.2f}")
+    fig.add_bar(
+        x=labels,
+        y=after,
+        name="after",
+        marker_color=[RULE_COLOURS.get(r, "#000") for r in cards for _ in (0, 1)],
+        texttemplate="%{y:.2f}",
+    )
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1], title="exact-match accuracy")
     return _layout(fig, 340, title="Held-out accuracy before (grey) and after (colour)")
@@ -416,14 +524,34 @@ def decomposition_diagram() -> go.Figure:
     fig = go.Figure()
     for a, b, label, colour, dash in edges:
         (x0, y0, *_), (x1, y1, *_) = nodes[a], nodes[b]
-        fig.add_scatter(x=[x0, x1], y=[y0, y1], mode="lines", line=dict(color=colour, width=3, dash=dash),
-                        hoverinfo="skip", showlegend=False)
+        fig.add_scatter(
+            x=[x0, x1],
+            y=[y0, y1],
+            mode="lines",
+            line=dict(color=colour, width=3, dash=dash),
+            hoverinfo="skip",
+            showlegend=False,
+        )
         dx = -0.42 if b == "q*" else (0.5 if a == "qI" else 0)
-        fig.add_annotation(x=(x0 + x1) / 2 + dx, y=(y0 + y1) / 2 + (0.13 if dx == 0 else 0), text=label,
-                           showarrow=False, font=dict(color=colour, size=14))
+        fig.add_annotation(
+            x=(x0 + x1) / 2 + dx,
+            y=(y0 + y1) / 2 + (0.13 if dx == 0 else 0),
+            text=label,
+            showarrow=False,
+            font=dict(color=colour, size=14),
+        )
     for name, (x, y, label, colour) in nodes.items():
-        fig.add_annotation(x=x, y=y, text=label, showarrow=False, bgcolor="white", bordercolor=colour,
-                           borderwidth=2, borderpad=8, font=dict(size=13))
+        fig.add_annotation(
+            x=x,
+            y=y,
+            text=label,
+            showarrow=False,
+            bgcolor="white",
+            bordercolor=colour,
+            borderwidth=2,
+            borderpad=8,
+            font=dict(size=13),
+        )
     fig.update_xaxes(visible=False, range=[-0.75, 3.15])
     fig.update_yaxes(visible=False, range=[-0.35, 2.4])
     return _layout(fig, 360, title="Four forward passes per response token, and what is compared")

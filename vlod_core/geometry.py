@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -100,7 +100,9 @@ def three_gradients(losses: dict[str, torch.Tensor], params: list[torch.nn.Param
     return out
 
 
-def reduce_gradients(named_params: list[tuple[str, torch.nn.Parameter]], grads: dict[str, list[torch.Tensor]]) -> Reductions:
+def reduce_gradients(
+    named_params: list[tuple[str, torch.nn.Parameter]], grads: dict[str, list[torch.Tensor]]
+) -> Reductions:
     reductions = Reductions()
     for index, (name, _) in enumerate(named_params):
         reductions.add(module_group(name), {k: grads[k][index] for k in NAMES})

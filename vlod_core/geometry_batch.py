@@ -39,11 +39,18 @@ def batch_geometry(
     student = copy.deepcopy(pair.student)
     student.eval()  # no dropout: the geometry of the model as it is
     eos = pair.tokenizer.eos_token_id
-    responses = [r or [eos] for r in generate(student, pair.processor, questions, images, sampling, generator_seed=seed)]
+    responses = [
+        r or [eos] for r in generate(student, pair.processor, questions, images, sampling, generator_seed=seed)
+    ]
     batch = build_scoring_batch(pair.processor, images, questions, responses, ablation).to(pair.device)
     four = score_four(pair.teacher, student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, student_grad=True)
     losses = token_kls(
-        four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated, four.response_mask, detach_prior
+        four.student_image,
+        four.student_ablated,
+        four.teacher_image,
+        four.teacher_ablated,
+        four.response_mask,
+        detach_prior,
     )
     named = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
     with torch.enable_grad():

@@ -46,7 +46,9 @@ def load_image(source: bytes | str | Path, max_bytes: int = MAX_UPLOAD_BYTES) ->
         if not path.is_file():
             raise ImageError(f"{source}: no such image file")
         if path.stat().st_size > max_bytes:
-            raise ImageError(f"{path.name} is {path.stat().st_size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
+            raise ImageError(
+                f"{path.name} is {path.stat().st_size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB"
+            )
         data = path.read_bytes()
     else:
         data = bytes(source)
@@ -65,8 +67,7 @@ def load_image(source: bytes | str | Path, max_bytes: int = MAX_UPLOAD_BYTES) ->
     width, height = opened.size
     if width * height > MAX_PIXELS:
         raise ImageError(
-            f"refused: the image declares {width}x{height} pixels (over {MAX_PIXELS:,}); "
-            "it may be a decompression bomb"
+            f"refused: the image declares {width}x{height} pixels (over {MAX_PIXELS:,}); it may be a decompression bomb"
         )
     notes = []
     try:
@@ -109,7 +110,9 @@ def _normalise(image: Image.Image, notes: list[str]) -> Image.Image:
     # Scale down before padding: padding a declared 60000x20 strip first would allocate a 60000x15000 canvas.
     if max(width, height) > MAX_SIDE:
         scale = MAX_SIDE / max(width, height)
-        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC, reducing_gap=3.0)
+        image = image.resize(
+            (max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC, reducing_gap=3.0
+        )
     if max(image.size) / min(image.size) > MAX_ASPECT:
         side = max(image.size)
         short = math.ceil(side / MAX_ASPECT)
@@ -117,9 +120,13 @@ def _normalise(image: Image.Image, notes: list[str]) -> Image.Image:
         canvas = Image.new("RGB", target, (0, 0, 0))
         canvas.paste(image, ((target[0] - image.width) // 2, (target[1] - image.height) // 2))
         image = canvas
-        notes.append(f"very {'wide' if width > height else 'tall'} image ({width}x{height}) padded to {target[0]}x{target[1]}")
+        notes.append(
+            f"very {'wide' if width > height else 'tall'} image ({width}x{height}) padded to {target[0]}x{target[1]}"
+        )
     if min(image.size) < MIN_SIDE:
         scale = MIN_SIDE / min(image.size)
-        image = image.resize((max(MIN_SIDE, round(image.width * scale)), max(MIN_SIDE, round(image.height * scale))), Image.NEAREST)
+        image = image.resize(
+            (max(MIN_SIDE, round(image.width * scale)), max(MIN_SIDE, round(image.height * scale))), Image.NEAREST
+        )
         notes.append("tiny image scaled up")
     return image

@@ -55,11 +55,13 @@ def unknown_words(tokenizer, text: str) -> list[str]:
     unk = tokenizer.unk_token_id
     if unk is None:
         return []
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, padding=True, padding_side="right")
     return [text[a:b] for i, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]) if i == unk]
 
 
-def response_ids_for(pair: ModelPair, image: Image.Image, question: str, response: str | None, sampling: SamplingConfig, seed: int):
+def response_ids_for(
+    pair: ModelPair, image: Image.Image, question: str, response: str | None, sampling: SamplingConfig, seed: int
+):
     if response is None:
         ids = generate(pair.student, pair.processor, [question], [image], sampling, generator_seed=seed)[0]
         if not ids:  # the student stopped at once; score the end-of-turn token itself
@@ -67,7 +69,9 @@ def response_ids_for(pair: ModelPair, image: Image.Image, question: str, respons
         return ids
     if not response.strip():
         raise ValueError("the answer to score is empty")
-    return pair.tokenizer(response, add_special_tokens=False)["input_ids"] + [pair.tokenizer.eos_token_id]
+    return pair.tokenizer(response, add_special_tokens=False, padding=True, padding_side="right")["input_ids"] + [
+        pair.tokenizer.eos_token_id
+    ]
 
 
 def inspect(

@@ -114,8 +114,12 @@ def occlusion_map(
     batch = build_scoring_batch(pair.processor, [image], [question], [response_ids], ablation).to(pair.device)
     four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
     ratios = sampled_logratios(
-        four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated,
-        four.response_ids, four.response_mask,
+        four.student_image,
+        four.student_ablated,
+        four.teacher_image,
+        four.teacher_ablated,
+        four.response_ids,
+        four.response_mask,
     )
     baseline = float(ratios["logratio_vis"][0, position])
     y = response_ids[position]

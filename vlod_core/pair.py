@@ -99,6 +99,24 @@ def _check_source(name: str, trust_remote_code: bool = False) -> None:
         return
     if _looks_local(name) or name.count("/") != 1:
         raise PairError(f"{name}: no such folder (and not a Hub id of the form 'owner/name')")
+    _check_hub_reachable(name)
+
+
+HUB_OFFLINE_HINT = "Without a network, download the model elsewhere and pass its local folder instead."
+
+
+def _check_hub_reachable(name: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after minutes of client retries, when the Hub cannot be reached at all."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return  # transformers then looks in the local cache only, and fails fast if it is not there
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+    except OSError:
+        raise PairError(f"{name}: the Hugging Face Hub is unreachable. {HUB_OFFLINE_HINT}") from None
 
 
 def _remote_code_error(name: str) -> PairError:
@@ -137,8 +155,7 @@ def _explain_load_error(name: str, error: Exception, what: str) -> PairError:
         return PairError(f"{name} is not a vision-language model ({what} failed: {first})")
     if isinstance(error, OSError) and not Path(name).expanduser().exists():
         return PairError(
-            f"{name}: the Hugging Face Hub is unreachable or the id is unknown ({first}). "
-            "Without a network, download the model elsewhere and pass its local folder instead."
+            f"{name}: the Hugging Face Hub is unreachable or the id is unknown ({first}). {HUB_OFFLINE_HINT}"
         )
     return PairError(f"{name}: could not load the {what}: {first}")
 

@@ -66,7 +66,9 @@ class RunCard:
     @classmethod
     def from_json(cls, data: bytes | str) -> "RunCard":
         if len(data) > MAX_CARD_BYTES:
-            raise RunCardError(f"run card is {len(data) / 2**20:.1f} MiB; the limit is {MAX_CARD_BYTES / 2**20:.0f} MiB")
+            raise RunCardError(
+                f"run card is {len(data) / 2**20:.1f} MiB; the limit is {MAX_CARD_BYTES / 2**20:.0f} MiB"
+            )
         try:
             raw = json.loads(data)
         except (ValueError, RecursionError) as error:  # bad JSON or encoding, 5000-digit ints, "[" * 10**5

@@ -95,7 +95,10 @@ def generate(
         generator = None
         if generator_seed is not None:
             generator = torch.Generator(device=model.device).manual_seed(generator_seed)
-        sample_kwargs = {"do_sample": False, "logits_processor": LogitsProcessorList([SeededSampler(config, generator)])}
+        sample_kwargs = {
+            "do_sample": False,
+            "logits_processor": LogitsProcessorList([SeededSampler(config, generator)]),
+        }
     was_training = model.training
     model.eval()
     try:

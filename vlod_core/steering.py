@@ -92,7 +92,9 @@ def vds_quantile(vds: torch.Tensor, mask: torch.Tensor, q: float) -> torch.Tenso
     return torch.quantile(values.float(), q) if values.numel() else vds.new_tensor(float("inf"))
 
 
-def sampled_surrogates(logp_taken: dict[str, torch.Tensor], logratios: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def sampled_surrogates(
+    logp_taken: dict[str, torch.Tensor], logratios: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Sampled-token estimator: advantage (−log-ratio, detached) times the student's log-prob of the token.
 
     Its gradient is the single-sample estimate of the full KL's gradient for the token actually sampled.
@@ -162,7 +164,9 @@ def eta_from_gradients(grad_std: list[torch.Tensor], grad_steer: list[torch.Tens
     return (num**0.5) / max(den**0.5, 1e-12)
 
 
-def sampled_token_losses(four, prior_for_target: torch.Tensor | None = None, detach_prior: bool = True) -> dict[str, torch.Tensor]:
+def sampled_token_losses(
+    four, prior_for_target: torch.Tensor | None = None, detach_prior: bool = True
+) -> dict[str, torch.Tensor]:
     """Per-token surrogates of the sampled-token estimator for std, lang and vis; vds stays the full KL."""
     from vlod_core.decomposition import kl, token_logprob, visual_target
 

@@ -108,14 +108,21 @@ def build_toy_pair(
     try:
         torch.manual_seed(config.seed)
         teacher = build_model(TEACHER_SIZE, processor)
-        teacher_config = TrainConfig(steps=config.teacher_steps, batch=config.batch, lr=config.teacher_lr, seed=config.seed)
+        teacher_config = TrainConfig(
+            steps=config.teacher_steps, batch=config.batch, lr=config.teacher_lr, seed=config.seed
+        )
         run("teacher", teacher, processor, teacher_config)
         finish("teacher", teacher)
 
         torch.manual_seed(config.seed + 1)
         student = build_model(STUDENT_SIZE, processor)
         common = dict(batch=config.batch, lr=config.student_lr, seed=config.seed + 1)
-        run("student (text only)", student, processor, TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common))
+        run(
+            "student (text only)",
+            student,
+            processor,
+            TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common),
+        )
         finish("student_blind", student)
         image_phase = TrainConfig(steps=config.student_image_steps, warmup=10, **common | {"seed": config.seed + 2})
         run("student (with images)", student, processor, image_phase)
@@ -140,9 +147,10 @@ def _held_out(n: int):
 
 
 def is_built(root: Path) -> bool:
-    return all((root / name / "model.safetensors").is_file() for name in ("teacher", "student")) and (
-        root / "card.json"
-    ).is_file()
+    return (
+        all((root / name / "model.safetensors").is_file() for name in ("teacher", "student"))
+        and (root / "card.json").is_file()
+    )
 
 
 def ensure_toy_pair(root: Path | None = None, progress: Progress | None = None) -> Path:

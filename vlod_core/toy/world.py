@@ -127,9 +127,7 @@ def _shape_mask(shape: str, size: int) -> np.ndarray:
     if shape == "cross":
         arm = size * 0.13
         reach = size * 0.4
-        return ((np.abs(x - c) <= arm) & (np.abs(y - c) <= reach)) | (
-            (np.abs(y - c) <= arm) & (np.abs(x - c) <= reach)
-        )
+        return ((np.abs(x - c) <= arm) & (np.abs(y - c) <= reach)) | ((np.abs(y - c) <= arm) & (np.abs(x - c) <= reach))
     raise ValueError(f"unknown shape {shape!r}")
 
 
