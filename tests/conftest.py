@@ -8,7 +8,12 @@ Session fixtures are read-only: a test that trains takes a copy.
 from __future__ import annotations
 
 import os
-import random
+
+# One intra-op thread per process: the suite starts subprocesses (CLI, accelerate, the Streamlit server) on a
+# 2-core machine, and two processes that each spin two OpenMP threads slow each other down many times over.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import random  # noqa: E402
 
 import numpy as np
 import pytest

@@ -108,9 +108,17 @@ def test_home_trust_remote_code_is_off_by_default(vlod_home):
     assert trust and trust[0].value is False
 
 
-def test_home_hub_preset_fails_fast_when_offline(vlod_home):
-    from vlod_app.state import hub_reachable
+def hub_reachable() -> bool:
+    import socket
 
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_home_hub_preset_fails_fast_when_offline(vlod_home):
     if hub_reachable():
         pytest.skip("the Hub is reachable: choosing a preset would download gigabytes")
     at = open_page()

@@ -222,10 +222,10 @@ def norms_by_group(geometry: dict) -> go.Figure:
             marker_color=colour,
             orientation="h",
         )
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.12 - 1.2 / max(len(groups), 1), x=0))
     fig.update_xaxes(type="log", dtick=1, title="gradient norm (log scale)")
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, 160 + 36 * len(groups), title="Gradient norms per module group")
+    return _layout(fig, 200 + 36 * len(groups), title="Gradient norms per module group")
 
 
 def angles_by_bin(geometry: dict) -> go.Figure:
@@ -459,6 +459,8 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
     fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # one label per decade
     fig.update_yaxes(range=[0, 1], row=2, col=1)
     fig.update_yaxes(range=[0, 180], row=2, col=2)
+    planned = [run.get("steps") or max((r["step"] for r in run.get("records") or []), default=0) for run in runs.values()]
+    fig.update_xaxes(range=[0, max(planned, default=0) or 1])  # fixed while a run fills it in
     fig.update_xaxes(title="step", row=2)
     fig.update_layout(legend=dict(orientation="h", y=-0.14, x=0))
     return _layout(fig, 600)

@@ -1,0 +1,81 @@
+"""How long the app takes: each page's first render once the toy pair exists, and one `inspect` call.
+
+    python bench/app_latency.py [--repeats 10]
+
+Pages are rendered headless with Streamlit's AppTest in this process, the way the server runs them:
+`home (cold)` includes importing the libraries and loading the pair into the cache (what the first visitor
+waits for); the other pages are each a fresh session with the pair already cached. `inspect` is the median
+of `vlod_core.inspection.inspect` on the toy pair (four greedy answers, one sample, four scoring passes).
+Targets: a page's first render <= 10 s, one inspect <= 0.3 s. Uses $VLOD_HOME (default ~/.cache/vlod).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("pages/1_Answers_and_tokens.py", "pages/2_Gradient_angles.py", "pages/3_Distill_and_compare.py")
+
+
+def render(page: str | None) -> float:
+    from streamlit.testing.v1 import AppTest
+
+    started = time.perf_counter()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    if page:
+        at.switch_page(page)
+    at.run()
+    seconds = time.perf_counter() - started
+    if at.exception:
+        raise SystemExit(f"{page or 'app.py'} raised: {at.exception[0].value}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=10, help="timed inspect calls (median reported)")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    import streamlit  # noqa: F401 - counted in the cold render: the server pays the imports once too
+
+    import torch
+
+    from vlod_core.toy.build import default_toy_dir, is_built
+
+    default_threads = torch.get_num_threads()  # the app's page runs may lower it (see below)
+
+    imports = time.perf_counter() - started
+    if not is_built(default_toy_dir()):
+        raise SystemExit("build the toy pair first (python -m vlod_core toy build): this measures pages after it")
+    cold = render(None) + imports
+    print(f"home (cold: imports + pair load)  {cold:6.2f} s")
+    for page in (None, *PAGES):
+        print(f"{(page or 'app.py').split('/')[-1]:<33} {render(page):6.2f} s")
+
+    from vlod_core.inspection import inspect
+    from vlod_core.pair import PairSpec, load_pair
+    from vlod_core.toy import world
+
+    pair = load_pair(PairSpec())
+    examples = world.sample_examples(args.repeats + 1, seed=11)
+    # the app runs small CPU models with one intra-op thread (vlod_app.state.set_threads_for)
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        inspect(pair, examples[0].image(), examples[0].question)  # warm-up
+        times = []
+        for i, example in enumerate(examples[1:]):
+            started = time.perf_counter()
+            inspect(pair, example.image(), example.question, seed=i)
+            times.append(time.perf_counter() - started)
+        print(
+            f"{f'inspect, {threads} thread(s), median of {len(times)}':<33} "
+            f"{statistics.median(times):8.3f} s   (min {min(times):.3f}, max {max(times):.3f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
