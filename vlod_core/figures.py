@@ -384,7 +384,7 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
             "losses: ℓStd solid, ℓVis dash, ℓLang dot",
             "η (update scale)",
             "held-out accuracy: with image solid, without dash",
-            "global angles (degrees)",
+            "angles (°): gStd–gVis solid, gLang–gVis dash, gStd–gLang dot",
         ),
     )
     for rule, run in runs.items():
