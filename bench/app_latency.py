@@ -34,6 +34,22 @@ def render(page: str | None) -> float:
     return seconds
 
 
+def action(page: str, label: str) -> float:
+    """Seconds for one click on a page whose first render is done (the pair already cached)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    at.switch_page(page)
+    at.run()
+    [button] = [b for b in at.button if b.label == label]
+    started = time.perf_counter()
+    button.click().run()
+    seconds = time.perf_counter() - started
+    if at.exception or at.error:
+        raise SystemExit(f"{label!r} on {page} failed: {(at.exception or at.error)[0].value}")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=10, help="timed inspect calls (median reported)")
@@ -41,7 +57,6 @@ def main() -> None:
 
     started = time.perf_counter()
     import streamlit  # noqa: F401 - counted in the cold render: the server pays the imports once too
-
     import torch
 
     from vlod_core.toy.build import default_toy_dir, is_built
@@ -52,9 +67,12 @@ def main() -> None:
     if not is_built(default_toy_dir()):
         raise SystemExit("build the toy pair first (python -m vlod_core toy build): this measures pages after it")
     cold = render(None) + imports
-    print(f"home (cold: imports + pair load)  {cold:6.2f} s")
+    print(f"{'home (cold: imports + pair load)':<38} {cold:6.2f} s")
     for page in (None, *PAGES):
-        print(f"{(page or 'app.py').split('/')[-1]:<33} {render(page):6.2f} s")
+        print(f"{(page or 'app.py').split('/')[-1]:<38} {render(page):6.2f} s")
+
+    print(f"{'page 1: Ask (inspect + top-k)':<38} {action(PAGES[0], 'Ask'):6.2f} s")
+    print(f"{'page 2: Measure the angles':<38} {action(PAGES[1], 'Measure the angles'):6.2f} s")
 
     from vlod_core.inspection import inspect
     from vlod_core.pair import PairSpec, load_pair
@@ -72,7 +90,7 @@ def main() -> None:
             inspect(pair, example.image(), example.question, seed=i)
             times.append(time.perf_counter() - started)
         print(
-            f"{f'inspect, {threads} thread(s), median of {len(times)}':<33} "
+            f"{f'inspect, {threads} thread(s), median of {len(times)}':<38} "
             f"{statistics.median(times):8.3f} s   (min {min(times):.3f}, max {max(times):.3f})"
         )
 

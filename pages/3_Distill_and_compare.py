@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from vlod_app.jobs import DistillJob, student_zip
-from vlod_app.state import get_pair, shown
+from vlod_app.state import current_spec, get_pair, shown, uses_toy
 from vlod_app.widgets import diff_markdown, page_setup, probe_or_default
 from vlod_core.distill import DistillConfig
 from vlod_core.figures import accuracy_bars, training_curves
@@ -33,6 +33,11 @@ st.caption(
 )
 pair = get_pair()
 probe = probe_or_default()
+if not uses_toy(current_spec()):
+    st.warning(
+        "Training questions come from the toy world (shapes and colours), and accuracy is measured there too; "
+        "with a real pair this is a smoke test of the loop, not a meaningful distillation."
+    )
 job: DistillJob | None = st.session_state.get(JOB_KEY)
 running = job is not None and not job.done
 

@@ -232,7 +232,7 @@ def jobs():
     apps: list[AppTest] = []
     yield apps
     for at in apps:
-        job = at.session_state["vlod_distill_job"] if "vlod_distill_job" in at.session_state else None
+        job = at.session_state.get("vlod_distill_job")
         if job is not None:
             job.stop()
             job.join(120)

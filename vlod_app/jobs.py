@@ -46,7 +46,7 @@ class DistillJob:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="vlod-distill", daemon=True)
 
-    def start(self) -> "DistillJob":
+    def start(self) -> DistillJob:
         self._thread.start()
         return self
 
@@ -79,7 +79,7 @@ class DistillJob:
                 result = distill(
                     self.pair, run.config, callback=callback, should_stop=self._stop.is_set, probes=self.probes
                 )
-            except Exception as error:  # noqa: BLE001 - reported on the page
+            except Exception as error:  # reported on the page; the log keeps the traceback
                 logger.exception("distillation with rule %s failed", run.rule)
                 run.state = "failed"
                 self.error = f"{run.rule}: {type(error).__name__}: {error}"

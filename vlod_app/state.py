@@ -52,7 +52,7 @@ def shown(action: str, fn: Callable[..., T], *args, **kwargs) -> T | None:
         return fn(*args, **kwargs)
     except USER_ERRORS as error:
         st.error(f"{action}: {error}")
-    except Exception as error:  # noqa: BLE001 - the user sees a message; the log keeps the traceback
+    except Exception as error:  # the user sees one line; the log keeps the traceback
         logger.exception("%s failed", action)
         st.error(f"{action} failed: {type(error).__name__}: {error}")
     return None

@@ -37,7 +37,7 @@ SHARE_SCALE = [[0.0, LANG], [0.5, "#f2f2f2"], [1.0, VIS]]  # 0: all language, 1:
 
 
 def _layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", **kwargs)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, template="plotly_white", **kwargs)
     return fig
 
 
@@ -87,20 +87,20 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
             y=[""],
             text=[[r["token"] for r in rows]],
             texttemplate="%{text}",
-            textfont=dict(size=16),
+            textfont={"size": 16},
             hovertext=[hover],
             hoverinfo="text",
             colorscale=SHARE_SCALE,
             zmin=0,
             zmax=1,
             xgap=3,
-            colorbar=dict(
-                title=dict(text="vis share", side="right"),
-                tickvals=[0, 0.5, 1],
-                ticktext=["language", "even", "visual"],
-                thickness=12,
-                len=1.0,
-            ),
+            colorbar={
+                "title": {"text": "vis share", "side": "right"},
+                "tickvals": [0, 0.5, 1],
+                "ticktext": ["language", "even", "visual"],
+                "thickness": 12,
+                "len": 1.0,
+            },
         )
     )
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
@@ -119,9 +119,9 @@ def logratio_split(rows: list[dict]) -> go.Figure:
         y=[r["logratio"] for r in rows],
         mode="markers",
         name="log pI(y) − log qI(y)",
-        marker=dict(color="black", size=10, symbol="diamond"),
+        marker={"color": "black", "size": 10, "symbol": "diamond"},
     )
-    fig.update_layout(barmode="relative", legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(barmode="relative", legend={"orientation": "h", "y": -0.25})
     fig.update_yaxes(title="nats", zeroline=True, zerolinecolor="#999")
     return _layout(fig, 320, title="Log-ratio on the sampled token: the two parts add up exactly")
 
@@ -137,7 +137,7 @@ def kl_bars(rows: list[dict]) -> go.Figure:
         ("vds", VDS, "vds = KL(qI‖qx)"),
     ):
         fig.add_bar(x=labels, y=[r[key] for r in rows], name=name, marker_color=colour)
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.25})
     fig.update_yaxes(title="nats")
     return _layout(fig, 320, title="Full-vocabulary KLs per token (they do not add up)")
 
@@ -163,7 +163,7 @@ def occlusion_figure(image, occlusion) -> go.Figure:
         xgap=1,
         ygap=1,
         hovertemplate="Δ logratio_vis %{z:+.3f}<extra></extra>",
-        colorbar=dict(title=dict(text="Δ vis term", side="right"), thickness=12),
+        colorbar={"title": {"text": "Δ vis term", "side": "right"}, "thickness": 12},
     )
     fig.update_xaxes(visible=False, range=[0, width])
     fig.update_yaxes(visible=False, range=[height, 0], scaleanchor="x")
@@ -204,7 +204,7 @@ def angles_by_group(geometry: dict) -> go.Figure:
             zmin=0,
             zmax=180,
             zmid=90,
-            colorbar=dict(title=dict(text="degrees", side="right"), thickness=12),
+            colorbar={"title": {"text": "degrees", "side": "right"}, "thickness": 12},
         )
     )
     fig.update_yaxes(autorange="reversed")
@@ -222,7 +222,7 @@ def norms_by_group(geometry: dict) -> go.Figure:
             marker_color=colour,
             orientation="h",
         )
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.12 - 1.2 / max(len(groups), 1), x=0))
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.12 - 1.2 / max(len(groups), 1), "x": 0})
     fig.update_xaxes(type="log", dtick=1, title="gradient norm (log scale)")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, 200 + 36 * len(groups), title="Gradient norms per module group")
@@ -240,7 +240,7 @@ def angles_by_bin(geometry: dict) -> go.Figure:
             y=[b["angles"][key] for b in bins],
             name=label,
             mode="lines+markers",
-            line=dict(color=PAIR_COLOURS[key]),
+            line={"color": PAIR_COLOURS[key]},
             customdata=ranges,
             hovertemplate=f"bin %{{x}} (%{{customdata}})<br>{label}: %{{y:.1f}}°<extra></extra>",
             row=1,
@@ -252,17 +252,17 @@ def angles_by_bin(geometry: dict) -> go.Figure:
             y=[b["norms"][name] for b in bins],
             name=label,
             mode="lines+markers",
-            line=dict(color=colour, dash="dot"),
+            line={"color": colour, "dash": "dot"},
             customdata=ranges,
             hovertemplate=f"bin %{{x}} (%{{customdata}})<br>{label}: %{{y:.3g}}<extra></extra>",
             row=2,
             col=1,
         )
-    fig.add_hline(y=90, line=dict(color="#999", dash="dash"), row=1, col=1)
+    fig.add_hline(y=90, line={"color": "#999", "dash": "dash"}, row=1, col=1)
     fig.update_yaxes(title="degrees", row=1, col=1)
     fig.update_yaxes(title="norm", type="log", dtick=1, row=2, col=1)
     fig.update_xaxes(title="VDS bin (1 = least image-dependent tokens, 10 = most)", dtick=1, row=2, col=1)
-    fig.update_layout(legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(legend={"orientation": "h", "y": -0.2})
     return _layout(fig, 480, title="Angles and norms per VDS bin")
 
 
@@ -323,7 +323,7 @@ def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> g
             x=[0, x],
             y=[0, y],
             mode="lines",
-            line=dict(color=colour, width=3, dash="dash" if key == "lang" else "solid"),
+            line={"color": colour, "width": 3, "dash": "dash" if key == "lang" else "solid"},
             name=label,
             hoverinfo="name",
         )
@@ -351,7 +351,7 @@ def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> g
             yshift=shift[key],
             xanchor="left" if x >= 0 else "right",
             xshift=6 if x >= 0 else -6,
-            font=dict(color=colour, size=13),
+            font={"color": colour, "size": 13},
         )
     pad = 0.2 * extent
     low, high = tips.min(axis=0) - pad, tips.max(axis=0) + pad
@@ -360,7 +360,7 @@ def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> g
     fig.update_yaxes(
         range=[low[1], high[1]], zeroline=True, zerolinecolor="#ccc", showgrid=False, scaleanchor="x", scaleratio=1
     )
-    fig.update_layout(legend=dict(orientation="h", y=-0.12))
+    fig.update_layout(legend={"orientation": "h", "y": -0.12})
     note = f"gLang out of plane: {coords['lang_out_of_plane']:.3g}"
     return _layout(fig, 460, title=f"The three gradients in the gStd–gVis plane ({note})")
 
@@ -396,7 +396,7 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
                 x=steps,
                 y=[r[key] for r in records],
                 mode="lines",
-                line=dict(color=colour, dash=dash),
+                line={"color": colour, "dash": dash},
                 name=f"{rule} ℓ{key.capitalize()}",
                 legendgroup=rule,
                 showlegend=key == "std",
@@ -407,7 +407,7 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
             x=steps,
             y=[r["eta"] for r in records],
             mode="lines",
-            line=dict(color=colour),
+            line={"color": colour},
             name=f"{rule} η",
             legendgroup=rule,
             showlegend=False,
@@ -426,7 +426,7 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
                 x=[s for s, _ in points],
                 y=[a[key] for _, a in points],
                 mode="lines+markers",
-                line=dict(color=colour, dash=dash),
+                line={"color": colour, "dash": dash},
                 name=f"{rule} {key}",
                 legendgroup=rule,
                 showlegend=False,
@@ -439,7 +439,7 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
                 x=[s for s, _ in geometry],
                 y=[g["angles"][key] for _, g in geometry],
                 mode="lines+markers",
-                line=dict(color=colour, dash=dash),
+                line={"color": colour, "dash": dash},
                 name=f"{rule} {PAIR_LABELS[key]}",
                 legendgroup=rule,
                 showlegend=False,
@@ -454,15 +454,17 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
             x=0.5,
             y=0.5,
             showarrow=False,
-            font=dict(color="#888"),
+            font={"color": "#888"},
         )
     fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # one label per decade
     fig.update_yaxes(range=[0, 1], row=2, col=1)
     fig.update_yaxes(range=[0, 180], row=2, col=2)
-    planned = [run.get("steps") or max((r["step"] for r in run.get("records") or []), default=0) for run in runs.values()]
+    planned = [
+        run.get("steps") or max((r["step"] for r in run.get("records") or []), default=0) for run in runs.values()
+    ]
     fig.update_xaxes(range=[0, max(planned, default=0) or 1])  # fixed while a run fills it in
     fig.update_xaxes(title="step", row=2)
-    fig.update_layout(legend=dict(orientation="h", y=-0.14, x=0))
+    fig.update_layout(legend={"orientation": "h", "y": -0.14, "x": 0})
     return _layout(fig, 600)
 
 
@@ -474,7 +476,7 @@ def accuracy_bars(cards: dict[str, dict]) -> go.Figure:
     """Held-out accuracy before and after, with and without the image, per rule (from run-card dicts)."""
     fig = go.Figure()
     labels = []
-    for rule, card in cards.items():
+    for rule in cards:
         labels += [f"{rule}<br>with image", f"{rule}<br>without"]
     before = [
         v for card in cards.values() for v in (card["before"]["accuracy_image"], card["before"]["accuracy_no_image"])
@@ -530,7 +532,7 @@ def decomposition_diagram() -> go.Figure:
             x=[x0, x1],
             y=[y0, y1],
             mode="lines",
-            line=dict(color=colour, width=3, dash=dash),
+            line={"color": colour, "width": 3, "dash": dash},
             hoverinfo="skip",
             showlegend=False,
         )
@@ -540,9 +542,9 @@ def decomposition_diagram() -> go.Figure:
             y=(y0 + y1) / 2 + (0.13 if dx == 0 else 0),
             text=label,
             showarrow=False,
-            font=dict(color=colour, size=14),
+            font={"color": colour, "size": 14},
         )
-    for name, (x, y, label, colour) in nodes.items():
+    for x, y, label, colour in nodes.values():
         fig.add_annotation(
             x=x,
             y=y,
@@ -552,7 +554,7 @@ def decomposition_diagram() -> go.Figure:
             bordercolor=colour,
             borderwidth=2,
             borderpad=8,
-            font=dict(size=13),
+            font={"size": 13},
         )
     fig.update_xaxes(visible=False, range=[-0.75, 3.15])
     fig.update_yaxes(visible=False, range=[-0.35, 2.4])

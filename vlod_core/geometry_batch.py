@@ -1,12 +1,11 @@
 """Gradient geometry of one on-policy batch, without training: what `vlod geometry` and page 2 show.
 
 The student samples responses with the image, the four passes score them, and the three gradients are
-taken on a private copy of the student, so the shared (cached) student never holds a `.grad` or changes.
+taken with `torch.autograd.grad`, which returns them without writing `.grad`: the shared (cached) student
+is read, never changed, and no copy of it is made (that would double memory for a real model).
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 from PIL import Image
@@ -36,8 +35,7 @@ def batch_geometry(
     detach_prior: bool = True,
 ) -> GradGeometry:
     """Norms and angles of g_std, g_lang, g_vis on the student's own samples for (image, question) rows."""
-    student = copy.deepcopy(pair.student)
-    student.eval()  # no dropout: the geometry of the model as it is
+    student = pair.student  # eval mode since load_pair: no dropout, the geometry of the model as it is
     eos = pair.tokenizer.eos_token_id
     responses = [
         r or [eos] for r in generate(student, pair.processor, questions, images, sampling, generator_seed=seed)
