@@ -298,3 +298,22 @@ def test_geometry_every_records_geometry(toy_pair, examples):
     # No geometry unless asked.
     plain = distill(toy_pair, _config(steps=1, steering=config.steering), rollouts=rollouts, evaluate_model=False)
     assert plain.card.records[0]["geometry"] is None
+
+
+def test_standard_scoring_image_only_between_decompositions_trains_the_same(toy_pair):
+    every = distill(toy_pair, _config(steps=6), evaluate_model=False)
+    sparse = distill(toy_pair, _config(steps=6, decompose_every=3), evaluate_model=False)
+    logged = [r["step"] for r in sparse.card.records if not math.isnan(r["lang"])]
+    assert logged == [1, 4]  # steps 0 and 3 (0-based) carry the image-free passes, the others do not
+    for full, fast in zip(every.card.records, sparse.card.records):
+        assert fast["std"] == pytest.approx(full["std"], abs=1e-5)  # the loss that is descended is the same
+        if not math.isnan(fast["lang"]):
+            assert fast["lang"] == pytest.approx(full["lang"], abs=1e-5)
+    assert _max_difference(_state(every.student), _state(sparse.student)) < 1e-4
+
+
+def test_steering_rules_always_score_both_contexts():
+    vgs = _config(steps=4, decompose_every=3, steering=SteeringConfig(rule="vgs", eta=0.4))
+    assert all(vgs.needs_ablated(step) for step in range(4))
+    standard = _config(steps=4, decompose_every=3, geometry_every=2)
+    assert [standard.needs_ablated(step) for step in range(4)] == [True, True, False, True]

@@ -138,6 +138,7 @@ def _distill_config(args, rule: str, seed: int):
         geometry_every=args.geometry_every,
         eval_every=args.eval_every,
         eval_examples=args.eval_examples,
+        decompose_every=args.decompose_every,
     )
 
 
@@ -264,6 +265,9 @@ def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
     parser.add_argument("--geometry-every", type=int, default=0, help="record gradient angles every k steps")
     parser.add_argument("--eval-every", type=int, default=0, help="held-out accuracy every k steps")
     parser.add_argument("--eval-examples", type=int, default=400)
+    parser.add_argument(
+        "--decompose-every", type=int, default=1, help="standard only: score the image-free passes every k steps"
+    )
     _steering_args(parser)
     _add_pair_args(parser)
 

@@ -55,12 +55,12 @@ class ScoringBatch:
     """Both contexts of a batch with the same response ids. `response_ids` (B, T) is right-padded."""
 
     image: ContextInputs
-    ablated: ContextInputs
+    ablated: ContextInputs | None  # None: built for the image context only (see `with_ablated`)
     response_ids: torch.Tensor  # (B, T)
     response_mask: torch.Tensor  # (B, T) bool
 
     def to(self, device) -> "ScoringBatch":
-        for ctx in (self.image, self.ablated):
+        for ctx in (self.image, self.ablated) if self.ablated is not None else (self.image,):
             ctx.model_kwargs = {k: v.to(device) for k, v in ctx.model_kwargs.items()}
         self.response_ids = self.response_ids.to(device)
         self.response_mask = self.response_mask.to(device)
@@ -102,16 +102,22 @@ def build_scoring_batch(
     questions: list[str],
     responses: list[list[int]],
     ablation: str = "remove",
+    with_ablated: bool = True,
 ) -> ScoringBatch:
-    """Inputs for the four passes: (image, question, response ids) rows in both contexts."""
+    """Inputs for the four passes: (image, question, response ids) rows in both contexts.
+
+    `with_ablated=False` skips the ablated context, for a step that needs only the image passes.
+    """
     if not (len(images) == len(questions) == len(responses)):
         raise ValueError("images, questions and responses must have the same length")
     if any(len(r) == 0 for r in responses):
         raise ValueError("every response needs at least one token")
     pad_id = processor.tokenizer.pad_token_id
     image_ctx = _append_responses(encode_prompts(processor, questions, images), responses, pad_id)
-    ablated_images = [ablate(im, ablation) for im in images]
-    ablated_ctx = _append_responses(encode_prompts(processor, questions, ablated_images), responses, pad_id)
+    ablated_ctx = None
+    if with_ablated:
+        ablated_images = [ablate(im, ablation) for im in images]
+        ablated_ctx = _append_responses(encode_prompts(processor, questions, ablated_images), responses, pad_id)
     longest = max(map(len, responses))
     response_ids = torch.full((len(responses), longest), pad_id, dtype=torch.long)
     response_mask = torch.zeros((len(responses), longest), dtype=torch.bool)

@@ -17,12 +17,15 @@ from vlod_core.inputs import ContextInputs, ScoringBatch
 
 @dataclass
 class FourLogProbs:
-    """Log-probabilities over the shared vocabulary at each response position, each `(B, T, V)`."""
+    """Log-probabilities over the shared vocabulary at each response position, each `(B, T, V)`.
+
+    The two ablated fields are None when the batch was scored in the image context only.
+    """
 
     student_image: torch.Tensor
-    student_ablated: torch.Tensor
+    student_ablated: torch.Tensor | None
     teacher_image: torch.Tensor
-    teacher_ablated: torch.Tensor
+    teacher_ablated: torch.Tensor | None
     response_ids: torch.Tensor  # (B, T)
     response_mask: torch.Tensor  # (B, T) bool
 
@@ -60,8 +63,10 @@ def context_logprobs(model, ctx: ContextInputs, steps: int, vocab_size: int) -> 
 
 
 def both_contexts(model, batch: ScoringBatch, vocab_size: int, pad_id: int, merge: bool = True):
-    """(image, ablated) log-probs of one model, in one batched call when `merge`."""
+    """(image, ablated) log-probs of one model, in one batched call when `merge`; ablated is None if absent."""
     steps = batch.response_ids.shape[1]
+    if batch.ablated is None:
+        return context_logprobs(model, batch.image, steps, vocab_size), None
     if not merge:
         return (
             context_logprobs(model, batch.image, steps, vocab_size),
