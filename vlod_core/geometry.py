@@ -91,11 +91,17 @@ class GradGeometry:
         return cls(data["global"], data["groups"], data["bins"])
 
 
-def three_gradients(losses: dict[str, torch.Tensor], params: list[torch.nn.Parameter]) -> dict[str, list[torch.Tensor]]:
-    """∇ of each scalar loss (std, lang, vis) w.r.t. `params`, one retained graph, zeros for unused."""
+def three_gradients(
+    losses: dict[str, torch.Tensor], params: list[torch.nn.Parameter], keep_graph: bool = False
+) -> dict[str, list[torch.Tensor]]:
+    """∇ of each scalar loss (std, lang, vis) w.r.t. `params` on one graph, zeros for unused parameters.
+
+    The graph is freed after the last gradient unless `keep_graph` (the VDS bins reuse it).
+    """
     out = {}
     for i, name in enumerate(NAMES):
-        grads = torch.autograd.grad(losses[name], params, retain_graph=i < len(NAMES) - 1, allow_unused=True)
+        retain = keep_graph or i < len(NAMES) - 1
+        grads = torch.autograd.grad(losses[name], params, retain_graph=retain, allow_unused=True)
         out[name] = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
     return out
 
@@ -141,9 +147,5 @@ def geometry_of_losses(
 
 
 def three_gradients_retained(losses: dict[str, torch.Tensor], params: list[torch.nn.Parameter]):
-    """Like `three_gradients` but keeps the graph for further calls (bins reuse it)."""
-    out = {}
-    for name in NAMES:
-        grads = torch.autograd.grad(losses[name], params, retain_graph=True, allow_unused=True)
-        out[name] = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-    return out
+    """`three_gradients` that keeps the graph for further calls."""
+    return three_gradients(losses, params, keep_graph=True)

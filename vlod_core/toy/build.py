@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from vlod_core.evaluation import evaluate
+from vlod_core.evaluation import evaluate, held_out_examples
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model, build_processor
 from vlod_core.toy.train import TrainConfig, train
 
@@ -98,7 +98,7 @@ def build_toy_pair(
     def finish(name: str, model) -> None:
         if progress is not None:
             progress(f"evaluating {name}", done / total)
-        accuracy = evaluate(model, processor, len(processor.tokenizer), _held_out(config.eval_examples))
+        accuracy = evaluate(model, processor, len(processor.tokenizer), held_out_examples(config.eval_examples))
         card[name] = accuracy.to_dict() | {"parameters": sum(p.numel() for p in model.parameters())}
         model.save_pretrained(staging / name)
         processor.save_pretrained(staging / name)
@@ -138,12 +138,6 @@ def build_toy_pair(
             shutil.rmtree(staging, ignore_errors=True)
     logger.info("toy pair built in %.1f s at %s", card["build_seconds"], out)
     return card
-
-
-def _held_out(n: int):
-    from vlod_core.evaluation import held_out_examples
-
-    return held_out_examples(n)
 
 
 def is_built(root: Path) -> bool:
