@@ -16,7 +16,7 @@ from vlod_core.inspection import Inspection, inspect
 from vlod_core.occlusion import OcclusionMap, occlusion_map
 from vlod_core.pair import ModelPair, PairSpec
 from vlod_core.sampling import SamplingConfig
-from vlod_core.topk import NextTokens, top_next_tokens
+from vlod_core.topk import NextTokens
 from vlod_core.toy import world
 
 SAMPLES_SEED = 4242  # the built-in toy samples offered on page 1
@@ -47,11 +47,10 @@ def inspect_cached(
     seed: int,
     k: int = 5,
 ) -> InspectResult:
-    result = inspect(_pair, _image, question, response, ablation, SamplingConfig(), seed)
+    result = inspect(_pair, _image, question, response, ablation, SamplingConfig(), seed, top_k=k)
     decomposition = result.decomposition
     ids = decomposition.ids[0][decomposition.mask[0]].tolist()
-    next_tokens = top_next_tokens(_pair, _image, question, ids, ablation, k)
-    return InspectResult(result, next_tokens, ids)
+    return InspectResult(result, result.next_tokens, ids)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

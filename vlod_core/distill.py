@@ -23,12 +23,12 @@ import torch
 from PIL import Image
 
 from vlod_core.decomposition import kl, token_kls
-from vlod_core.evaluation import Accuracy, answers, evaluate, fixed_examples, held_out_examples
+from vlod_core.evaluation import Accuracy, answers, evaluate, fixed_examples, greedy_answers, held_out_examples
 from vlod_core.geometry import geometry_of_losses
 from vlod_core.inputs import ABLATIONS, build_scoring_batch
 from vlod_core.pair import ModelPair
 from vlod_core.results import RunCard, StepRecord
-from vlod_core.sampling import GREEDY, SamplingConfig, decode, generate
+from vlod_core.sampling import SamplingConfig, generate
 from vlod_core.scoring import FourLogProbs, context_logprobs, score_four
 from vlod_core.steering import SteeringConfig, eta_from_gradients, objective, sampled_token_losses
 from vlod_core.toy import world
@@ -150,19 +150,8 @@ def _global_vds(accelerator, vds: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return gathered[~torch.isnan(gathered)]
 
 
-def _probe_answers(model, processor, probes) -> list[dict]:
-    out = []
-    for image, question in probes:
-        with_image = generate(model, processor, [question], [image], GREEDY)[0]
-        without = generate(model, processor, [question], [None], GREEDY)[0]
-        out.append(
-            {
-                "question": question,
-                "image": decode(processor.tokenizer, with_image),
-                "no_image": decode(processor.tokenizer, without),
-            }
-        )
-    return out
+def _probe_answers(model, processor, probes: list[tuple[Image.Image, str]]) -> list[dict]:
+    return greedy_answers(model, processor, [image for image, _ in probes], [question for _, question in probes])
 
 
 def distill(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+from PIL import Image
 
 from vlod_core.inputs import build_scoring_batch
 from vlod_core.sampling import GREEDY, decode, generate
@@ -102,17 +103,19 @@ def fixed_examples(n: int = 6) -> list[world.Example]:
     return world.sample_examples(n, seed=HELD_OUT_SEED + 1)
 
 
-def answers(model, processor, examples: list[world.Example]) -> list[dict]:
-    """Greedy answers with and without the image for a few examples."""
-    questions = [ex.question for ex in examples]
-    with_image = generate(model, processor, questions, [ex.image() for ex in examples], GREEDY)
-    without = generate(model, processor, questions, [None] * len(examples), GREEDY)
+def greedy_answers(model, processor, images: list[Image.Image], questions: list[str]) -> list[dict]:
+    """Greedy answers with and without the image for a few (image, question) rows."""
+    if not questions:
+        return []
+    with_image = generate(model, processor, questions, images, GREEDY)
+    without = generate(model, processor, questions, [None] * len(questions), GREEDY)
     return [
-        {
-            "question": ex.question,
-            "reference": ex.answer,
-            "image": decode(processor.tokenizer, a),
-            "no_image": decode(processor.tokenizer, b),
-        }
-        for ex, a, b in zip(examples, with_image, without)
+        {"question": q, "image": decode(processor.tokenizer, a), "no_image": decode(processor.tokenizer, b)}
+        for q, a, b in zip(questions, with_image, without)
     ]
+
+
+def answers(model, processor, examples: list[world.Example]) -> list[dict]:
+    """`greedy_answers` for toy examples, with each reference answer."""
+    rows = greedy_answers(model, processor, [ex.image() for ex in examples], [ex.question for ex in examples])
+    return [{"question": row["question"], "reference": ex.answer} | row for row, ex in zip(rows, examples)]

@@ -12,10 +12,12 @@ import torch
 from PIL import Image
 
 from vlod_core.decomposition import Decomposition, decompose
+from vlod_core.evaluation import reference_ids
 from vlod_core.inputs import ablate, build_scoring_batch
 from vlod_core.pair import ModelPair
 from vlod_core.sampling import GREEDY, SamplingConfig, decode, generate
 from vlod_core.scoring import score_four
+from vlod_core.topk import NextTokens, from_four
 
 ANSWER_KEYS = ("teacher_image", "teacher_no_image", "student_image", "student_no_image")
 
@@ -28,6 +30,7 @@ class Inspection:
     decomposition: Decomposition
     ablation: str
     notes: list[str]
+    next_tokens: NextTokens  # top-k of the four distributions at each response position (from the same passes)
 
     def to_dict(self) -> dict:
         return {
@@ -69,9 +72,7 @@ def response_ids_for(
         return ids
     if not response.strip():
         raise ValueError("the answer to score is empty")
-    return pair.tokenizer(response, add_special_tokens=False, padding=True, padding_side="right")["input_ids"] + [
-        pair.tokenizer.eos_token_id
-    ]
+    return reference_ids(pair.tokenizer, response)
 
 
 def inspect(
@@ -82,15 +83,24 @@ def inspect(
     ablation: str = "remove",
     sampling: SamplingConfig = SamplingConfig(),
     seed: int = 0,
+    top_k: int = 5,
 ) -> Inspection:
     """Four answers, then the decomposition of the student's sampled (or the given) response."""
     notes = []
     unknown = unknown_words(pair.tokenizer, question + " " + (response or ""))
     if unknown:
         notes.append(f"not in the model's vocabulary (read as unknown): {', '.join(sorted(set(unknown)))}")
+    ids = response_ids_for(pair, image, question, response, sampling, seed)  # first: an empty answer fails fast
     answers = four_answers(pair, image, question, ablation)
-    ids = response_ids_for(pair, image, question, response, sampling, seed)
     batch = build_scoring_batch(pair.processor, [image], [question], [ids], ablation).to(pair.device)
     with torch.no_grad():
         four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
-    return Inspection(question, answers, decode(pair.tokenizer, ids), decompose(four, pair.tokenizer), ablation, notes)
+    return Inspection(
+        question,
+        answers,
+        decode(pair.tokenizer, ids),
+        decompose(four, pair.tokenizer),
+        ablation,
+        notes,
+        from_four(four, pair.tokenizer, top_k),
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vlod_core.evaluation import reference_ids
 from vlod_core.toy import world
 from vlod_core.toy.models import pixel_values
 
@@ -64,8 +65,7 @@ class PromptCache:
 
     def answer(self, answer: str) -> list[int]:
         if answer not in self._answers:
-            ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
-            self._answers[answer] = ids + [self.tokenizer.eos_token_id]
+            self._answers[answer] = reference_ids(self.tokenizer, answer)
         return self._answers[answer]
 
 
