@@ -136,6 +136,22 @@ def per_token_losses(four: FourLogProbs, steering: SteeringConfig, anchor_ablate
     return token_kls(*args, four.response_mask, steering.detach_prior, prior_for_target=anchor_ablated)
 
 
+def scored_losses(teacher, student, anchor, batch, vocab_size: int, pad_id: int, steering: SteeringConfig):
+    """The four passes (with student gradients) and the per-token losses the rule needs, (B, T) each.
+
+    A batch built without the ablated context (`with_ablated=False`) gets ℓStd alone. `anchor` is the frozen
+    initial student of `vgs_anchored`, whose text-only log-probs replace the current ones inside q*.
+    """
+    four = score_four(teacher, student, batch, vocab_size, pad_id, student_grad=True)
+    if batch.ablated is None:
+        return image_only_losses(four)
+    anchor_ablated = None
+    if anchor is not None:
+        with torch.no_grad():
+            anchor_ablated = context_logprobs(anchor, batch.ablated, batch.response_ids.shape[1], vocab_size)
+    return per_token_losses(four, steering, anchor_ablated)
+
+
 def image_only_losses(four: FourLogProbs) -> dict[str, torch.Tensor]:
     """ℓStd alone (the `standard` rule's whole loss); the terms that need the image-free passes are NaN."""
     std = kl(four.student_image, four.teacher_image, four.response_mask.to(four.student_image.dtype))
@@ -219,16 +235,11 @@ def distill(
         images, questions, responses = rollouts(step)
         if given:
             images, questions, responses = images[shard], questions[shard], responses[shard]
-        decompose = config.needs_ablated(step)
-        batch = build_scoring_batch(processor, images, questions, responses, config.ablation, decompose)
+        with_ablated = config.needs_ablated(step)
+        batch = build_scoring_batch(processor, images, questions, responses, config.ablation, with_ablated)
         batch = batch.to(accelerator.device)
         with accelerator.autocast():
-            four = score_four(teacher, student, batch, vocab, pad, student_grad=True)
-            anchor_ablated = None
-            if anchor is not None:
-                with torch.no_grad():
-                    anchor_ablated = context_logprobs(anchor, batch.ablated, batch.response_ids.shape[1], vocab)
-            losses = per_token_losses(four, config.steering, anchor_ablated) if decompose else image_only_losses(four)
+            losses = scored_losses(teacher, student, anchor, batch, vocab, pad, config.steering)
             vds_pool = _global_vds(accelerator, losses["vds"], batch.response_mask) if processes > 1 else None
             terms = objective(config.steering, losses, batch.response_mask, vds_pool)
         if config.steering.steers and config.steering.eta == "auto" and step % config.steering.eta_every == 0:
@@ -305,12 +316,8 @@ def distill(
 
 def geometry_now(pair: ModelPair, student, named_params, batch, config: DistillConfig, anchor=None) -> dict:
     """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student)."""
-    four = score_four(pair.teacher, student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, student_grad=True)
-    anchor_ablated = None
-    if anchor is not None:
-        with torch.no_grad():
-            anchor_ablated = context_logprobs(anchor, batch.ablated, batch.response_ids.shape[1], pair.vocab_size)
-    losses = per_token_losses(four, config.steering, anchor_ablated)
+    pad = pair.tokenizer.pad_token_id
+    losses = scored_losses(pair.teacher, student, anchor, batch, pair.vocab_size, pad, config.steering)
     geometry = geometry_of_losses(
         named_params, losses, batch.response_mask, config.geometry_bins, config.steering.average
     )
