@@ -78,7 +78,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def _looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 2)[-1] or Path(name).exists()
+    """A path the user meant as a folder; a Hub id is exactly 'owner/name' (checked by the caller)."""
+    return name.startswith((".", "/", "~"))
 
 
 def _check_source(name: str, trust_remote_code: bool = False) -> None:
