@@ -55,6 +55,14 @@ class ModelPair:
     spec: PairSpec
     vocab_size: int  # the shared vocabulary all distributions are compared over
     notes: list[str] = field(default_factory=list)
+    # The teacher's own processor when it encodes images differently from the student's (image size,
+    # image-token count); None when the student's serves both. Response ids are shared either way.
+    teacher_processor: object | None = None
+
+    @property
+    def teacher_inputs_processor(self):
+        """The processor that builds the teacher's prompts."""
+        return self.teacher_processor if self.teacher_processor is not None else self.processor
 
     @property
     def device(self) -> torch.device:
