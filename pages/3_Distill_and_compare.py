@@ -14,6 +14,7 @@ from vlod_core.distill import DistillConfig
 from vlod_core.figures import accuracy_bars, training_curves
 from vlod_core.results import RunCard
 from vlod_core.steering import RULES, SteeringConfig
+from vlod_core.toy.source import toy_data
 
 JOB_KEY = "vlod_distill_job"
 RULE_HELP = {
@@ -91,7 +92,7 @@ if submitted and not running:
                 break
             configs[rule] = config
         else:
-            job = DistillJob(pair, configs, [(probe.image, probe.question)]).start()
+            job = DistillJob(pair, configs, toy_data(200), [(probe.image, probe.question)]).start()
             st.session_state[JOB_KEY] = job
             running = True
 

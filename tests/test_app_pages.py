@@ -290,8 +290,9 @@ def test_distill_page_can_be_stopped(vlod_home, shared_student, jobs):
 
 def test_distill_page_shows_an_uploaded_run_card_and_rejects_a_bad_one(vlod_home, toy_pair):
     from vlod_core.distill import DistillConfig, distill
+    from vlod_core.toy.source import toy_data
 
-    card = distill(toy_pair, DistillConfig(steps=1, batch=4, eval_examples=8, answer_examples=2)).card
+    card = distill(toy_pair, DistillConfig(steps=1, batch=4, eval_examples=8, answer_examples=2), toy_data(8, 2)).card
     at = open_page(PAGE_3)
     at.file_uploader(key="card_upload").upload("bad.json", b'{"schema": "something else"}', "application/json")
     at.run()

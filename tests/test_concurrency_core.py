@@ -27,8 +27,10 @@ import vlod_core
 from vlod_core.distill import DistillConfig, distill
 from vlod_core.inspection import inspect
 from vlod_core.sampling import SamplingConfig, SeededSampler, generate
+from vlod_core.toy.source import toy_data
 
 SEEDS = (0, 1, 2, 3)
+DATA = toy_data(8, 2)  # one data set shared by every concurrent run, as the app shares it
 CORE = Path(vlod_core.__file__).parent
 # Build-time code with its own private processor; nobody else can be calling it concurrently.
 PRIVATE_TOKENIZER_MODULES = {"toy/train.py", "toy/second_family.py", "toy/build.py"}
@@ -136,11 +138,11 @@ def test_concurrent_distillation_on_one_shared_pair(toy_pair):
     teacher_before, student_before = state_digest(toy_pair.teacher), state_digest(toy_pair.student)
     padding_side = toy_pair.tokenizer.padding_side
 
-    alone = {seed: distill(toy_pair, config(seed)) for seed in SEEDS}
+    alone = {seed: distill(toy_pair, config(seed), DATA) for seed in SEEDS}
     outcomes_alone = {seed: card_outcome(result.card) for seed, result in alone.items()}
     assert len(set(outcomes_alone.values())) == len(SEEDS), "seeds should give different runs"
 
-    together = run_in_threads(lambda seed: distill(toy_pair, config(seed)), SEEDS)
+    together = run_in_threads(lambda seed: distill(toy_pair, config(seed), DATA), SEEDS)
 
     for seed in SEEDS:
         assert card_outcome(together[seed].card) == outcomes_alone[seed], f"seed {seed} differs when run concurrently"
@@ -236,19 +238,21 @@ def test_sampler_draws_from_transformers_temperature_and_top_p_distribution():
 
 
 def test_same_seed_and_config_give_the_same_run_card(toy_pair):
-    first = distill(toy_pair, config(7)).card
+    first = distill(toy_pair, config(7), DATA).card
     torch.manual_seed(999)  # whatever the global RNG holds must not matter
     np.random.seed(999)
-    second = distill(toy_pair, config(7)).card
+    second = distill(toy_pair, config(7), DATA).card
     assert card_outcome(second) == card_outcome(first)
     assert second.after == first.after and second.before == first.before
-    assert card_outcome(distill(toy_pair, config(8)).card) != card_outcome(first)
+    assert card_outcome(distill(toy_pair, config(8), DATA).card) != card_outcome(first)
 
 
 # --- no per-user state at module level -------------------------------------------------------------------------
 
 # Constant lookup tables (never written to); anything else mutable at module level would be shared by all users.
 CONSTANT_TABLES = {
+    "vlod_core.cli": {"METRIC_LABELS"},
+    "vlod_core.evaluation": {"SUFFIX"},
     "vlod_core.figures": {"DISTRIBUTIONS", "PAIR_COLOURS", "PAIR_LABELS", "RULE_COLOURS", "SHARE_SCALE"},
     "vlod_core.topk": {"DISTRIBUTIONS"},
     "vlod_core.toy.tokenizer": {"EXTRA_WORDS"},
@@ -315,7 +319,7 @@ def _same(a, b) -> bool:
 def test_constant_tables_are_not_written_to_by_a_session(toy_pair, examples):
     before = _snapshot()
     inspect(toy_pair, examples[0].image(), "what color is the circle ?", seed=0)
-    distill(toy_pair, DistillConfig(steps=1, batch=2, eval_examples=4, answer_examples=1))
+    distill(toy_pair, DistillConfig(steps=1, batch=2, eval_examples=4, answer_examples=1), toy_data(4, 1))
     after = _snapshot()
     changed = [name for name in before if not _same(before[name], after[name])]
     assert changed == []

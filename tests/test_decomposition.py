@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vlod_core.decomposition import PER_TOKEN_FIELDS, decompose
-from vlod_core.inputs import build_scoring_batch
+from vlod_core.inputs import build_scoring_batch, encode_rows
 from vlod_core.pair import ModelPair
 from vlod_core.scoring import score_four
 from vlod_core.toy.train import PromptCache
@@ -21,14 +21,14 @@ def _responses(pair, examples):
     return [cache.answer(ex.answer)[: 1 + i % 3] for i, ex in enumerate(examples)]
 
 
+def _batch(pair: ModelPair, examples, ablation="remove"):
+    images, questions = [ex.image() for ex in examples], [ex.question for ex in examples]
+    prompts = encode_rows(pair.processor, images, questions, ablation)
+    return build_scoring_batch(prompts, _responses(pair, examples), pair.tokenizer.pad_token_id)
+
+
 def _four(pair: ModelPair, examples, ablation="remove", merge=True):
-    batch = build_scoring_batch(
-        pair.processor,
-        [ex.image() for ex in examples],
-        [ex.question for ex in examples],
-        _responses(pair, examples),
-        ablation,
-    )
+    batch = _batch(pair, examples, ablation)
     return batch, score_four(
         pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, merge=merge
     )
@@ -95,14 +95,16 @@ def test_vis_kl_vanishes_when_teacher_equals_student_but_not_otherwise(toy_pair,
 
 def test_response_ids_are_identical_in_both_contexts(toy_pair, examples):
     batch, _ = _four(toy_pair, examples)
-    for ctx in (batch.image, batch.ablated):
+    image, ablated = batch.context("student", "image"), batch.context("student", "ablated")
+    assert batch.context("teacher", "image") is image  # one processor: the teacher scores the same inputs
+    for ctx in (image, ablated):
         ids = ctx.model_kwargs["input_ids"]
         for b, p in enumerate(ctx.prompt_lengths):
             n = int(batch.response_mask[b].sum())
             assert ids[b, p : p + n].tolist() == batch.response_ids[b, :n].tolist()
     image_token = toy_pair.processor.image_token_id
-    assert (batch.image.model_kwargs["input_ids"] == image_token).any()
-    assert not (batch.ablated.model_kwargs["input_ids"] == image_token).any()  # "remove" drops the placeholders
+    assert (image.model_kwargs["input_ids"] == image_token).any()
+    assert not (ablated.model_kwargs["input_ids"] == image_token).any()  # "remove" drops the placeholders
 
 
 def test_batched_equals_one_at_a_time(toy_pair, examples):
@@ -123,12 +125,7 @@ def test_merged_passes_equal_separate_passes(toy_pair, examples):
 
 
 def test_student_gradients_flow_only_when_asked(toy_pair, examples):
-    batch = build_scoring_batch(
-        toy_pair.processor,
-        [ex.image() for ex in examples],
-        [ex.question for ex in examples],
-        _responses(toy_pair, examples),
-    )
+    batch = _batch(toy_pair, examples)
     student = copy.deepcopy(toy_pair.student)
     four = score_four(
         toy_pair.teacher, student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id, student_grad=True

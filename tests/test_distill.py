@@ -9,14 +9,16 @@ import pytest
 import torch
 
 import vlod_core.distill as distill_module
-from vlod_core.decomposition import token_kls
+from helpers import scoring_batch
+from vlod_core.data import Row
 from vlod_core.distill import DistillConfig, distill
 from vlod_core.geometry import geometry_of_losses
-from vlod_core.inputs import build_scoring_batch
+from vlod_core.losses import token_kls
 from vlod_core.sampling import GREEDY, generate
 from vlod_core.scoring import score_four
 from vlod_core.steering import SteeringConfig, average
 from vlod_core.toy import world
+from vlod_core.toy.source import toy_data
 from vlod_core.toy.train import PromptCache
 
 SMALL = {"batch": 4, "eval_examples": 16, "answer_examples": 0}
@@ -24,6 +26,11 @@ SMALL = {"batch": 4, "eval_examples": 16, "answer_examples": 0}
 
 def _config(**kwargs) -> DistillConfig:
     return DistillConfig(**(SMALL | kwargs))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return toy_data(eval_rows=16, show_rows=2)
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -48,39 +55,38 @@ def _fixed(pair, examples, responses=None):
 
 def _batch(pair, rollouts):
     images, questions, responses = rollouts(0)
-    return build_scoring_batch(pair.processor, images, questions, responses)
+    return scoring_batch(pair, images, questions, responses)
 
 
 def _std_loss(pair, student, batch) -> float:
     with torch.no_grad():
         four = score_four(pair.teacher, student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
-        kls = token_kls(
-            four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated, four.response_mask
-        )
-        return float(average(kls["std"], four.response_mask))
+        return float(average(token_kls(four)["std"], four.response_mask))
 
 
 def _without_seconds(records):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
 
 
-def test_same_seed_same_run(toy_pair):
+def test_same_seed_same_run(toy_pair, data):
     """On-policy rollouts, VGS with η measured: two runs agree exactly; another seed does not."""
     config = _config(steps=4, lr=1e-2, answer_examples=1, steering=SteeringConfig(rule="vgs"))
-    first, second = distill(toy_pair, config), distill(toy_pair, config)
+    first, second = distill(toy_pair, config, data), distill(toy_pair, config, data)
     assert len(first.card.records) == 4 and first.card.stopped is None
     assert _without_seconds(first.card.records) == _without_seconds(second.card.records)
     assert first.card.before == second.card.before and first.card.after == second.card.after
     assert first.card.answers_after == second.card.answers_after
     assert _identical(_state(first.student), _state(second.student))
-    other = distill(toy_pair, _config(steps=4, lr=1e-2, seed=1, steering=SteeringConfig(rule="vgs")))
+    assert first.card.answers_after and "teacher_image" in first.card.answers_after[0]
+    other = distill(toy_pair, _config(steps=4, lr=1e-2, seed=1, steering=SteeringConfig(rule="vgs")), data)
     assert [r["loss"] for r in other.card.records] != [r["loss"] for r in first.card.records]
 
 
-def test_shared_models_stay_bit_identical(toy_pair, examples):
+def test_shared_models_stay_bit_identical(toy_pair, data):
     student_before, teacher_before = _state(toy_pair.student), _state(toy_pair.teacher)
     student_mode, teacher_mode = toy_pair.student.training, toy_pair.teacher.training
-    result = distill(toy_pair, _config(steps=3, lr=1e-2, steering=SteeringConfig(rule="vgs_anchored", eta=0.5)))
+    config = _config(steps=3, lr=1e-2, steering=SteeringConfig(rule="vgs_anchored", eta=0.5))
+    result = distill(toy_pair, config, data)
     assert _identical(_state(toy_pair.student), student_before)
     assert _identical(_state(toy_pair.teacher), teacher_before)
     assert (toy_pair.student.training, toy_pair.teacher.training) == (student_mode, teacher_mode)
@@ -100,7 +106,7 @@ def test_standard_opd_lowers_the_loss_and_changes_answers(toy_pair):
     chosen = [pool[i] for i in disagree]
     rollouts = _fixed(toy_pair, chosen, [teacher_answers[i] for i in disagree])
     batch = _batch(toy_pair, rollouts)
-    probes = [(ex.image(), ex.question) for ex in chosen]
+    probes = [Row(ex.image(), ex.question) for ex in chosen]
 
     # lr 2e-3: high for AdamW on this tiny student (1e-2 makes it oscillate), so a dozen steps suffice.
     result = distill(toy_pair, _config(steps=12, lr=2e-3), rollouts=rollouts, probes=probes, evaluate_model=False)
@@ -135,10 +141,7 @@ def test_eta_auto_is_measured_from_the_first_steps_gradients(toy_pair, examples)
         four = score_four(
             toy_pair.teacher, student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id, student_grad=True
         )
-        kls = token_kls(
-            four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated, four.response_mask
-        )
-        grads = torch.autograd.grad(average(kls[name], four.response_mask), params, allow_unused=True)
+        grads = torch.autograd.grad(average(token_kls(four)[name], four.response_mask), params, allow_unused=True)
         return torch.cat([(torch.zeros_like(p) if g is None else g).double().flatten() for p, g in zip(params, grads)])
 
     g_std, g_vis = gradient("std"), gradient("vis")
@@ -206,14 +209,14 @@ def _poison_objective(monkeypatch, at_call: int, kind: str):
 
 
 @pytest.mark.parametrize("kind", ["loss", "grad"])
-def test_non_finite_step_stops_and_keeps_the_previous_student(toy_pair, examples, monkeypatch, kind):
+def test_non_finite_step_stops_and_keeps_the_previous_student(toy_pair, examples, data, monkeypatch, kind):
     rollouts = _fixed(toy_pair, examples[:4])
     config = _config(steps=5, lr=1e-2, steering=SteeringConfig(rule="vgs", eta=0.5))
     reference = distill(
         toy_pair, _config(steps=2, lr=1e-2, steering=config.steering), rollouts=rollouts, evaluate_model=False
     )
     _poison_objective(monkeypatch, at_call=2, kind=kind)
-    result = distill(toy_pair, config, rollouts=rollouts)
+    result = distill(toy_pair, config, data, rollouts=rollouts)
     assert result.card.stopped is not None
     assert ("loss" if kind == "loss" else "gradient") in result.card.stopped and "step 2" in result.card.stopped
     assert len(result.card.records) == 2
@@ -288,9 +291,7 @@ def test_geometry_every_records_geometry(toy_pair, examples):
     four = score_four(
         toy_pair.teacher, student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id, student_grad=True
     )
-    kls = token_kls(
-        four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated, four.response_mask
-    )
+    kls = token_kls(four)
     named = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
     expected = geometry_of_losses(named, kls, four.response_mask, bins=0).global_
     for name, norm in expected["norms"].items():
@@ -300,9 +301,9 @@ def test_geometry_every_records_geometry(toy_pair, examples):
     assert plain.card.records[0]["geometry"] is None
 
 
-def test_standard_scoring_image_only_between_decompositions_trains_the_same(toy_pair):
-    every = distill(toy_pair, _config(steps=6), evaluate_model=False)
-    sparse = distill(toy_pair, _config(steps=6, decompose_every=3), evaluate_model=False)
+def test_standard_scoring_image_only_between_decompositions_trains_the_same(toy_pair, data):
+    every = distill(toy_pair, _config(steps=6), data, evaluate_model=False)
+    sparse = distill(toy_pair, _config(steps=6, decompose_every=3), data, evaluate_model=False)
     logged = [r["step"] for r in sparse.card.records if not math.isnan(r["lang"])]
     assert logged == [1, 4]  # steps 0 and 3 (0-based) carry the image-free passes, the others do not
     for full, fast in zip(every.card.records, sparse.card.records):

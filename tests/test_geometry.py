@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlod_core.decomposition import token_kls
 from vlod_core.geometry import NAMES, PAIRS, geometry_of_losses, module_group, three_gradients, three_gradients_retained
-from vlod_core.inputs import build_scoring_batch
-from vlod_core.scoring import gather_response_logits, score_four
+from helpers import scoring_batch
+from vlod_core.losses import token_kls
+from vlod_core.scoring import FourLogProbs, gather_response_logits, score_four
 from vlod_core.steering import average
 from vlod_core.toy.train import PromptCache
 
@@ -22,16 +22,13 @@ def _batch(pair, examples):
     cache = PromptCache(pair.processor)
     # Different lengths on purpose (padding), and enough tokens for 10 VDS bins.
     responses = [cache.answer(ex.answer)[: 2 + i % 3] for i, ex in enumerate(examples)]
-    return build_scoring_batch(
-        pair.processor, [ex.image() for ex in examples], [ex.question for ex in examples], responses
-    )
+    return scoring_batch(pair, [ex.image() for ex in examples], [ex.question for ex in examples], responses)
 
 
 def _per_token(pair, student, batch, detach_prior=True):
     """A fresh forward of the four passes; per-token std/lang/vis/vds carrying the student's graph."""
     four = score_four(pair.teacher, student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, student_grad=True)
-    args = (four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated)
-    return token_kls(*args, four.response_mask, detach_prior=detach_prior)
+    return token_kls(four, detach_prior=detach_prior)
 
 
 def _named(model):
@@ -162,19 +159,18 @@ def test_gradient_matches_finite_difference_in_float64(toy_pair, examples):
     student = copy.deepcopy(toy_pair.student).eval().double()
     teacher = copy.deepcopy(toy_pair.teacher).eval().double()
     batch = _batch(toy_pair, examples)
-    for ctx in (batch.image, batch.ablated):
+    image, ablated = batch.context("student", "image"), batch.context("student", "ablated")
+    for ctx in (image, ablated):
         ctx.model_kwargs = {k: v.double() if v.is_floating_point() else v for k, v in ctx.model_kwargs.items()}
     steps, vocab, mask = batch.response_ids.shape[1], toy_pair.vocab_size, batch.response_mask
     params = [p for _, p in _named(student)]
 
     def losses(detach_prior):
         with torch.no_grad():
-            t_i, t_x = (
-                _logprobs64(teacher, batch.image, steps, vocab),
-                _logprobs64(teacher, batch.ablated, steps, vocab),
-            )
-        s_i, s_x = _logprobs64(student, batch.image, steps, vocab), _logprobs64(student, batch.ablated, steps, vocab)
-        per_token = token_kls(s_i, s_x, t_i, t_x, mask, detach_prior=detach_prior)
+            t_i, t_x = _logprobs64(teacher, image, steps, vocab), _logprobs64(teacher, ablated, steps, vocab)
+        s_i, s_x = _logprobs64(student, image, steps, vocab), _logprobs64(student, ablated, steps, vocab)
+        four = FourLogProbs(s_i, s_x, t_i, t_x, batch.response_ids, mask)
+        per_token = token_kls(four, detach_prior=detach_prior)
         return {n: average(per_token[n], mask) for n in NAMES}
 
     generator = torch.Generator().manual_seed(1)
@@ -217,10 +213,12 @@ def test_gradient_matches_finite_difference_in_float64(toy_pair, examples):
 
 
 def test_batch_geometry_leaves_the_shared_student_untouched(toy_pair):
-    from vlod_core.geometry_batch import batch_geometry, toy_batch
+    from vlod_core.geometry_batch import batch_geometry
+    from vlod_core.toy import world
 
     before = {k: v.detach().clone() for k, v in toy_pair.student.state_dict().items()}
-    images, questions = toy_batch(4, seed=5)
+    examples = world.sample_examples(4, seed=5)
+    images, questions = [ex.image() for ex in examples], [ex.question for ex in examples]
     geometry = batch_geometry(toy_pair, images, questions, seed=0, bins=2)
     assert all(p.grad is None for p in toy_pair.student.parameters())
     assert all(torch.equal(v, before[k]) for k, v in toy_pair.student.state_dict().items())

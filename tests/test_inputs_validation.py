@@ -10,7 +10,7 @@ import math
 import pytest
 
 from vlod_core.distill import DistillConfig
-from vlod_core.inspection import inspect, response_ids_for, unknown_words
+from vlod_core.inspection import inspect, unknown_words
 from vlod_core.sampling import GREEDY, SamplingConfig
 from vlod_core.steering import SteeringConfig
 from vlod_core.text import MAX_QUESTION_CHARS, check_question
@@ -79,15 +79,13 @@ def test_known_words_give_no_note(toy_pair, examples):
 
 @pytest.mark.parametrize("response", ["", "   ", "\n"])
 def test_empty_typed_answer_is_refused(toy_pair, examples, response):
-    image = examples[0].image()
     with pytest.raises(ValueError, match="empty"):
-        response_ids_for(toy_pair, image, "what color is the circle ?", response, GREEDY, 0)
-    with pytest.raises(ValueError, match="empty"):
-        inspect(toy_pair, image, "what color is the circle ?", response=response)
+        inspect(toy_pair, examples[0].image(), "what color is the circle ?", response=response)
 
 
 def test_typed_answer_is_scored_with_an_end_token(toy_pair, examples):
-    ids = response_ids_for(toy_pair, examples[0].image(), "what color is the circle ?", "red", GREEDY, 0)
+    result = inspect(toy_pair, examples[0].image(), "what color is the circle ?", response="red")
+    ids = result.decomposition.ids[0][result.decomposition.mask[0]].tolist()
     assert ids[-1] == toy_pair.tokenizer.eos_token_id and len(ids) == 2
 
 
@@ -114,6 +112,9 @@ def test_typed_answer_is_scored_with_an_end_token(toy_pair, examples):
         (dict(geometry_every=-1), "geometry_every"),
         (dict(eval_every=-1), "eval_every"),
         (dict(answer_examples=-1), "answer_examples"),
+        (dict(samples_per_prompt=0), "samples_per_prompt"),
+        (dict(batch=32, samples_per_prompt=5), "samples_per_prompt"),
+        (dict(eval_max_new_tokens=0), "eval_max_new_tokens"),
     ],
 )
 def test_distill_config_refuses_bad_numbers_by_name(kwargs, field):

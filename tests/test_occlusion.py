@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlod_core.decomposition import sampled_logratios
-from vlod_core.inputs import build_scoring_batch
+from vlod_core.engine import rollout
+from vlod_core.losses import sampled_logratios
 from vlod_core.occlusion import GREY, cell_box, default_grid, occlude, occlusion_map
-from vlod_core.scoring import score_four
-from vlod_core.topk import DISTRIBUTIONS, from_four, top_next_tokens
+from vlod_core.topk import DISTRIBUTIONS, from_four
 from vlod_core.toy.train import PromptCache
 
 
@@ -19,18 +18,9 @@ def _answer_ids(pair, example) -> list[int]:
 
 
 def _logratio_vis(pair, image, question, ids, position, ablation="remove") -> float:
-    batch = build_scoring_batch(pair.processor, [image], [question], [ids], ablation)
     with torch.no_grad():
-        four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
-    ratios = sampled_logratios(
-        four.student_image,
-        four.student_ablated,
-        four.teacher_image,
-        four.teacher_ablated,
-        four.response_ids,
-        four.response_mask,
-    )
-    return float(ratios["logratio_vis"][0, position])
+        four = rollout(pair, [image], [question], responses=[ids], ablation=ablation).four
+    return float(sampled_logratios(four)["logratio_vis"][0, position])
 
 
 def test_the_toy_grid_is_the_models_patch_grid(toy_pair):
@@ -79,14 +69,11 @@ def test_occlusion_refuses_a_position_outside_the_response(toy_pair, examples):
 def test_top_next_tokens_are_the_largest_probabilities_of_each_distribution(toy_pair, examples):
     example = examples[1]
     ids = _answer_ids(toy_pair, example)
-    result = top_next_tokens(toy_pair, example.image(), example.question, ids, k=3)
+    with torch.no_grad():
+        four = rollout(toy_pair, [example.image()], [example.question], responses=[ids]).four
+    result = from_four(four, toy_pair.tokenizer, k=3)
     assert result.tokens == toy_pair.tokenizer.convert_ids_to_tokens(ids)
     assert len(result.top) == len(ids)
-    batch = build_scoring_batch(toy_pair.processor, [example.image()], [example.question], [ids])
-    with torch.no_grad():
-        four = score_four(
-            toy_pair.teacher, toy_pair.student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id
-        )
     for name in DISTRIBUTIONS:
         probs = getattr(four, name)[0].exp()  # (T, V)
         for t, entry in enumerate(result.top):

@@ -14,6 +14,7 @@ import pytest
 
 from vlod_core.cli import build_parser
 from vlod_core.distill import DistillConfig, distill
+from vlod_core.toy.source import toy_data
 from vlod_core.images import MAX_UPLOAD_BYTES
 from vlod_core.pair import PICKLE_SUFFIXES, PairSpec, load_model
 from vlod_core.results import MAX_CARD_BYTES, MAX_RECORDS, SCHEMA, RunCard, RunCardError
@@ -45,9 +46,8 @@ def test_toy_build_writes_safetensors_only(vlod_home):
 def test_distilled_student_is_saved_as_safetensors_and_loads_back(toy_pair, tmp_path):
     import torch
 
-    result = distill(
-        toy_pair, DistillConfig(steps=1, batch=2, eval_examples=4, answer_examples=0), evaluate_model=False
-    )
+    config = DistillConfig(steps=1, batch=2, eval_examples=4, answer_examples=0)
+    result = distill(toy_pair, config, toy_data(4, 0), evaluate_model=False)
     folder = tmp_path / "distilled"
     result.student.save_pretrained(folder)  # what `vlod distill --save-student` and the app do
     toy_pair.processor.save_pretrained(folder)
@@ -228,7 +228,11 @@ def _broken(change) -> dict:
         (_broken(lambda c: c.pop("config")), "'config' must be a JSON object"),
         (_broken(lambda c: c.pop("seconds")), "seconds must be a number"),
         (_broken(lambda c: c.pop("before")), "before must be an object"),
-        (_broken(lambda c: c["after"].pop("accuracy_no_image")), "after lacks accuracy_no_image"),
+        (_broken(lambda c: c["after"].update(kl_image="big")), "after.kl_image must be a number"),
+        (_broken(lambda c: c["after"].update(agreement_no_image=2.0)), r"after.agreement_no_image must be in \[0, 1\]"),
+        (_broken(lambda c: c["after"].update(stderr=0.1)), "after.stderr must be an object"),
+        (_broken(lambda c: c.update(data=[1])), "'data' must be a JSON object"),
+        (_broken(lambda c: c["records"][0].update(evaluation={"accuracy_image": 7})), r"records\[0\].evaluation"),
         (_broken(lambda c: c["after"].update(accuracy_image=1.5)), r"must be in \[0, 1\]"),
         (_broken(lambda c: c["before"].update(accuracy_image=-0.01)), r"must be in \[0, 1\]"),
         (_broken(lambda c: c["before"].update(accuracy_image=math.inf)), r"must be in \[0, 1\]"),
@@ -268,11 +272,20 @@ def _as_json(card: RunCard) -> str:
 @pytest.mark.parametrize("evaluate_model", [True, False], ids=["evaluated", "not-evaluated"])
 def test_real_card_round_trips(toy_pair, tmp_path, evaluate_model):
     config = DistillConfig(steps=2, batch=2, eval_examples=8, answer_examples=1)
-    card = distill(toy_pair, config, evaluate_model=evaluate_model).card
+    card = distill(toy_pair, config, toy_data(8, 1), evaluate_model=evaluate_model).card
     path = tmp_path / "card.json"
     card.save(path)
     loaded = RunCard.load(path)
     assert _as_json(loaded) == _as_json(card)
     assert RunCard.from_json(path.read_text()).records == loaded.records
-    if not evaluate_model:  # NaN accuracies mean "not measured" and must not make the card unreadable
-        assert math.isnan(loaded.before["accuracy_image"])
+    if evaluate_model:
+        assert {"agreement_image", "kl_no_image", "accuracy_image", "eval_rows"} <= loaded.after.keys()
+    else:  # nothing measured: empty blocks, and the card still reads
+        assert loaded.before == loaded.after == {}
+
+
+def test_card_written_by_the_previous_schema_is_upgraded():
+    card = valid_card_dict() | {"schema": "vlod.run_card/1"}
+    card["records"][0]["accuracy"] = {"accuracy_image": 0.5, "accuracy_no_image": 0.4}
+    loaded = RunCard.from_json(json.dumps(card))
+    assert loaded.schema == SCHEMA and loaded.records[0]["evaluation"]["accuracy_image"] == 0.5

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlod_core.decomposition import decompose, token_kls
-from vlod_core.inputs import build_scoring_batch, render_prompt
+from helpers import scoring_batch
+from vlod_core.decomposition import decompose
+from vlod_core.inputs import render_prompt
+from vlod_core.losses import token_kls
 from vlod_core.pair import PairSpec, load_pair
 from vlod_core.sampling import GREEDY, SamplingConfig, generate, structural_token_ids
 from vlod_core.scoring import score_four
@@ -43,7 +45,7 @@ def _responses(pair) -> list[list[int]]:
 
 
 def _score(pair, images, questions, responses, ablation="remove", merge=True):
-    batch = build_scoring_batch(pair.processor, images, list(questions), responses, ablation)
+    batch = scoring_batch(pair, images, list(questions), responses, ablation)
     four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, merge=merge)
     return batch, four
 
@@ -59,16 +61,16 @@ def test_pair_is_really_qwen2vl_with_its_own_inputs(qwen_pair, images):
     tok = qwen_pair.tokenizer
     assert len({len(tok(q)["input_ids"]) for q in QUESTIONS}) == len(QUESTIONS)
     assert len({len(r) for r in _responses(qwen_pair)}) == len(RESPONSES)
-    batch = build_scoring_batch(qwen_pair.processor, images, list(QUESTIONS), _responses(qwen_pair))
-    kwargs = batch.image.model_kwargs
+    batch = scoring_batch(qwen_pair, images, list(QUESTIONS), _responses(qwen_pair))
+    kwargs = batch.context("student", "image").model_kwargs
     # The family-specific inputs the core must carry through untouched.
     assert {"image_grid_thw", "mm_token_type_ids", "pixel_values"} <= kwargs.keys()
     assert kwargs["pixel_values"].dim() == 2  # patches of all images flattened together, not (B, C, H, W)
     image_tokens = kwargs["input_ids"] == tok.convert_tokens_to_ids(IMAGE_PAD)
     assert image_tokens.sum(-1).tolist() == [4, 4, 4]
     assert torch.equal(kwargs["mm_token_type_ids"].bool(), image_tokens)
-    assert "image_grid_thw" not in batch.ablated.model_kwargs
-    assert not batch.ablated.model_kwargs["mm_token_type_ids"].any()
+    assert "image_grid_thw" not in batch.context("student", "ablated").model_kwargs
+    assert not batch.context("student", "ablated").model_kwargs["mm_token_type_ids"].any()
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS)
@@ -167,8 +169,8 @@ def test_scoring_equals_a_plain_forward_on_the_processors_own_encoding(qwen_pair
 @pytest.mark.parametrize("ablation", ABLATIONS)
 def test_response_ids_sit_at_the_response_positions_of_both_contexts(qwen_pair, images, ablation):
     responses = _responses(qwen_pair)
-    batch = build_scoring_batch(qwen_pair.processor, images, list(QUESTIONS), responses, ablation)
-    for ctx in (batch.image, batch.ablated):
+    batch = scoring_batch(qwen_pair, images, list(QUESTIONS), responses, ablation)
+    for ctx in (batch.context("student", "image"), batch.context("student", "ablated")):
         ids, attention = ctx.model_kwargs["input_ids"], ctx.model_kwargs["attention_mask"]
         for row, response in enumerate(responses):
             start, n = ctx.prompt_lengths[row], len(response)
@@ -178,12 +180,11 @@ def test_response_ids_sit_at_the_response_positions_of_both_contexts(qwen_pair, 
 
 
 def test_student_gradients_reach_the_vision_tower(qwen_pair, images):
-    batch = build_scoring_batch(qwen_pair.processor, images, list(QUESTIONS), _responses(qwen_pair))
+    batch = scoring_batch(qwen_pair, images, list(QUESTIONS), _responses(qwen_pair))
     pad = qwen_pair.tokenizer.pad_token_id
     four = score_four(qwen_pair.teacher, qwen_pair.student, batch, qwen_pair.vocab_size, pad, student_grad=True)
     assert not four.teacher_image.requires_grad
-    args = [getattr(four, name) for name in FOUR_FIELDS]
-    token_kls(*args, four.response_mask)["vis"].sum().backward()
+    token_kls(four)["vis"].sum().backward()
     try:
         vision_grads = [p.grad for p in qwen_pair.student.model.visual.parameters() if p.grad is not None]
         assert vision_grads and any(g.abs().sum() > 0 for g in vision_grads)

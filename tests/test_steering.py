@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from vlod_core.decomposition import kl, token_kls
-from vlod_core.steering import (
-    RULES,
-    SteeringConfig,
-    average,
-    eta_from_gradients,
-    objective,
-    sampled_surrogates,
-    sampled_token_losses,
-)
+from vlod_core.losses import kl, sampled_token_losses
+from vlod_core.losses import token_kls as _token_kls
+from vlod_core.scoring import FourLogProbs
+from vlod_core.steering import RULES, SteeringConfig, average, eta_from_gradients, objective
 
 B, T, V = 2, 3, 5
+
+
+def token_kls(s_i, s_x, t_i, t_x, mask, detach_prior=True, prior_for_target=None):
+    """`losses.token_kls` on four loose tensors (ids unused by the KLs)."""
+    ids = torch.zeros(mask.shape, dtype=torch.long)
+    return _token_kls(FourLogProbs(s_i, s_x, t_i, t_x, ids, mask, prior_for_target), detach_prior)
 MASK = torch.tensor([[True, True, True], [True, True, False]])  # the second response is one token shorter
 GAMMA, LAM = 1.5, 0.3  # not the defaults, and a λ big enough to matter
 
@@ -205,27 +204,9 @@ def test_eta_from_gradients_matches_formula():
     assert eta_from_gradients(g_std, [torch.zeros_like(g) for g in g_std]) == pytest.approx(1.0)
 
 
-def test_sampled_surrogate_value_and_gradient():
-    generator = torch.Generator().manual_seed(6)
-    logp = torch.randn(B, T, generator=generator, dtype=torch.float64, requires_grad=True)
-    ratio = torch.randn(B, T, generator=generator, dtype=torch.float64, requires_grad=True)
-    surrogate = sampled_surrogates({"std": logp}, {"std": ratio})["std"]
-    torch.testing.assert_close(surrogate, ratio.detach() * logp.detach())
-    grad_logp, grad_ratio = torch.autograd.grad(surrogate.sum(), (logp, ratio), allow_unused=True)
-    torch.testing.assert_close(grad_logp, ratio.detach())  # the advantage multiplies ∇ log p
-    assert grad_ratio is None  # the advantage is detached
-
-
 def _four(z_image, z_ablated, logprobs, ids):
     _, _, t_i, t_x = logprobs
-    return SimpleNamespace(
-        student_image=torch.log_softmax(z_image, -1),
-        student_ablated=torch.log_softmax(z_ablated, -1),
-        teacher_image=t_i,
-        teacher_ablated=t_x,
-        response_ids=ids,
-        response_mask=MASK,
-    )
+    return FourLogProbs(torch.log_softmax(z_image, -1), torch.log_softmax(z_ablated, -1), t_i, t_x, ids, MASK)
 
 
 def test_sampled_token_losses_values_and_reinforce_gradient(logprobs):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import streamlit as st
 from PIL import Image
 
-from vlod_core.geometry_batch import batch_geometry, toy_batch
+from vlod_core.geometry_batch import batch_geometry
 from vlod_core.inspection import Inspection, inspect
 from vlod_core.occlusion import OcclusionMap, occlusion_map
 from vlod_core.pair import ModelPair, PairSpec
@@ -80,7 +80,8 @@ def geometry_cached(
     bins: int,
 ) -> dict:
     """GradGeometry (as a dict) on the probe (if any) plus `toy_examples` toy samples."""
-    images, questions = toy_batch(toy_examples, seed) if toy_examples else ([], [])
+    examples = world.sample_examples(toy_examples, seed=seed) if toy_examples else []
+    images, questions = [ex.image() for ex in examples], [ex.question for ex in examples]
     if _image is not None and question:
         images, questions = [_image, *images], [question, *questions]
     return batch_geometry(_pair, images, questions, seed=seed, ablation=ablation, bins=bins).to_dict()

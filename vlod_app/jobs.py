@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from vlod_core.data import Row, TrainingData
 from vlod_core.distill import DistillConfig, distill
 from vlod_core.pair import ModelPair
 from vlod_core.results import RunCard
@@ -37,9 +38,15 @@ class RuleRun:
 
 
 class DistillJob:
-    def __init__(self, pair: ModelPair, configs: dict[str, DistillConfig], probes: list[tuple[Image.Image, str]]):
-        self.pair = pair
-        self.probes = probes
+    def __init__(
+        self,
+        pair: ModelPair,
+        configs: dict[str, DistillConfig],
+        data: TrainingData,
+        probes: list[tuple[Image.Image, str]],
+    ):
+        self.pair, self.data = pair, data
+        self.probes = [Row(image, question) for image, question in probes]
         self.runs = {rule: RuleRun(rule, config) for rule, config in configs.items()}
         self.error: str | None = None
         self._stop = threading.Event()
@@ -77,7 +84,12 @@ class DistillJob:
 
             try:
                 result = distill(
-                    self.pair, run.config, callback=callback, should_stop=self._stop.is_set, probes=self.probes
+                    self.pair,
+                    run.config,
+                    self.data,
+                    callback=callback,
+                    should_stop=self._stop.is_set,
+                    probes=self.probes,
                 )
             except Exception as error:  # reported on the page; the log keeps the traceback
                 logger.exception("distillation with rule %s failed", run.rule)

@@ -59,6 +59,48 @@ def _load_pair(args):
     return load_pair(_pair_spec(args))
 
 
+def _add_data_args(parser: argparse.ArgumentParser, evaluation: bool = True) -> None:
+    parser.add_argument(
+        "--data",
+        help="a data set: an image folder, a .jsonl/.json/.parquet file, a saved data set, a zip, or a Hub id "
+        "(default: the toy world)",
+    )
+    if evaluation:
+        parser.add_argument("--eval-data", help="evaluate on this data set (default: the held-out part of --data)")
+        parser.add_argument(
+            "--eval-fraction", type=float, default=0.2, help="share of --data held out when it has no split (0.2)"
+        )
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad row instead of skipping it")
+
+
+def _read(source: str, args, role: str):
+    from vlod_core.sources import load_data
+
+    data = load_data(source, strict=args.strict)
+    sys.stderr.write(f"{role}: {data.summary()}\n")
+    return data
+
+
+def _training_data(args):
+    """The toy world unless --data is given; prints what was read, skipped and how it was split."""
+    from vlod_core.data import DataSplit, TrainingData, split_rows
+
+    if not args.data:
+        if args.eval_data:
+            raise ValueError("--eval-data needs --data (the toy world has its own held-out set)")
+        from vlod_core.toy.source import toy_data
+
+        return toy_data(args.eval_examples)
+    data = _read(args.data, args, "data")
+    if args.eval_data:
+        held = _read(args.eval_data, args, "evaluation data")
+        split = DataSplit(data.rows, held.rows, False, f"evaluated on {held.name} ({len(held.rows)} rows)")
+    else:
+        split = split_rows(data.rows, args.eval_fraction, seed=0)
+    sys.stderr.write(f"split: {split.how}; {len(split.train)} training rows, {len(split.eval)} evaluation rows\n")
+    return TrainingData.from_split(split, data.name, extra={"origin": data.origin, "skipped": len(data.skipped)})
+
+
 def cmd_toy_build(args) -> int:
     from vlod_core.toy.build import ToyBuildConfig, build_toy_pair, default_toy_dir
 
@@ -139,6 +181,7 @@ def _distill_config(args, rule: str, seed: int):
         eval_every=args.eval_every,
         eval_examples=args.eval_examples,
         decompose_every=args.decompose_every,
+        samples_per_prompt=args.samples_per_prompt,
     )
 
 
@@ -147,11 +190,18 @@ def _degrees(value: float) -> str:
 
 
 def cmd_geometry(args) -> int:
-    from vlod_core.geometry_batch import batch_geometry, toy_batch
+    from vlod_core.geometry_batch import batch_geometry
     from vlod_core.results import json_safe
 
+    if args.data:
+        source = _read(args.data, args, "data").rows
+        rows = [source[(args.seed + i) % len(source)] for i in range(min(args.batch, len(source)))]
+    else:
+        from vlod_core.toy.source import ToyPrompts
+
+        rows = ToyPrompts().prompts(0, args.batch, args.seed)
     pair = _load_pair(args)
-    images, questions = toy_batch(args.batch, args.seed)
+    images, questions = [row.load_image() for row in rows], [row.question for row in rows]
     geometry = batch_geometry(pair, images, questions, seed=args.seed, ablation=args.ablation, bins=args.bins)
     if args.json:
         print(json.dumps(json_safe(geometry.to_dict()), indent=2))
@@ -173,25 +223,63 @@ def cmd_geometry(args) -> int:
 def _record_printer(total: int):
     def report(record) -> None:
         extra = ""
-        if record.accuracy:
-            extra = f"  acc {record.accuracy['accuracy_image']:.3f} / {record.accuracy['accuracy_no_image']:.3f}"
+        if record.evaluation:
+            key = _headline(record.evaluation)
+            extra = f"  {key} {record.evaluation[key + '_image']:.3f} / {record.evaluation[key + '_no_image']:.3f}"
         sys.stderr.write(
             f"\rstep {record.step}/{total}  loss {record.loss:.4f}  std {record.std:.4f}  lang {record.lang:.4f}"
             f"  vis {record.vis:.4f}  η {record.eta:.3f}{extra}   "
         )
-        if record.step == total or record.accuracy:
+        if record.step == total or record.evaluation:
             sys.stderr.write("\n")
         sys.stderr.flush()
 
     return report
 
 
+METRIC_LABELS = {
+    "accuracy": "accuracy (exact match with the reference)",
+    "agreement": "agreement with the teacher's greedy answer",
+    "token_agreement": "token agreement with the teacher",
+    "kl": "KL(student ‖ teacher) per token, nats",
+}
+
+
+def _headline(evaluation: dict) -> str:
+    """The metric a summary leads with: accuracy where references exist, else agreement with the teacher."""
+    return "accuracy" if "accuracy_image" in evaluation else "agreement"
+
+
+def _with_error(block: dict, name: str) -> str:
+    value, error = block.get(name, float("nan")), block.get("stderr", {}).get(name, float("nan"))
+    return f"{value:.3f} ± {error:.3f}"
+
+
+def _evaluation_lines(before: dict, after: dict | None = None) -> list[str]:
+    lines = []
+    for metric, label in METRIC_LABELS.items():
+        for suffix, context in (("image", "with image"), ("no_image", "image removed")):
+            name = f"{metric}_{suffix}"
+            if name not in before:
+                continue
+            text = f"  {label}, {context}: {_with_error(before, name)}"
+            if after is not None:
+                change = after[name] - before[name]
+                unit = f"{100 * change:+.1f} points" if metric != "kl" else f"{change:+.3f}"
+                text += f" -> {_with_error(after, name)}  ({unit})"
+            lines.append(text)
+    if before.get("eval_seen_in_training"):
+        lines.append("  (evaluated on rows seen in training: the set is too small to hold rows out)")
+    return lines
+
+
 def cmd_distill(args) -> int:
     from vlod_core.distill import distill
 
     config = _distill_config(args, args.steering, args.seed)
+    data = _training_data(args)
     pair = _load_pair(args)
-    result = distill(pair, config, callback=_record_printer(config.steps))
+    result = distill(pair, config, data, callback=_record_printer(config.steps))
     card = result.card
     if result.card.stopped:
         print(f"note: {card.stopped}", file=sys.stderr)
@@ -200,21 +288,52 @@ def cmd_distill(args) -> int:
     if args.save_student:
         result.student.save_pretrained(args.save_student)
         pair.processor.save_pretrained(args.save_student)
-    b, a = card.before, card.after
-    print(f"{args.steering}: {len(card.records)} steps in {card.seconds:.1f} s")
-    print(f"  with image     {b['accuracy_image']:.3f} -> {a['accuracy_image']:.3f}")
-    print(f"  without image  {b['accuracy_no_image']:.3f} -> {a['accuracy_no_image']:.3f}")
+    print(f"{args.steering}: {len(card.records)} steps in {card.seconds:.1f} s on {card.data.get('name', 'data')}")
+    print(f"evaluated on {card.after.get('eval_rows', 0)} rows ({card.data.get('split', '')}):")
+    print("\n".join(_evaluation_lines(card.before, card.after)))
     if args.out:
         print(f"  run card: {args.out}")
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from vlod_core.evaluation import EvalSet, evaluate, teacher_accuracy
+
+    if args.data:
+        data = _read(args.data, args, "data")
+        rows, name = data.rows, data.name
+    else:
+        from vlod_core.toy.source import held_out_rows
+
+        rows, name = held_out_rows(args.eval_examples), "toy world"
+    pair = _load_pair(args)
+    eval_set = EvalSet(rows, ablation=args.ablation, max_new_tokens=args.max_new_tokens)
+    sys.stderr.write(f"evaluating on {len(rows)} rows of {name}\n")
+    student = evaluate(pair, eval_set, progress=_progress_printer("evaluating") if not args.json else None)
+    teacher = teacher_accuracy(pair, eval_set)
+    if args.json:
+        from vlod_core.results import json_safe
+
+        print(json.dumps(json_safe({"rows": len(rows), "teacher": teacher, "student": student.to_dict()}), indent=2))
+        return 0
+    print(f"{len(rows)} rows of {name}")
+    if teacher:
+        print("teacher:")
+        for suffix, context in (("image", "with image"), ("no_image", "image removed")):
+            error = teacher[f"accuracy_{suffix}_stderr"]
+            print(f"  {METRIC_LABELS['accuracy']}, {context}: {teacher[f'accuracy_{suffix}']:.3f} ± {error:.3f}")
+    print("student:")
+    print("\n".join(_evaluation_lines(student.to_dict())))
+    return 0
+
+
 def _steps_to_gain(card, gain: float) -> int | None:
-    target = card.before["accuracy_image"] + gain
+    key = _headline(card.before) + "_image"
+    target = card.before[key] + gain
     for record in card.records:
-        if record.get("accuracy") and record["accuracy"]["accuracy_image"] >= target:
+        if record.get("evaluation") and record["evaluation"][key] >= target:
             return record["step"]
-    return card.config["steps"] if card.after["accuracy_image"] >= target else None
+    return card.config["steps"] if card.after[key] >= target else None
 
 
 def cmd_compare(args) -> int:
@@ -222,6 +341,7 @@ def cmd_compare(args) -> int:
 
     from vlod_core.distill import distill
 
+    data = _training_data(args)
     pair = _load_pair(args)
     rules = args.rules.split(",")
     rows = []
@@ -230,7 +350,7 @@ def cmd_compare(args) -> int:
         for seed in range(args.seeds):
             config = _distill_config(args, rule, seed)
             sys.stderr.write(f"{rule}, seed {seed}\n")
-            card = distill(pair, config, callback=_record_printer(config.steps)).card
+            card = distill(pair, config, data, callback=_record_printer(config.steps)).card
             results.append(card)
             if args.out_dir:
                 Path(args.out_dir).mkdir(parents=True, exist_ok=True)
@@ -242,6 +362,8 @@ def cmd_compare(args) -> int:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{mean:.3f} ± {sd:.3f}"
 
+    key = _headline(rows[0][1][0].before)
+    print(f"{key} (mean ± standard deviation over {args.seeds} seeds)")
     header = f"{'rule':<14}{'before (img)':>16}{'after (img)':>16}{'after (no img)':>17}{'steps to +5 pts':>18}{'seconds':>9}"
     print(header)
     print("-" * len(header))
@@ -249,9 +371,9 @@ def cmd_compare(args) -> int:
         reach = [_steps_to_gain(c, 0.05) for c in cards]
         reach_text = ",".join("-" if r is None else str(r) for r in reach)
         print(
-            f"{rule:<14}{spread([c.before['accuracy_image'] for c in cards]):>16}"
-            f"{spread([c.after['accuracy_image'] for c in cards]):>16}"
-            f"{spread([c.after['accuracy_no_image'] for c in cards]):>17}{reach_text:>18}"
+            f"{rule:<14}{spread([c.before[key + '_image'] for c in cards]):>16}"
+            f"{spread([c.after[key + '_image'] for c in cards]):>16}"
+            f"{spread([c.after[key + '_no_image'] for c in cards]):>17}{reach_text:>18}"
             f"{statistics.fmean(c.seconds for c in cards):>9.1f}"
         )
     return 0
@@ -264,10 +386,14 @@ def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
     parser.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
     parser.add_argument("--geometry-every", type=int, default=0, help="record gradient angles every k steps")
     parser.add_argument("--eval-every", type=int, default=0, help="held-out accuracy every k steps")
-    parser.add_argument("--eval-examples", type=int, default=400)
+    parser.add_argument("--eval-examples", type=int, default=400, help="at most this many evaluation rows (400)")
+    parser.add_argument(
+        "--samples-per-prompt", type=int, default=1, help="student answers per prompt in a step (divides --batch)"
+    )
     parser.add_argument(
         "--decompose-every", type=int, default=1, help="standard only: score the image-free passes every k steps"
     )
+    _add_data_args(parser)
     _steering_args(parser)
     _add_pair_args(parser)
 
@@ -302,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     geometry.add_argument("--bins", type=int, default=10, help="VDS bins (0: none)")
     geometry.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
     geometry.add_argument("--json", action="store_true")
+    _add_data_args(geometry, evaluation=False)
     _add_pair_args(geometry)
     geometry.set_defaults(func=cmd_geometry)
 
@@ -314,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-student", help="save the distilled student here (safetensors folder)")
     _add_run_args(run, steps=100)
     run.set_defaults(func=cmd_distill)
+
+    evaluation = commands.add_parser("evaluate", help="measure a pair on a data set without training")
+    evaluation.add_argument("--eval-examples", type=int, default=400, help="toy world only: held-out rows (400)")
+    evaluation.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
+    evaluation.add_argument("--max-new-tokens", type=int, default=32, help="bound on the teacher's greedy answers")
+    evaluation.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_data_args(evaluation, evaluation=False)
+    _add_pair_args(evaluation)
+    evaluation.set_defaults(func=cmd_evaluate)
 
     compare = commands.add_parser("compare", help="several rules from identical seeds; one table")
     compare.add_argument("--rules", default="standard,vgs", help=f"comma-separated, from {', '.join(RULES)}")

@@ -1,13 +1,15 @@
 """The on-policy distillation loop: sample, score four ways, build the rule's loss, step AdamW.
 
-The loop trains a private copy of the student (the caller's model, perhaps cached and shared by other
-sessions, is never touched) and returns it with a run card. An `accelerate.Accelerator` owns device
-placement, mixed precision and gradient synchronisation, so `accelerate launch --num_processes N -m
-vlod_core distill ...` runs the same code data-parallel: each process samples and scores its share of
-the batch, DDP averages the gradients. η measured from gradients ("auto") is averaged across processes.
+The loop is handed its data (`vlod_core.data.TrainingData`: the toy world, a user's image folder, a Hub data
+set, rows typed into the app) and never knows which. It trains a private copy of the student (the caller's
+model, perhaps cached and shared by other sessions, is never touched) and returns it with a run card. An
+`accelerate.Accelerator` owns device placement, mixed precision and gradient synchronisation, so
+`accelerate launch --num_processes N -m vlod_core distill ...` runs the same code data-parallel: every
+process draws the same global batch of prompts, answers and scores its share, DDP averages the gradients.
+η measured from gradients ("auto") is averaged across processes.
 
 Toy defaults: lr 1e-3 with AdamW (the paper's 1e-6 is for pretrained billion-parameter students; a
-0.13 M-parameter toy student barely moves at that rate), batch 32, gradient clipping at 1.0.
+0.1 M-parameter toy student barely moves at that rate), batch 32, gradient clipping at 1.0.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ from dataclasses import asdict, dataclass, field
 import torch
 from PIL import Image
 
-from vlod_core.decomposition import kl, token_kls
-from vlod_core.evaluation import Accuracy, answers, evaluate, fixed_examples, greedy_answers, held_out_examples
+from vlod_core.data import Row, TrainingData
+from vlod_core.engine import rollout, score_responses
+from vlod_core.evaluation import EvalSet, Evaluation, evaluate, greedy_answers
 from vlod_core.geometry import geometry_of_losses
-from vlod_core.inputs import ABLATIONS, build_scoring_batch
+from vlod_core.inputs import ABLATIONS, CONTEXTS
+from vlod_core.losses import per_token_losses
 from vlod_core.pair import ModelPair
-from vlod_core.results import RunCard, StepRecord
-from vlod_core.sampling import SamplingConfig, generate
-from vlod_core.scoring import FourLogProbs, context_logprobs, score_four
-from vlod_core.steering import SteeringConfig, eta_from_gradients, objective, sampled_token_losses
-from vlod_core.toy import world
+from vlod_core.results import RunCard, StepRecord, library_versions
+from vlod_core.sampling import SamplingConfig
+from vlod_core.steering import SteeringConfig, eta_from_gradients, objective
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +55,10 @@ class DistillConfig:
     geometry_every: int = 0  # 0: never (three extra backward passes each time)
     geometry_bins: int = 10
     eval_every: int = 0  # 0: only before and after
-    eval_examples: int = 400
-    answer_examples: int = 6
+    eval_examples: int = 400  # at most this many evaluation rows
+    answer_examples: int = 6  # greedy answers before and after on this many of the data's rows to show
+    eval_max_new_tokens: int = 32  # bounds the teacher's greedy answers that agreement is measured against
+    samples_per_prompt: int = 1  # student answers per prompt in a step (TRL's num_generations); divides batch
     # `standard` needs only the image passes; the image-free ones feed the logged ℓLang, ℓVis and VDS.
     # k > 1 scores them every k-th step only (NaN in the records between), about 30% faster per step.
     decompose_every: int = 1
@@ -69,6 +73,8 @@ class DistillConfig:
             "geometry_bins",
             "eval_every",
             "eval_examples",
+            "eval_max_new_tokens",
+            "samples_per_prompt",
             "decompose_every",
         ):
             value = getattr(self, name)
@@ -91,6 +97,12 @@ class DistillConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_examples < 1:
             raise ValueError(f"eval_examples must be >= 1, got {self.eval_examples}")
+        if not 1 <= self.eval_max_new_tokens <= 4096:
+            raise ValueError(f"eval_max_new_tokens must be in [1, 4096], got {self.eval_max_new_tokens}")
+        if self.samples_per_prompt < 1 or self.batch % self.samples_per_prompt:
+            raise ValueError(
+                f"samples_per_prompt must be >= 1 and divide the batch ({self.batch}), got {self.samples_per_prompt}"
+            )
         if self.decompose_every < 1:
             raise ValueError(f"decompose_every must be >= 1, got {self.decompose_every}")
 
@@ -115,48 +127,19 @@ def step_seed(seed: int, step: int, process: int = 0) -> int:
     return (seed * 1_000_003 + step * 7919 + process * 104_729) % (2**31)
 
 
-def toy_rollouts(student, processor, config: DistillConfig, process: int, processes: int) -> Rollouts:
-    """On-policy: this process's share of fresh toy examples, answered by the current student."""
+def data_rollouts(data: TrainingData, config: DistillConfig, process: int, processes: int) -> Rollouts:
+    """On-policy: the step's global batch of prompts (the same on every process), this process's share
+    answered by the current student; each prompt repeated `samples_per_prompt` times."""
+    share = config.batch // processes
 
     def rollouts(step: int):
-        share = config.batch // processes
-        examples = world.sample_examples(share, seed=step_seed(config.seed, step, process))
-        images, questions = [ex.image() for ex in examples], [ex.question for ex in examples]
-        ids = generate(student, processor, questions, images, config.sampling, step_seed(config.seed, step, process))
-        eos = processor.tokenizer.eos_token_id
-        return images, questions, [r if r else [eos] for r in ids]
+        prompts = data.train.prompts(step, config.batch // config.samples_per_prompt, config.seed)
+        rows = [row for row in prompts for _ in range(config.samples_per_prompt)][
+            process * share : (process + 1) * share
+        ]
+        return [row.load_image() for row in rows], [row.question for row in rows], None
 
     return rollouts
-
-
-def per_token_losses(four: FourLogProbs, steering: SteeringConfig, anchor_ablated: torch.Tensor | None):
-    args = (four.student_image, four.student_ablated, four.teacher_image, four.teacher_ablated)
-    if steering.estimator == "sampled":
-        return sampled_token_losses(four, anchor_ablated, steering.detach_prior)
-    return token_kls(*args, four.response_mask, steering.detach_prior, prior_for_target=anchor_ablated)
-
-
-def scored_losses(teacher, student, anchor, batch, vocab_size: int, pad_id: int, steering: SteeringConfig):
-    """The four passes (with student gradients) and the per-token losses the rule needs, (B, T) each.
-
-    A batch built without the ablated context (`with_ablated=False`) gets ℓStd alone. `anchor` is the frozen
-    initial student of `vgs_anchored`, whose text-only log-probs replace the current ones inside q*.
-    """
-    four = score_four(teacher, student, batch, vocab_size, pad_id, student_grad=True)
-    if batch.ablated is None:
-        return image_only_losses(four)
-    anchor_ablated = None
-    if anchor is not None:
-        with torch.no_grad():
-            anchor_ablated = context_logprobs(anchor, batch.ablated, batch.response_ids.shape[1], vocab_size)
-    return per_token_losses(four, steering, anchor_ablated)
-
-
-def image_only_losses(four: FourLogProbs) -> dict[str, torch.Tensor]:
-    """ℓStd alone (the `standard` rule's whole loss); the terms that need the image-free passes are NaN."""
-    std = kl(four.student_image, four.teacher_image, four.response_mask.to(four.student_image.dtype))
-    unknown = torch.full_like(std, float("nan")).detach()
-    return {"std": std, "lang": unknown, "vis": unknown, "vds": unknown}
 
 
 def _global_vds(accelerator, vds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -166,25 +149,32 @@ def _global_vds(accelerator, vds: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return gathered[~torch.isnan(gathered)]
 
 
-def _probe_answers(model, processor, probes: list[tuple[Image.Image, str]]) -> list[dict]:
-    return greedy_answers(model, processor, [image for image, _ in probes], [question for _, question in probes])
+def _answers_with_teacher(pair: ModelPair, model, rows: list[Row], teacher: list[dict], ablation: str) -> list[dict]:
+    """Greedy answers of `model` on `rows`, each beside the teacher's."""
+    answers = greedy_answers(pair, model, rows, ablation)
+    return [a | {"teacher_image": t["image"], "teacher_no_image": t["no_image"]} for a, t in zip(answers, teacher)]
 
 
 def distill(
     pair: ModelPair,
     config: DistillConfig = DistillConfig(),
+    data: TrainingData | None = None,
     callback: Callable[[StepRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     rollouts: Rollouts | None = None,
-    probes: list[tuple[Image.Image, str]] | None = None,
+    probes: list[Row] | None = None,
     accelerator=None,
     evaluate_model: bool = True,
 ) -> DistillResult:
-    """Distil `pair.teacher` into a copy of `pair.student`; `pair` itself is left exactly as it was."""
+    """Distil `pair.teacher` into a copy of `pair.student` on `data`; `pair` itself is left exactly as it was.
+
+    `rollouts` replaces the data's prompts and the student's answers with a fixed global batch (tests);
+    without `data` nothing is evaluated. `probes` are extra rows whose greedy answers are kept before/after.
+    """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    from vlod_core.toy.build import library_versions
-
+    if data is None and rollouts is None:
+        raise ValueError("distill needs data (or fixed rollouts)")
     started = time.perf_counter()
     # Some parameters never get a gradient (a vision tower's final norm when features come from a hidden
     # layer, as in the toy pair and many LLaVA checkpoints), which plain DDP refuses on the next step.
@@ -196,8 +186,6 @@ def distill(
     if config.batch % processes:
         raise ValueError(f"batch ({config.batch}) must be divisible by the number of processes ({processes})")
     torch.manual_seed(config.seed)
-    processor, tokenizer = pair.processor, pair.tokenizer
-    vocab, pad = pair.vocab_size, tokenizer.pad_token_id
     teacher = pair.teacher  # frozen; shared, never written to
     student = copy.deepcopy(pair.student).to(accelerator.device)
     student.train()
@@ -210,20 +198,29 @@ def distill(
     params = [p for p in plain.parameters() if p.requires_grad]
     named_params = [(n, p) for n, p in plain.named_parameters() if p.requires_grad]
     given = rollouts is not None  # a fixed global batch: each process takes its share
-    rollouts = rollouts or toy_rollouts(plain, processor, config, process, processes)
+    rollouts = rollouts or data_rollouts(data, config, process, processes)
     shard = slice(process * (config.batch // processes), (process + 1) * (config.batch // processes))
 
     main = accelerator.is_main_process
-    eval_set = held_out_examples(config.eval_examples)
-    fixed = fixed_examples(config.answer_examples)
-    probes = probes or []
+    eval_set = None
+    if data is not None and evaluate_model and main:
+        eval_set = EvalSet(
+            data.eval_rows[: config.eval_examples],
+            data.seen_in_training,
+            config.ablation,
+            config.eval_max_new_tokens,
+        )
+    show = data.show_rows[: config.answer_examples] if data is not None and main else []
+    probes = probes if main else []
+    teacher_show = greedy_answers(pair, teacher, show, config.ablation) if show else []
+    teacher_probes = greedy_answers(pair, teacher, probes, config.ablation) if probes else []
 
-    def measure() -> Accuracy | None:
-        return evaluate(plain, processor, vocab, eval_set) if (main and evaluate_model) else None
+    def measure() -> Evaluation | None:
+        return evaluate(pair, eval_set, plain) if eval_set is not None else None
 
     before = measure()
-    answers_before = answers(plain, processor, fixed) if main and fixed else []
-    probe_before = _probe_answers(plain, processor, probes) if main else []
+    answers_before = _answers_with_teacher(pair, plain, show, teacher_show, config.ablation)
+    probe_before = _answers_with_teacher(pair, plain, probes, teacher_probes, config.ablation)
     records: list[StepRecord] = []
     stopped = None
     eta = 1.0 if not config.steering.steers or config.steering.eta == "auto" else float(config.steering.eta)
@@ -235,13 +232,26 @@ def distill(
         images, questions, responses = rollouts(step)
         if given:
             images, questions, responses = images[shard], questions[shard], responses[shard]
-        with_ablated = config.needs_ablated(step)
-        batch = build_scoring_batch(processor, images, questions, responses, config.ablation, with_ablated)
-        batch = batch.to(accelerator.device)
+        contexts = CONTEXTS if config.needs_ablated(step) else ("image",)
         with accelerator.autocast():
-            losses = scored_losses(teacher, student, anchor, batch, vocab, pad, config.steering)
-            vds_pool = _global_vds(accelerator, losses["vds"], batch.response_mask) if processes > 1 else None
-            terms = objective(config.steering, losses, batch.response_mask, vds_pool)
+            scored = rollout(
+                pair,
+                images,
+                questions,
+                responses=responses,
+                sampling=config.sampling,
+                seed=step_seed(config.seed, step, process),
+                ablation=config.ablation,
+                contexts=contexts,
+                student=student,
+                sampler=plain,
+                student_grad=True,
+                anchor=anchor,
+            )
+            mask = scored.four.response_mask
+            losses = per_token_losses(scored.four, config.steering.estimator, config.steering.detach_prior)
+            vds_pool = _global_vds(accelerator, losses["vds"], mask) if processes > 1 else None
+            terms = objective(config.steering, losses, mask, vds_pool)
         if config.steering.steers and config.steering.eta == "auto" and step % config.steering.eta_every == 0:
             grad_std = torch.autograd.grad(terms.std, params, retain_graph=True, allow_unused=True)
             grad_steer = torch.autograd.grad(terms.steer, params, retain_graph=True, allow_unused=True)
@@ -283,42 +293,43 @@ def distill(
             lang_high_vds=terms.logs["lang_high_vds"],
             eta=eta,
             grad_norm=grad_norm,
-            response_tokens=int(batch.response_mask.sum()),
+            response_tokens=int(mask.sum()),
         )
         if main and config.geometry_every and (step + 1) % config.geometry_every == 0:
-            record.geometry = geometry_now(pair, plain, named_params, batch, config, anchor)
-        if main and config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
-            record.accuracy = measure().to_dict() if evaluate_model else None
+            record.geometry = geometry_now(pair, plain, named_params, scored, config, anchor)
+        if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
+            evaluation = measure()
+            record.evaluation = evaluation.to_dict() if evaluation is not None else None
         records.append(record)
         if callback is not None:
             callback(record)
 
     accelerator.wait_for_everyone()
     after = measure()
-    empty = {"accuracy_image": float("nan"), "accuracy_no_image": float("nan")}
     card = RunCard(
         config=config.to_dict(),
         versions=library_versions(),
         pair={"teacher": pair.spec.teacher, "student": pair.spec.student, "variant": pair.spec.student_variant},
+        data=data.description if data is not None else {"name": "fixed rollouts"},
         seconds=round(time.perf_counter() - started, 2),
-        before=before.to_dict() if before else empty,
-        after=after.to_dict() if after else empty,
+        before=before.to_dict() if before else {},
+        after=after.to_dict() if after else {},
         records=[r.to_dict() for r in records],
         answers_before=answers_before,
-        answers_after=answers(plain, processor, fixed) if main and fixed else [],
+        answers_after=_answers_with_teacher(pair, plain, show, teacher_show, config.ablation),
         probe_before=probe_before,
-        probe_after=_probe_answers(plain, processor, probes) if main else [],
+        probe_after=_answers_with_teacher(pair, plain, probes, teacher_probes, config.ablation),
         stopped=stopped,
     )
     plain.eval()
     return DistillResult(plain, card)
 
 
-def geometry_now(pair: ModelPair, student, named_params, batch, config: DistillConfig, anchor=None) -> dict:
+def geometry_now(pair: ModelPair, student, named_params, scored, config: DistillConfig, anchor=None) -> dict:
     """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student)."""
-    pad = pair.tokenizer.pad_token_id
-    losses = scored_losses(pair.teacher, student, anchor, batch, pair.vocab_size, pad, config.steering)
+    four = score_responses(pair, scored.prompts, scored.responses, student=student, student_grad=True, anchor=anchor)
+    losses = per_token_losses(four, config.steering.estimator, config.steering.detach_prior)
     geometry = geometry_of_losses(
-        named_params, losses, batch.response_mask, config.geometry_bins, config.steering.average
+        named_params, losses, four.response_mask, config.geometry_bins, config.steering.average
     )
     return geometry.to_dict()

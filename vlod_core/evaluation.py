@@ -1,121 +1,356 @@
-"""Held-out accuracy on the toy world, with the image and with it ablated, per question type.
+"""Evaluation on any data set: does the student answer as the teacher does, with the image and without it?
 
-An answer counts as right when greedy decoding reproduces the reference response exactly. That holds iff
-at every reference position the argmax equals the reference token given the reference prefix, so one
-teacher-forced pass decides it, with no generation loop; a test checks the shortcut against `generate()`.
+Real data rarely has exact reference answers, and distillation aims at the teacher anyway, so every row is
+measured against the teacher's own greedy answer, in each context (image kept; image ablated):
+
+- `agreement`: would the student's greedy answer equal the teacher's? Greedy decoding reproduces a sequence
+  iff at every position the argmax equals its token given the prefix, so one teacher-forced pass on the
+  teacher's answer decides it, with no generation loop (a test checks the shortcut against `generate()`);
+- `token_agreement`: the share of the teacher's answer tokens the student's argmax matches;
+- `kl`: mean per-token KL(student ‖ teacher) on the teacher's answer (what distillation lowers);
+- `accuracy`: the same shortcut on the reference answer, where rows have one.
+
+Names carry the context: `agreement_image`, `agreement_no_image`, ... Each has a standard error (binomial for
+the rates, sample standard deviation over √n for the means). The teacher's greedy answers (and, when they
+are small, its log-probs on them and the encoded prompts) are computed once per evaluation set and reused
+by every later evaluation of it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
-from PIL import Image
 
-from vlod_core.inputs import build_scoring_batch
-from vlod_core.sampling import GREEDY, decode, generate
-from vlod_core.scoring import both_contexts
-from vlod_core.toy import world
+from vlod_core.data import Row, binomial_stderr
+from vlod_core.engine import encode, sample
+from vlod_core.inputs import PromptBatch, encode_rows, with_responses
+from vlod_core.losses import kl
+from vlod_core.sampling import GREEDY, SamplingConfig, decode
+from vlod_core.scoring import context_logprobs, merge_contexts
 
-HELD_OUT_SEED = 20_261_125  # never used for training
+SUFFIX = {"image": "image", "ablated": "no_image"}  # context -> the suffix of its metric names
+RATES = ("agreement", "accuracy")  # per-row booleans: binomial standard errors
+CACHE_BYTES = 256 * 2**20  # cache encoded prompts and teacher log-probs of an evaluation set below this size
 
-
-@dataclass(frozen=True)
-class Accuracy:
-    accuracy_image: float
-    accuracy_no_image: float
-    per_type_image: dict[str, float] = field(default_factory=dict)
-    per_type_no_image: dict[str, float] = field(default_factory=dict)
-    n: int = 0
-
-    @property
-    def grounding_gap(self) -> float:
-        return self.accuracy_image - self.accuracy_no_image
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"grounding_gap": self.grounding_gap}
+Progress = Callable[[int, int], None]  # (rows done, rows in all)
 
 
-def held_out_examples(n: int = 400) -> list[world.Example]:
-    return world.sample_examples(n, seed=HELD_OUT_SEED)
+def normalise_whitespace(text: str) -> str:
+    return " ".join(text.split())
 
 
 def reference_ids(tokenizer, answer: str) -> list[int]:
-    return tokenizer(answer, add_special_tokens=False, padding=True, padding_side="right")["input_ids"] + [
-        tokenizer.eos_token_id
-    ]
+    """Token ids of a reference answer (whitespace normalised), ending with the end-of-turn token."""
+    ids = tokenizer(normalise_whitespace(answer), add_special_tokens=False, padding=True, padding_side="right")
+    return ids["input_ids"] + [tokenizer.eos_token_id]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of one model on one evaluation set; `values` holds the fixed names (see the module doc)."""
+
+    values: dict[str, float]
+    stderr: dict[str, float]
+    rows: int
+    seen_in_training: bool = False
+    per_category: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> category -> value
+
+    def __getitem__(self, name: str) -> float:
+        return self.values[name]
+
+    def get(self, name: str, default: float | None = None) -> float | None:
+        return self.values.get(name, default)
+
+    def to_dict(self) -> dict:
+        return {
+            **self.values,
+            "stderr": dict(self.stderr),
+            "per_category": {k: dict(v) for k, v in self.per_category.items()},
+            "eval_rows": self.rows,
+            "eval_seen_in_training": self.seen_in_training,
+        }
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
+
+
+@dataclass
+class TeacherReference:
+    """The teacher's greedy answers to every row, per context; its log-probs on them when cached."""
+
+    answers: dict[str, list[list[int]]]
+    logprobs: list[dict[str, torch.Tensor]] | None  # per chunk: context -> (B, T, V); None when too large
+
+
+class EvalSet:
+    """Evaluation rows, and what stays the same however often they are evaluated (per pair).
+
+    `ablation` is how the image is taken away for the `_no_image` metrics; `max_new_tokens` bounds the
+    teacher's greedy answers (and so the agreement decision, exactly as generation would be bounded).
+    """
+
+    def __init__(
+        self,
+        rows: list[Row],
+        seen_in_training: bool = False,
+        ablation: str = "remove",
+        max_new_tokens: int = 32,
+        batch_size: int = 64,
+    ):
+        if not rows:
+            raise ValueError("an evaluation set needs at least one row")
+        self.rows, self.seen_in_training = list(rows), seen_in_training
+        self.ablation, self.max_new_tokens, self.batch_size = ablation, max_new_tokens, batch_size
+        self._prompts: dict[tuple, dict[int, PromptBatch]] = {}
+        self._references: dict[int, TeacherReference] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def has_answers(self) -> bool:
+        return any(row.answer is not None for row in self.rows)
+
+    def chunks(self) -> list[slice]:
+        return [slice(i, min(i + self.batch_size, len(self.rows))) for i in range(0, len(self.rows), self.batch_size)]
+
+    def _fits(self, first_chunk_bytes: int) -> bool:
+        return first_chunk_bytes * len(self.chunks()) <= CACHE_BYTES
+
+    def prompts(self, pair, part: slice) -> PromptBatch:
+        """The encoded prompts of one chunk (both contexts), cached while the whole set stays small."""
+        key, index = (id(pair.processor), id(pair.teacher_processor)), part.start // self.batch_size
+        cache = self._prompts.get(key)
+        if cache is not None and index in cache:
+            return cache[index]
+        rows = self.rows[part]
+        prompts = encode(pair, [r.load_image() for r in rows], [r.question for r in rows], self.ablation)
+        if cache is None and index == 0:
+            if self._fits(_nbytes(t for enc in prompts.encoded.values() for t in enc.values())):
+                cache = self._prompts[key] = {}
+        if cache is not None:
+            cache[index] = prompts
+        return prompts
+
+    def teacher_reference(self, pair, progress: Progress | None = None) -> TeacherReference:
+        """The teacher's greedy answers (once per pair's teacher), with its log-probs on them if small."""
+        cached = self._references.get(id(pair.teacher))
+        if cached is not None:
+            return cached
+        config = SamplingConfig(greedy=True, max_new_tokens=self.max_new_tokens)
+        answers: dict[str, list[list[int]]] = {"image": [], "ablated": []}
+        logprobs: list[dict[str, torch.Tensor]] | None = []
+        for part in self.chunks():
+            prompts = self.prompts(pair, part)
+            chunk = {c: sample(pair.teacher, pair, prompts, config, role="teacher", context=c) for c in SUFFIX}
+            for context in SUFFIX:
+                answers[context] += chunk[context]
+            if logprobs is not None:
+                logprobs.append(_teacher_logprobs(pair, prompts, chunk))
+                if len(logprobs) == 1 and not self._fits(_nbytes(logprobs[0].values())):
+                    logprobs = None  # too large to keep: each evaluation recomputes them instead
+            if progress is not None:
+                progress(part.stop, len(self.rows))
+        reference = TeacherReference(answers, logprobs)
+        self._references[id(pair.teacher)] = reference
+        return reference
+
+    def teacher_answers(self, pair) -> list[dict]:
+        """The teacher's greedy answers as text, per row."""
+        reference = self.teacher_reference(pair)
+        return [
+            {"image": decode(pair.tokenizer, a), "no_image": decode(pair.tokenizer, b)}
+            for a, b in zip(reference.answers["image"], reference.answers["ablated"])
+        ]
+
+
+def _teacher_logprobs(pair, prompts: PromptBatch, answers: dict[str, list[list[int]]]) -> dict[str, torch.Tensor]:
+    """The teacher's (B, T, V) log-probs on its own answers, per context."""
+    pad = pair.tokenizer.pad_token_id
+    out = {}
+    with torch.no_grad():
+        for context, responses in answers.items():
+            inputs = with_responses(prompts.encoded[("teacher", context)], responses, pad)
+            steps = max(map(len, responses))
+            out[context] = context_logprobs(pair.teacher, inputs, steps, pair.vocab_size)
+    return out
+
+
+def _padded(responses: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    steps = max(map(len, responses))
+    ids = torch.full((len(responses), steps), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((len(responses), steps), dtype=torch.bool, device=device)
+    for row, response in enumerate(responses):
+        ids[row, : len(response)] = torch.tensor(response, device=device)
+        mask[row, : len(response)] = True
+    return ids, mask
+
+
+def _student_logprobs(model, pair, prompts: PromptBatch, responses: dict[tuple[str, str], list[list[int]]]):
+    """One batched student pass over several (context, responses) sets of the same prompts."""
+    pad = pair.tokenizer.pad_token_id
+    parts = [with_responses(prompts.encoded[("student", context)], rs, pad) for (context, _), rs in responses.items()]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merge_contexts(merged, part, pad)
+    steps = max(len(r) for rs in responses.values() for r in rs)
+    logprobs = context_logprobs(model, merged, steps, pair.vocab_size)  # (K*B, T, V)
+    rows = len(prompts)
+    return {key: logprobs[i * rows : (i + 1) * rows] for i, key in enumerate(responses)}
+
+
+@torch.no_grad()
+def per_row_metrics(model, pair, eval_set: EvalSet, progress: Progress | None = None) -> dict[str, list[float]]:
+    """Every metric per row (NaN where a row has no reference answer)."""
+    reference = eval_set.teacher_reference(pair)
+    tokenizer = pair.tokenizer
+    out: dict[str, list[float]] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for index, part in enumerate(eval_set.chunks()):
+            rows = eval_set.rows[part]
+            prompts = eval_set.prompts(pair, part)
+            device = prompts.encoded[("student", "image")]["input_ids"].device
+            teacher_answers = {c: reference.answers[c][part] for c in SUFFIX}
+            wanted = {(c, "teacher"): teacher_answers[c] for c in SUFFIX}
+            has_reference = [row.answer is not None for row in rows]
+            if any(has_reference):
+                refs = [
+                    reference_ids(tokenizer, row.answer) if row.answer is not None else teacher_answers["image"][i]
+                    for i, row in enumerate(rows)
+                ]
+                wanted |= {(c, "reference"): refs for c in SUFFIX}
+            student = _student_logprobs(model, pair, prompts, wanted)
+            teacher = (
+                reference.logprobs[index]
+                if reference.logprobs is not None
+                else _teacher_logprobs(pair, prompts, teacher_answers)
+            )
+            for context, suffix in SUFFIX.items():
+                ids, mask = _padded(teacher_answers[context], tokenizer.pad_token_id, device)
+                logp = student[(context, "teacher")][:, : ids.shape[1]]
+                hits = (logp.argmax(-1) == ids) & mask  # (B, T)
+                tokens = mask.sum(-1).clamp(min=1)
+                out.setdefault(f"agreement_{suffix}", []).extend((hits | ~mask).all(-1).float().tolist())
+                out.setdefault(f"token_agreement_{suffix}", []).extend((hits.sum(-1) / tokens).tolist())
+                per_token = kl(logp, teacher[context][:, : ids.shape[1]], mask.float())
+                out.setdefault(f"kl_{suffix}", []).extend((per_token.sum(-1) / tokens).tolist())
+                if any(has_reference):
+                    ids, mask = _padded(wanted[(context, "reference")], tokenizer.pad_token_id, device)
+                    logp = student[(context, "reference")][:, : ids.shape[1]]
+                    right = ((logp.argmax(-1) == ids) | ~mask).all(-1).float()
+                    values = [float(r) if has else math.nan for r, has in zip(right.tolist(), has_reference)]
+                    out.setdefault(f"accuracy_{suffix}", []).extend(values)
+            if progress is not None:
+                progress(part.stop, len(eval_set))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _summary(values: list[float], rate: bool) -> tuple[float, float]:
+    present = [v for v in values if not math.isnan(v)]
+    if not present:
+        return math.nan, math.nan
+    mean = sum(present) / len(present)
+    if rate:
+        return mean, binomial_stderr(mean, len(present))
+    if len(present) < 2:
+        return mean, math.nan
+    variance = sum((v - mean) ** 2 for v in present) / (len(present) - 1)
+    return mean, math.sqrt(variance / len(present))
+
+
+def summarise(per_row: dict[str, list[float]], rows: list[Row], seen_in_training: bool) -> Evaluation:
+    values, stderr, per_category = {}, {}, {}
+    for name, column in per_row.items():
+        if all(math.isnan(v) for v in column):
+            continue  # accuracy without any reference answer: absent, not 0
+        rate = name.split("_")[0] in RATES
+        values[name], stderr[name] = _summary(column, rate)
+        categories = sorted({row.category for row in rows if row.category is not None})
+        if categories and name.startswith("accuracy"):
+            per_category[name] = {
+                c: _summary([v for v, row in zip(column, rows) if row.category == c], rate)[0] for c in categories
+            }
+    return Evaluation(values, stderr, len(rows), seen_in_training, per_category)
+
+
+def evaluate(pair, eval_set: EvalSet, model=None, progress: Progress | None = None) -> Evaluation:
+    """The metrics of `model` (default: the pair's student) on `eval_set`."""
+    model = model if model is not None else pair.student
+    per_row = per_row_metrics(model, pair, eval_set, progress)
+    return summarise(per_row, eval_set.rows, eval_set.seen_in_training)
 
 
 @torch.no_grad()
 def exact_match(
-    model,
-    processor,
-    examples: list[world.Example],
-    vocab_size: int,
-    ablation: str = "remove",
-    batch_size: int = 128,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example booleans (with image, ablated): would greedy decoding give the reference answer?"""
-    tokenizer = processor.tokenizer
+    model, processor, rows: list[Row], vocab_size: int, ablation: str = "remove", batch_size: int = 128
+) -> dict[str, torch.Tensor]:
+    """Per-row booleans per context: would `model`'s greedy answer be the reference? No teacher needed
+    (the toy build measures each model alone with it)."""
+    tokenizer, pad = processor.tokenizer, processor.tokenizer.pad_token_id
+    out: dict[str, list[torch.Tensor]] = {context: [] for context in SUFFIX}
     was_training = model.training
     model.eval()
-    right_image, right_ablated = [], []
     try:
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start : start + batch_size]
-            responses = [reference_ids(tokenizer, ex.answer) for ex in chunk]
-            batch = build_scoring_batch(
-                processor, [ex.image() for ex in chunk], [ex.question for ex in chunk], responses, ablation
-            ).to(model.device)
-            for logprobs, sink in zip(
-                both_contexts(model, batch, vocab_size, tokenizer.pad_token_id), (right_image, right_ablated)
-            ):
-                hit = (logprobs.argmax(-1) == batch.response_ids) | ~batch.response_mask  # (B, T)
-                sink.append(hit.all(-1).cpu())
-            if progress is not None:
-                progress(min(start + batch_size, len(examples)), len(examples))
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            prompts = encode_rows(processor, [r.load_image() for r in chunk], [r.question for r in chunk], ablation)
+            prompts.to(model.device)
+            references = [reference_ids(tokenizer, r.answer) for r in chunk]
+            ids, mask = _padded(references, pad, model.device)
+            for context in SUFFIX:
+                inputs = with_responses(prompts.encoded[("student", context)], references, pad)
+                logprobs = context_logprobs(model, inputs, ids.shape[1], vocab_size)
+                out[context].append(((logprobs.argmax(-1) == ids) | ~mask).all(-1).cpu())
     finally:
         model.train(was_training)
-    return torch.cat(right_image), torch.cat(right_ablated)
+    return {context: torch.cat(hits) for context, hits in out.items()}
 
 
-def evaluate(model, processor, vocab_size: int, examples: list[world.Example] | None = None, **kwargs) -> Accuracy:
-    examples = examples if examples is not None else held_out_examples()
-    image, ablated = exact_match(model, processor, examples, vocab_size, **kwargs)
-    kinds = [ex.question_type for ex in examples]
-
-    def per_type(hits: torch.Tensor) -> dict[str, float]:
-        return {
-            kind: float(hits[[k == kind for k in kinds]].float().mean())
-            for kind in world.QUESTION_TYPES
-            if kind in kinds
-        }
-
-    return Accuracy(
-        float(image.float().mean()), float(ablated.float().mean()), per_type(image), per_type(ablated), len(examples)
-    )
+def reference_accuracy(model, processor, rows: list[Row], vocab_size: int, ablation: str = "remove") -> Evaluation:
+    """`accuracy_image` / `accuracy_no_image` (with standard errors and per category) of one model alone."""
+    hits = exact_match(model, processor, rows, vocab_size, ablation)
+    per_row = {f"accuracy_{suffix}": hits[context].float().tolist() for context, suffix in SUFFIX.items()}
+    return summarise(per_row, rows, False)
 
 
-def fixed_examples(n: int = 6) -> list[world.Example]:
-    """A handful of held-out examples, the same every time, for before/after answers."""
-    return world.sample_examples(n, seed=HELD_OUT_SEED + 1)
+def teacher_accuracy(pair, eval_set: EvalSet) -> dict[str, float]:
+    """The teacher's own exact-match accuracy (greedy answer = reference), per context, with standard errors."""
+    reference = eval_set.teacher_reference(pair)
+    out = {}
+    with_answers = [i for i, row in enumerate(eval_set.rows) if row.answer is not None]
+    if not with_answers:
+        return out
+    for context, suffix in SUFFIX.items():
+        right = [
+            reference.answers[context][i] == reference_ids(pair.tokenizer, eval_set.rows[i].answer)
+            for i in with_answers
+        ]
+        value = sum(right) / len(right)
+        out[f"accuracy_{suffix}"] = value
+        out[f"accuracy_{suffix}_stderr"] = binomial_stderr(value, len(right))
+    return out
 
 
-def greedy_answers(model, processor, images: list[Image.Image], questions: list[str]) -> list[dict]:
-    """Greedy answers with and without the image for a few (image, question) rows."""
-    if not questions:
+def greedy_answers(pair, model, rows: list[Row], ablation: str = "remove") -> list[dict]:
+    """Greedy answers of `model` with and without the image for a few rows (and each reference, if any)."""
+    if not rows:
         return []
-    with_image = generate(model, processor, questions, images, GREEDY)
-    without = generate(model, processor, questions, [None] * len(questions), GREEDY)
-    return [
-        {"question": q, "image": decode(processor.tokenizer, a), "no_image": decode(processor.tokenizer, b)}
-        for q, a, b in zip(questions, with_image, without)
-    ]
-
-
-def answers(model, processor, examples: list[world.Example]) -> list[dict]:
-    """`greedy_answers` for toy examples, with each reference answer."""
-    rows = greedy_answers(model, processor, [ex.image() for ex in examples], [ex.question for ex in examples])
-    return [{"question": row["question"], "reference": ex.answer} | row for row, ex in zip(rows, examples)]
+    prompts = encode(pair, [r.load_image() for r in rows], [r.question for r in rows], ablation)
+    with torch.no_grad():
+        answers = {c: sample(model, pair, prompts, GREEDY, context=c) for c in SUFFIX}
+    out = []
+    for i, row in enumerate(rows):
+        entry = {"question": row.question, "label": row.label}
+        if row.answer is not None:
+            entry["reference"] = row.answer
+        entry |= {suffix: decode(pair.tokenizer, answers[c][i]) for c, suffix in SUFFIX.items()}
+        out.append(entry)
+    return out

@@ -417,7 +417,7 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
         points = []
         if run.get("before"):
             points.append((0, run["before"]))
-        points += [(r["step"], r["accuracy"]) for r in records if r.get("accuracy")]
+        points += [(r["step"], r["evaluation"]) for r in records if r.get("evaluation")]
         if run.get("after") and records:
             points.append((records[-1]["step"], run["after"]))
         points = [(s, a) for s, a in points if _finite(a.get("accuracy_image"))]

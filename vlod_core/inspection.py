@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from vlod_core.decomposition import Decomposition, decompose
+from vlod_core.engine import encode, sample, score_responses
 from vlod_core.evaluation import reference_ids
-from vlod_core.inputs import ablate, build_scoring_batch
+from vlod_core.inputs import PromptBatch
 from vlod_core.pair import ModelPair
-from vlod_core.sampling import GREEDY, SamplingConfig, decode, generate
-from vlod_core.scoring import score_four
+from vlod_core.sampling import GREEDY, SamplingConfig, decode
 from vlod_core.topk import NextTokens, from_four
 
 ANSWER_KEYS = ("teacher_image", "teacher_no_image", "student_image", "student_no_image")
@@ -43,14 +43,15 @@ class Inspection:
         }
 
 
-def four_answers(pair: ModelPair, image: Image.Image, question: str, ablation: str = "remove") -> dict[str, str]:
-    """Greedy answers of teacher and student, with the image and with it ablated."""
-    ablated = ablate(image, ablation)
+def four_answers(pair: ModelPair, prompts: PromptBatch) -> dict[str, str]:
+    """Greedy answers of teacher and student, with the image and with it ablated (prompts encoded once)."""
     out = {}
-    for name, model in (("teacher", pair.teacher), ("student", pair.student)):
-        out[f"{name}_image"] = generate(model, pair.processor, [question], [image], GREEDY)[0]
-        out[f"{name}_no_image"] = generate(model, pair.processor, [question], [ablated], GREEDY)[0]
-    return {k: decode(pair.tokenizer, out[k]) for k in ANSWER_KEYS}
+    with torch.no_grad():
+        for name, model in (("teacher", pair.teacher), ("student", pair.student)):
+            for context, suffix in (("image", "image"), ("ablated", "no_image")):
+                ids = sample(model, pair, prompts, GREEDY, role=name, context=context)[0]
+                out[f"{name}_{suffix}"] = decode(pair.tokenizer, ids)
+    return {k: out[k] for k in ANSWER_KEYS}
 
 
 def unknown_words(tokenizer, text: str) -> list[str]:
@@ -60,19 +61,6 @@ def unknown_words(tokenizer, text: str) -> list[str]:
         return []
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, padding=True, padding_side="right")
     return [text[a:b] for i, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]) if i == unk]
-
-
-def response_ids_for(
-    pair: ModelPair, image: Image.Image, question: str, response: str | None, sampling: SamplingConfig, seed: int
-):
-    if response is None:
-        ids = generate(pair.student, pair.processor, [question], [image], sampling, generator_seed=seed)[0]
-        if not ids:  # the student stopped at once; score the end-of-turn token itself
-            ids = [pair.tokenizer.eos_token_id]
-        return ids
-    if not response.strip():
-        raise ValueError("the answer to score is empty")
-    return reference_ids(pair.tokenizer, response)
 
 
 def inspect(
@@ -90,11 +78,17 @@ def inspect(
     unknown = unknown_words(pair.tokenizer, question + " " + (response or ""))
     if unknown:
         notes.append(f"not in the model's vocabulary (read as unknown): {', '.join(sorted(set(unknown)))}")
-    ids = response_ids_for(pair, image, question, response, sampling, seed)  # first: an empty answer fails fast
-    answers = four_answers(pair, image, question, ablation)
-    batch = build_scoring_batch(pair.processor, [image], [question], [ids], ablation).to(pair.device)
+    if response is not None and not response.strip():
+        raise ValueError("the answer to score is empty")  # before any generation runs
+    prompts = encode(pair, [image], [question], ablation)
     with torch.no_grad():
-        four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
+        ids = (
+            reference_ids(pair.tokenizer, response)
+            if response is not None
+            else sample(pair.student, pair, prompts, sampling, seed)[0]
+        )
+        answers = four_answers(pair, prompts)
+        four = score_responses(pair, prompts, [ids])
     return Inspection(
         question,
         answers,

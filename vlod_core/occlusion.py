@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlod_core.decomposition import sampled_logratios
-from vlod_core.inputs import build_scoring_batch
+from vlod_core.engine import rollout
+from vlod_core.losses import sampled_logratios
 from vlod_core.pair import ModelPair
-from vlod_core.scoring import context_logprobs, score_four
 
 GREY = (128, 128, 128)
 DEFAULT_GRID = 8
@@ -82,15 +81,6 @@ def occlude(image: Image.Image, grid: tuple[int, int], row: int, col: int, fill=
     return out
 
 
-def _image_logprob(model, processor, images, question, response_ids, position, vocab_size) -> torch.Tensor:
-    """log-prob of the response token at `position`, image context only, for each image. -> (N,)"""
-    batch = build_scoring_batch(processor, images, [question] * len(images), [response_ids] * len(images), "remove")
-    batch = batch.to(model.device)
-    steps = batch.response_ids.shape[1]
-    logprobs = context_logprobs(model, batch.image, steps, vocab_size)  # (N, T, V)
-    return logprobs[:, position, response_ids[position]].float().cpu()
-
-
 @torch.no_grad()
 def occlusion_map(
     pair: ModelPair,
@@ -111,28 +101,22 @@ def occlusion_map(
     if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID):
         raise ValueError(f"grid must be between 1x1 and {MAX_GRID}x{MAX_GRID}, got {rows}x{cols}")
     image = image.convert("RGB")
-    batch = build_scoring_batch(pair.processor, [image], [question], [response_ids], ablation).to(pair.device)
-    four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
-    ratios = sampled_logratios(
-        four.student_image,
-        four.student_ablated,
-        four.teacher_image,
-        four.teacher_ablated,
-        four.response_ids,
-        four.response_mask,
-    )
-    baseline = float(ratios["logratio_vis"][0, position])
+    intact = rollout(pair, [image], [question], responses=[response_ids], ablation=ablation).four
+    baseline = float(sampled_logratios(intact)["logratio_vis"][0, position])
     y = response_ids[position]
-    student_intact = float(four.student_image[0, position, y])
-    teacher_intact = float(four.teacher_image[0, position, y])
+    student_intact = float(intact.student_image[0, position, y])
+    teacher_intact = float(intact.teacher_image[0, position, y])
 
     cells = [(r, c) for r in range(rows) for c in range(cols)]
     deltas = []
     for start in range(0, len(cells), batch_size):
         chunk = [occlude(image, (rows, cols), r, c, fill) for r, c in cells[start : start + batch_size]]
-        args = (pair.processor, chunk, question, response_ids, position, pair.vocab_size)
-        student = _image_logprob(pair.student, *args)
-        teacher = _image_logprob(pair.teacher, *args)
+        # Only the image context changes when a cell is greyed, so only the two image passes are re-run.
+        four = rollout(
+            pair, chunk, [question] * len(chunk), responses=[response_ids] * len(chunk), contexts=("image",)
+        ).four
+        student = four.student_image[:, position, y].float().cpu()
+        teacher = four.teacher_image[:, position, y].float().cpu()
         deltas.append((student - student_intact) - (teacher - teacher_intact))
     delta = torch.cat(deltas).double().numpy().reshape(rows, cols)
     token = pair.tokenizer.convert_ids_to_tokens([y])[0]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 MAX_CARD_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 100_000
-SCHEMA = "vlod.run_card/1"
+SCHEMA = "vlod.run_card/2"
+OLD_SCHEMAS = ("vlod.run_card/1",)  # read, and upgraded on load
 
 
 class RunCardError(ValueError):
@@ -35,7 +36,7 @@ class StepRecord:
     grad_norm: float
     response_tokens: int
     geometry: dict | None = None  # GradGeometry.to_dict() every k steps
-    accuracy: dict | None = None  # Accuracy.to_dict() every k steps
+    evaluation: dict | None = None  # Evaluation.to_dict() every k steps
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,9 +48,10 @@ class RunCard:
     versions: dict
     pair: dict
     seconds: float
-    before: dict
+    before: dict  # Evaluation.to_dict() before training; {} when not measured
     after: dict
     records: list[dict]
+    data: dict = field(default_factory=dict)  # what it trained and evaluated on (TrainingData.description)
     answers_before: list[dict] = field(default_factory=list)
     answers_after: list[dict] = field(default_factory=list)
     probe_before: list[dict] = field(default_factory=list)
@@ -85,6 +87,7 @@ class RunCard:
     @classmethod
     def from_dict(cls, raw) -> "RunCard":
         validate_card(raw)
+        raw = upgrade(raw)
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in raw.items() if k in names})
 
@@ -94,21 +97,41 @@ def _number(value, where: str) -> None:
         raise RunCardError(f"{where} must be a number, got {type(value).__name__}")
 
 
-def _accuracy(block, where: str) -> None:
+METRIC_PREFIXES = ("agreement_", "token_agreement_", "kl_", "accuracy_")
+
+
+def _evaluation(block, where: str) -> None:
+    """An evaluation block: metric names map to numbers (rates in [0, 1]; NaN: not measured)."""
     if not isinstance(block, dict):
         raise RunCardError(f"{where} must be an object")
-    for key in ("accuracy_image", "accuracy_no_image"):
-        if key not in block:
-            raise RunCardError(f"{where} lacks {key}")
-        _number(block[key], f"{where}.{key}")
-        if not (math.isnan(block[key]) or 0.0 <= block[key] <= 1.0):  # NaN: not measured (evaluate_model=False)
-            raise RunCardError(f"{where}.{key} must be in [0, 1], got {block[key]}")
+    for key, value in block.items():
+        if not key.startswith(METRIC_PREFIXES):
+            continue
+        _number(value, f"{where}.{key}")
+        rate = key.startswith(("agreement_", "token_agreement_", "accuracy_"))
+        if rate and not (math.isnan(value) or 0.0 <= value <= 1.0):
+            raise RunCardError(f"{where}.{key} must be in [0, 1], got {value}")
+    for key in ("stderr", "per_category"):
+        if key in block and not isinstance(block[key], dict):
+            raise RunCardError(f"{where}.{key} must be an object")
+
+
+def upgrade(raw: dict) -> dict:
+    """A card written by an older vlod in today's shape (records' `accuracy` became `evaluation`)."""
+    if raw.get("schema") not in OLD_SCHEMAS:
+        return raw
+    records = [
+        {("evaluation" if k == "accuracy" else k): v for k, v in r.items()} if isinstance(r, dict) else r
+        for r in raw.get("records", [])
+    ]
+    return raw | {"schema": SCHEMA, "records": records}
 
 
 def validate_card(raw) -> None:
     """Raise RunCardError unless `raw` has a run card's shape."""
     if not isinstance(raw, dict):
         raise RunCardError("a run card is a JSON object")
+    raw = upgrade(raw)
     if raw.get("schema") != SCHEMA:
         raise RunCardError(f"not a vlod run card (schema {raw.get('schema')!r}, expected {SCHEMA!r})")
     for key, kind in (("config", dict), ("versions", dict), ("pair", dict), ("records", list)):
@@ -117,8 +140,10 @@ def validate_card(raw) -> None:
     _number(raw.get("seconds"), "seconds")
     if raw.get("stopped") is not None and not isinstance(raw["stopped"], str):
         raise RunCardError("'stopped' must be text or null")
-    _accuracy(raw.get("before"), "before")
-    _accuracy(raw.get("after"), "after")
+    _evaluation(raw.get("before"), "before")
+    _evaluation(raw.get("after"), "after")
+    if not isinstance(raw.get("data", {}), dict):
+        raise RunCardError("'data' must be a JSON object")
     if len(raw["records"]) > MAX_RECORDS:
         raise RunCardError(f"too many records ({len(raw['records'])}; limit {MAX_RECORDS})")
     for i, record in enumerate(raw["records"]):
@@ -128,14 +153,31 @@ def validate_card(raw) -> None:
             if key not in record:
                 raise RunCardError(f"records[{i}] lacks {key}")
             _number(record[key], f"records[{i}].{key}")
+        if record.get("evaluation") is not None:
+            _evaluation(record["evaluation"], f"records[{i}].evaluation")
     for key in ("answers_before", "answers_after", "probe_before", "probe_after"):
         value = raw.get(key, [])
         if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
             raise RunCardError(f"'{key}' must be a list of objects")
         for answer in value:
-            for text_key in ("question", "image", "no_image"):
+            for text_key in ("question", "image", "no_image", "teacher_image", "teacher_no_image", "reference"):
                 if text_key in answer and not isinstance(answer[text_key], str):
                     raise RunCardError(f"'{key}' entries need text in '{text_key}'")
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a result was computed with, for run cards and reports."""
+    import accelerate
+    import tokenizers
+    import torch
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "accelerate": accelerate.__version__,
+    }
 
 
 def finite(x: float) -> bool:

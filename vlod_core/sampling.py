@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from vlod_core.inputs import render_prompt
+from vlod_core.inputs import encode_prompts
 
 
 @dataclass(frozen=True)
@@ -74,18 +74,22 @@ def generate(
     generator_seed: int | None = None,
 ) -> list[list[int]]:
     """Response ids per row (ending with EOS when the model stopped). `images[i] is None`: text only."""
-    tokenizer = processor.tokenizer
-    with_image = [im is not None for im in images]
-    texts = [render_prompt(processor, q, has) for q, has in zip(questions, with_image)]
+    return generate_encoded(
+        model, processor.tokenizer, encode_prompts(processor, questions, images), config, generator_seed
+    )
+
+
+def generate_encoded(
+    model, tokenizer, encoded: dict, config: SamplingConfig = GREEDY, generator_seed: int | None = None
+) -> list[list[int]]:
+    """`generate` from prompts already encoded (right-padded, as for scoring: `inputs.encode_prompts`).
+
+    Encoding once and sampling and scoring from the same tensors saves the processor a second pass.
+    """
     # Tokenized right-padded, exactly as for scoring, then left-aligned here. A fast tokenizer stores the
     # padding side on its shared Rust backend during each call (even when given per call), so asking it for
     # left padding while another session asks for right makes the two calls race.
-    kwargs = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": "right"}
-    if all(with_image):
-        kwargs["images"] = [im.convert("RGB") for im in images]
-    elif any(with_image):
-        raise ValueError("a batch must either all have images or none")
-    encoded = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in left_align(processor(**kwargs)).items()}
+    encoded = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in left_align(encoded).items()}
     if config.greedy:
         sample_kwargs = {"do_sample": False}
     else:

@@ -1,9 +1,10 @@
 """The four forward passes of METHOD.md: student and teacher, each with the image and with it ablated.
 
-Each model sees both contexts in one batched call (the rows are concatenated; rows without an image simply
-carry no placeholder tokens), so a step costs one student and one teacher forward. The logits that
-predict each response token are gathered into an aligned `(B, T, V)` tensor and log-softmaxed in float32
-over the pair's shared vocabulary. Only the student's passes carry gradients, and only when asked.
+Each model sees both contexts in one batched call by default (the rows are concatenated; rows without an
+image simply carry no placeholder tokens), so a step costs one student and one teacher forward; `merge=False`
+runs the contexts separately, so the image-free rows keep their own, shorter length. The logits that predict
+each response token are gathered into an aligned `(B, T, V)` tensor and log-softmaxed in float32 over the
+pair's shared vocabulary. Only the student's passes carry gradients, and only when asked.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from vlod_core.inputs import ContextInputs, ScoringBatch
 class FourLogProbs:
     """Log-probabilities over the shared vocabulary at each response position, each `(B, T, V)`.
 
-    The two ablated fields are None when the batch was scored in the image context only.
+    The two ablated fields are None when the batch was scored in the image context only. `anchor_ablated`
+    holds a frozen reference student's text-only log-probs (the `vgs_anchored` rule's q*), else None.
     """
 
     student_image: torch.Tensor
@@ -28,6 +30,7 @@ class FourLogProbs:
     teacher_ablated: torch.Tensor | None
     response_ids: torch.Tensor  # (B, T)
     response_mask: torch.Tensor  # (B, T) bool
+    anchor_ablated: torch.Tensor | None = None
 
 
 def merge_contexts(first: ContextInputs, second: ContextInputs, pad_id: int) -> ContextInputs:
@@ -62,30 +65,54 @@ def context_logprobs(model, ctx: ContextInputs, steps: int, vocab_size: int) -> 
     return torch.log_softmax(logits.float(), dim=-1)
 
 
-def both_contexts(model, batch: ScoringBatch, vocab_size: int, pad_id: int, merge: bool = True):
+def both_contexts(
+    model, image: ContextInputs, ablated: ContextInputs | None, steps: int, vocab_size: int, pad_id: int, merge=True
+):
     """(image, ablated) log-probs of one model, in one batched call when `merge`; ablated is None if absent."""
-    steps = batch.response_ids.shape[1]
-    if batch.ablated is None:
-        return context_logprobs(model, batch.image, steps, vocab_size), None
+    if ablated is None:
+        return context_logprobs(model, image, steps, vocab_size), None
     if not merge:
-        return (
-            context_logprobs(model, batch.image, steps, vocab_size),
-            context_logprobs(model, batch.ablated, steps, vocab_size),
-        )
-    merged = merge_contexts(batch.image, batch.ablated, pad_id)
-    logprobs = context_logprobs(model, merged, steps, vocab_size)
-    rows = batch.response_ids.shape[0]
+        return context_logprobs(model, image, steps, vocab_size), context_logprobs(model, ablated, steps, vocab_size)
+    rows = len(image.prompt_lengths)
+    logprobs = context_logprobs(model, merge_contexts(image, ablated, pad_id), steps, vocab_size)
     return logprobs[:rows], logprobs[rows:]
 
 
+def model_logprobs(model, batch: ScoringBatch, role: str, vocab_size: int, pad_id: int, merge: bool = True):
+    """`both_contexts` of one model on the inputs built for its role."""
+    steps = batch.response_ids.shape[1]
+    image, ablated = batch.context(role, "image"), batch.context(role, "ablated")
+    return both_contexts(model, image, ablated, steps, vocab_size, pad_id, merge)
+
+
 def score_four(
-    teacher, student, batch: ScoringBatch, vocab_size: int, pad_id: int, student_grad: bool = False, merge: bool = True
+    teacher,
+    student,
+    batch: ScoringBatch,
+    vocab_size: int,
+    pad_id: int,
+    student_grad: bool = False,
+    merge: bool = True,
+    anchor=None,
 ) -> FourLogProbs:
-    """All four passes; the teacher's never carry gradients, the student's only if `student_grad`."""
+    """All four passes; the teacher's never carry gradients, the student's only if `student_grad`.
+
+    `anchor`, a frozen copy of the initial student, adds its text-only pass (`vgs_anchored`'s q*).
+    """
     with torch.no_grad():
-        teacher_image, teacher_ablated = both_contexts(teacher, batch, vocab_size, pad_id, merge)
+        teacher_image, teacher_ablated = model_logprobs(teacher, batch, "teacher", vocab_size, pad_id, merge)
+        anchor_ablated = None
+        if anchor is not None and batch.has_ablated:
+            steps = batch.response_ids.shape[1]
+            anchor_ablated = context_logprobs(anchor, batch.context("student", "ablated"), steps, vocab_size)
     with torch.set_grad_enabled(student_grad):
-        student_image, student_ablated = both_contexts(student, batch, vocab_size, pad_id, merge)
+        student_image, student_ablated = model_logprobs(student, batch, "student", vocab_size, pad_id, merge)
     return FourLogProbs(
-        student_image, student_ablated, teacher_image, teacher_ablated, batch.response_ids, batch.response_mask
+        student_image,
+        student_ablated,
+        teacher_image,
+        teacher_ablated,
+        batch.response_ids,
+        batch.response_mask,
+        anchor_ablated,
     )

@@ -13,7 +13,8 @@ the gradients (`eta="auto"`, detached) or fixed, as the paper does (0.41 for a 2
 - `lang_steer`    ℓStd + γ·ℓLang + λ·ℓVP,  ℓVP = 1[VDS > Q0.7]·ℓVis    (the inverse control)
 
 `estimator="sampled"` swaps each full-vocabulary KL for the sampled-token estimator of on-policy
-distillation: per token, advantage = −(log p(y) − log q(y)) (detached) times log p(y).
+distillation (`losses.sampled_token_losses`): per token, advantage = −(log p(y) − log q(y)) (detached)
+times log p(y).
 """
 
 from __future__ import annotations
@@ -92,16 +93,6 @@ def vds_quantile(vds: torch.Tensor, mask: torch.Tensor, q: float) -> torch.Tenso
     return torch.quantile(values.float(), q) if values.numel() else vds.new_tensor(float("inf"))
 
 
-def sampled_surrogates(
-    logp_taken: dict[str, torch.Tensor], logratios: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """Sampled-token estimator: advantage (−log-ratio, detached) times the student's log-prob of the token.
-
-    Its gradient is the single-sample estimate of the full KL's gradient for the token actually sampled.
-    """
-    return {name: logratios[name].detach() * logp_taken[name] for name in logratios}
-
-
 @dataclass
 class Objective:
     """The rule's terms, each a scalar with gradient. `combined(η)` is what gets descended."""
@@ -162,24 +153,3 @@ def eta_from_gradients(grad_std: list[torch.Tensor], grad_steer: list[torch.Tens
     num = sum(float(g.double().pow(2).sum()) for g in grad_std if g is not None)
     den = sum(float((a.double() + b.double()).pow(2).sum()) for a, b in zip(grad_std, grad_steer) if a is not None)
     return (num**0.5) / max(den**0.5, 1e-12)
-
-
-def sampled_token_losses(
-    four, prior_for_target: torch.Tensor | None = None, detach_prior: bool = True
-) -> dict[str, torch.Tensor]:
-    """Per-token surrogates of the sampled-token estimator for std, lang and vis; vds stays the full KL."""
-    from vlod_core.decomposition import kl, token_logprob, visual_target
-
-    ids, mask = four.response_ids, four.response_mask.to(four.student_image.dtype)
-    prior = prior_for_target if prior_for_target is not None else four.student_ablated
-    if detach_prior:
-        prior = prior.detach()
-    target = visual_target(prior, four.teacher_image, four.teacher_ablated)
-    s_i, s_x = token_logprob(four.student_image, ids), token_logprob(four.student_ablated, ids)
-    ratios = {
-        "std": s_i - token_logprob(four.teacher_image, ids),
-        "lang": s_x - token_logprob(four.teacher_ablated, ids),
-        "vis": s_i - token_logprob(target, ids),
-    }
-    surrogates = sampled_surrogates({"std": s_i, "lang": s_x, "vis": s_i}, ratios)
-    return {k: v * mask for k, v in surrogates.items()} | {"vds": kl(four.teacher_image, four.teacher_ablated, mask)}

@@ -11,11 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 
-from vlod_core.inputs import build_scoring_batch
-from vlod_core.pair import ModelPair
-from vlod_core.scoring import FourLogProbs, score_four
+from vlod_core.scoring import FourLogProbs
 
 # FourLogProbs field -> how the app labels that distribution
 DISTRIBUTIONS = {
@@ -52,18 +49,3 @@ def from_four(four: FourLogProbs, tokenizer, k: int = 5, row: int = 0) -> NextTo
                 words = tokenizer.convert_ids_to_tokens(indices[t].tolist())
                 top[t][name] = [(w, float(v.exp())) for w, v in zip(words, values[t])]
     return NextTokens(tokenizer.convert_ids_to_tokens(ids), top)
-
-
-def top_next_tokens(
-    pair: ModelPair,
-    image: Image.Image,
-    question: str,
-    response_ids: list[int],
-    ablation: str = "remove",
-    k: int = 5,
-) -> NextTokens:
-    """Score `response_ids` after (image, question) four ways and keep the top-k at each position."""
-    batch = build_scoring_batch(pair.processor, [image], [question], [list(response_ids)], ablation).to(pair.device)
-    with torch.no_grad():
-        four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id)
-    return from_four(four, pair.tokenizer, k)

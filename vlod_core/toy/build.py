@@ -21,8 +21,10 @@ from pathlib import Path
 
 import torch
 
-from vlod_core.evaluation import evaluate, held_out_examples
+from vlod_core.evaluation import reference_accuracy
+from vlod_core.results import library_versions
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model, build_processor
+from vlod_core.toy.source import held_out_rows
 from vlod_core.toy.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -57,19 +59,6 @@ def default_toy_dir() -> Path:
     return vlod_home() / "toy"
 
 
-def library_versions() -> dict[str, str]:
-    import accelerate
-    import tokenizers
-    import transformers
-
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "accelerate": accelerate.__version__,
-    }
-
-
 def build_toy_pair(
     out: Path | None = None, config: ToyBuildConfig = ToyBuildConfig(), progress: Progress | None = None
 ) -> dict:
@@ -98,7 +87,7 @@ def build_toy_pair(
     def finish(name: str, model) -> None:
         if progress is not None:
             progress(f"evaluating {name}", done / total)
-        accuracy = evaluate(model, processor, len(processor.tokenizer), held_out_examples(config.eval_examples))
+        accuracy = reference_accuracy(model, processor, held_out_rows(config.eval_examples), len(processor.tokenizer))
         card[name] = accuracy.to_dict() | {"parameters": sum(p.numel() for p in model.parameters())}
         model.save_pretrained(staging / name)
         processor.save_pretrained(staging / name)
