@@ -39,10 +39,10 @@ def _check(archive: zipfile.ZipFile, max_members: int, max_total: int) -> list[z
     total = 0
     for info in members:
         _safe_name(info.filename)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip tool recorded no file type
+        if kind == stat.S_IFLNK:
             raise ArchiveError(f"{info.filename}: links are not allowed in the zip")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise ArchiveError(f"{info.filename}: only files and folders are allowed in the zip")
         if info.flag_bits & 0x1:
             raise ArchiveError(f"{info.filename}: encrypted members are not supported")

@@ -309,7 +309,9 @@ def cmd_evaluate(args) -> int:
     pair = _load_pair(args)
     eval_set = EvalSet(rows, ablation=args.ablation, max_new_tokens=args.max_new_tokens)
     sys.stderr.write(f"evaluating on {len(rows)} rows of {name}\n")
-    student = evaluate(pair, eval_set, progress=_progress_printer("evaluating") if not args.json else None)
+    printer = _progress_printer("evaluating")
+    progress = None if args.json else (lambda done, total: printer(f"{done}/{total} rows", done / total))
+    student = evaluate(pair, eval_set, progress=progress)
     teacher = teacher_accuracy(pair, eval_set)
     if args.json:
         from vlod_core.results import json_safe

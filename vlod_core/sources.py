@@ -228,7 +228,10 @@ def _records(dataset_or_dict, name: str) -> Iterable[tuple[str, str | None, dict
     """(label, split, record) for every row of a Dataset or DatasetDict."""
     import datasets
 
-    parts = dataset_or_dict.items() if isinstance(dataset_or_dict, datasets.DatasetDict) else [(None, dataset_or_dict)]
+    if isinstance(dataset_or_dict, datasets.DatasetDict) and len(dataset_or_dict) > 1:
+        parts = list(dataset_or_dict.items())
+    else:  # one part: `datasets` calls it "train" whatever it is; it is no split of the user's
+        parts = [(None, next(iter(dataset_or_dict.values())) if isinstance(dataset_or_dict, dict) else dataset_or_dict)]
     for split, dataset in parts:
         dataset = _undecoded(dataset)
         for index, record in enumerate(dataset):
@@ -265,7 +268,8 @@ def _datasets_call(what: str, fn, *args, **kwargs):
     except DataError:
         raise
     except Exception as error:  # noqa: BLE001 - each failure becomes one clear message
-        raise DataError(f"{what}: could not be read ({_first_line(error)})") from None
+        cause = error.__cause__ or error  # datasets wraps the informative error in a generic one
+        raise DataError(f"{what}: could not be read ({_first_line(cause)})") from None
 
 
 def _is_saved_dataset(folder: Path) -> bool:
@@ -274,9 +278,12 @@ def _is_saved_dataset(folder: Path) -> bool:
     )
 
 
+def _has_metadata_here(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in METADATA_FILES)
+
+
 def _has_metadata(folder: Path) -> bool:
-    candidates = [folder, *(folder / split for split in SPLIT_FOLDERS)]
-    return any((place / name).is_file() for place in candidates for name in METADATA_FILES)
+    return any(_has_metadata_here(place) for place in (folder, *(folder / split for split in SPLIT_FOLDERS)))
 
 
 def _to_set(loaded, name: str, origin: str, base_dir: Path | None, strict: bool, confine: bool, progress) -> VQASet:
@@ -302,9 +309,21 @@ def load_folder(folder: Path, *, strict=False, confine=False, cache_dir=None, pr
             f"{folder} has no metadata.jsonl or metadata.csv (the image-folder convention: image files plus a "
             "metadata file with file_name, question and optional answer columns)"
         )
-    loaded = _datasets_call(
-        str(folder), datasets.load_dataset, "imagefolder", data_dir=str(folder), cache_dir=cache_dir
-    )
+    splits = [name for name in SPLIT_FOLDERS if _has_metadata_here(folder / name)]
+    if splits and not _has_metadata_here(folder):
+        # Each split folder on its own: their metadata may differ (a test split without answers).
+        parts = {
+            name: _datasets_call(
+                f"{folder}/{name}", datasets.load_dataset, "imagefolder", data_dir=str(folder / name),
+                split="train", cache_dir=cache_dir,
+            )
+            for name in splits
+        }  # fmt: skip
+        loaded = datasets.DatasetDict(parts)
+    else:
+        loaded = _datasets_call(
+            str(folder), datasets.load_dataset, "imagefolder", data_dir=str(folder), cache_dir=cache_dir
+        )
     return _to_set(loaded, folder.name, f"image folder {folder}", folder, strict, confine, progress)
 
 
