@@ -27,7 +27,7 @@ def _batch(pair: ModelPair, examples, ablation="remove"):
     return build_scoring_batch(prompts, _responses(pair, examples), pair.tokenizer.pad_token_id)
 
 
-def _four(pair: ModelPair, examples, ablation="remove", merge=True):
+def _four(pair: ModelPair, examples, ablation="remove", merge=False):
     batch = _batch(pair, examples, ablation)
     return batch, score_four(
         pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, merge=merge

@@ -318,3 +318,34 @@ def test_steering_rules_always_score_both_contexts():
     assert all(vgs.needs_ablated(step) for step in range(4))
     standard = _config(steps=4, decompose_every=3, geometry_every=2)
     assert [standard.needs_ablated(step) for step in range(4)] == [True, True, False, True]
+
+
+def test_assembled_eta_gradient_equals_measuring_eta_then_a_backward_pass(toy_pair, examples):
+    """The fast path (three VJPs that give η and the update) against the plain one (two VJPs, then backward)."""
+    from vlod_core.steering import eta_from_gradients, objective, steered_gradients
+
+    steering = SteeringConfig(rule="vgs", gamma=2.0, lam=0.5)  # a λ big enough for the LP gradient to matter
+    batch = _batch(toy_pair, _fixed(toy_pair, examples[:4]))
+    student = copy.deepcopy(toy_pair.student).train()
+    params = [p for p in student.parameters() if p.requires_grad]
+
+    def terms():
+        four = score_four(
+            toy_pair.teacher, student, batch, toy_pair.vocab_size, toy_pair.tokenizer.pad_token_id, student_grad=True
+        )
+        return objective(steering, token_kls(four), four.response_mask)
+
+    eta, assembled = steered_gradients(terms(), params)
+    plain = terms()
+    g_std = torch.autograd.grad(plain.std, params, retain_graph=True, allow_unused=True)
+    g_steer = torch.autograd.grad(plain.steer, params, retain_graph=True, allow_unused=True)
+    zeros = [torch.zeros_like(p) for p in params]
+    plain_eta = eta_from_gradients(
+        [z if g is None else g for z, g in zip(zeros, g_std)], [z if g is None else g for z, g in zip(zeros, g_steer)]
+    )
+    plain.combined(plain_eta).backward()
+    assert eta == pytest.approx(plain_eta, rel=1e-6) and 0 < eta < 1
+    for param, fast in zip(params, assembled):
+        expected = param.grad if param.grad is not None else torch.zeros_like(param)
+        torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-7)
+    assert plain.preserve is not None and float(plain.preserve) > 0

@@ -44,7 +44,7 @@ def _responses(pair) -> list[list[int]]:
     return [tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for text in RESPONSES]
 
 
-def _score(pair, images, questions, responses, ablation="remove", merge=True):
+def _score(pair, images, questions, responses, ablation="remove", merge=False):
     batch = scoring_batch(pair, images, list(questions), responses, ablation)
     four = score_four(pair.teacher, pair.student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, merge=merge)
     return batch, four

@@ -33,7 +33,7 @@ from vlod_core.losses import per_token_losses
 from vlod_core.pair import ModelPair
 from vlod_core.results import RunCard, StepRecord, library_versions
 from vlod_core.sampling import SamplingConfig
-from vlod_core.steering import SteeringConfig, eta_from_gradients, objective
+from vlod_core.steering import SteeringConfig, eta_from_gradients, objective, steered_gradients
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,11 @@ def distill(
             losses = per_token_losses(scored.four, config.steering.estimator, config.steering.detach_prior)
             vds_pool = _global_vds(accelerator, losses["vds"], mask) if processes > 1 else None
             terms = objective(config.steering, losses, mask, vds_pool)
-        if config.steering.steers and config.steering.eta == "auto" and step % config.steering.eta_every == 0:
+        measure_eta = config.steering.steers and config.steering.eta == "auto" and step % config.steering.eta_every == 0
+        assembled = None
+        if measure_eta and processes == 1 and accelerator.scaler is None:
+            eta, assembled = steered_gradients(terms, params)  # the update's gradient too: no backward below
+        elif measure_eta:  # data-parallel (DDP reduces in backward) or a loss scaler: measure, then backward
             grad_std = torch.autograd.grad(terms.std, params, retain_graph=True, allow_unused=True)
             grad_steer = torch.autograd.grad(terms.steer, params, retain_graph=True, allow_unused=True)
             local = eta_from_gradients(
@@ -269,7 +273,11 @@ def distill(
             stopped = f"the loss became {float(loss.detach())} at step {step}; kept the student from before this step"
             optimiser.zero_grad(set_to_none=True)
             break
-        accelerator.backward(loss)
+        if assembled is not None:
+            for param, grad in zip(params, assembled):
+                param.grad = grad
+        else:
+            accelerator.backward(loss)
         if config.max_grad_norm > 0:
             grad_norm = float(accelerator.clip_grad_norm_(student.parameters(), config.max_grad_norm))
         else:

@@ -58,7 +58,7 @@ def score_responses(
     student_grad: bool = False,
     contexts: tuple[str, ...] | None = None,
     anchor=None,
-    merge: bool = True,
+    merge: bool = False,
 ) -> FourLogProbs:
     """Score given responses four ways (two when `contexts=("image",)`); `student` defaults to the pair's."""
     batch = build_scoring_batch(prompts, responses, pair.tokenizer.pad_token_id, contexts)

@@ -191,16 +191,20 @@ def _padded(responses: list[list[int]], pad: int, device) -> tuple[torch.Tensor,
 
 
 def _student_logprobs(model, pair, prompts: PromptBatch, responses: dict[tuple[str, str], list[list[int]]]):
-    """One batched student pass over several (context, responses) sets of the same prompts."""
+    """The student's log-probs on several response sets of the same prompts: one batched pass per context."""
     pad = pair.tokenizer.pad_token_id
-    parts = [with_responses(prompts.encoded[("student", context)], rs, pad) for (context, _), rs in responses.items()]
-    merged = parts[0]
-    for part in parts[1:]:
-        merged = merge_contexts(merged, part, pad)
-    steps = max(len(r) for rs in responses.values() for r in rs)
-    logprobs = context_logprobs(model, merged, steps, pair.vocab_size)  # (K*B, T, V)
-    rows = len(prompts)
-    return {key: logprobs[i * rows : (i + 1) * rows] for i, key in enumerate(responses)}
+    out = {}
+    for context in SUFFIX:
+        keys = [key for key in responses if key[0] == context]
+        parts = [with_responses(prompts.encoded[("student", context)], responses[key], pad) for key in keys]
+        merged = parts[0]
+        for part in parts[1:]:
+            merged = merge_contexts(merged, part, pad)
+        steps = max(len(r) for key in keys for r in responses[key])
+        logprobs = context_logprobs(model, merged, steps, pair.vocab_size)  # (K*B, T, V)
+        rows = len(prompts)
+        out |= {key: logprobs[i * rows : (i + 1) * rows] for i, key in enumerate(keys)}
+    return out
 
 
 @torch.no_grad()

@@ -1,8 +1,10 @@
 """The four forward passes of METHOD.md: student and teacher, each with the image and with it ablated.
 
-Each model sees both contexts in one batched call by default (the rows are concatenated; rows without an
-image simply carry no placeholder tokens), so a step costs one student and one teacher forward; `merge=False`
-runs the contexts separately, so the image-free rows keep their own, shorter length. The logits that predict
+Each context is its own forward by default: the image-free rows keep their own, much shorter length (no
+padding to the image rows'), and a gradient of a loss that only sees one context (ℓStd and ℓVis see the image
+context, ℓLang the image-free one) traverses only that context's graph, which is what makes η and the
+geometry's many gradients cheap. `merge=True` concatenates both contexts' rows into one call per model
+instead (fewer calls, more padding; a test checks the two agree). The logits that predict
 each response token are gathered into an aligned `(B, T, V)` tensor and log-softmaxed in float32 over the
 pair's shared vocabulary. Only the student's passes carry gradients, and only when asked.
 """
@@ -66,7 +68,7 @@ def context_logprobs(model, ctx: ContextInputs, steps: int, vocab_size: int) -> 
 
 
 def both_contexts(
-    model, image: ContextInputs, ablated: ContextInputs | None, steps: int, vocab_size: int, pad_id: int, merge=True
+    model, image: ContextInputs, ablated: ContextInputs | None, steps: int, vocab_size: int, pad_id: int, merge=False
 ):
     """(image, ablated) log-probs of one model, in one batched call when `merge`; ablated is None if absent."""
     if ablated is None:
@@ -78,7 +80,7 @@ def both_contexts(
     return logprobs[:rows], logprobs[rows:]
 
 
-def model_logprobs(model, batch: ScoringBatch, role: str, vocab_size: int, pad_id: int, merge: bool = True):
+def model_logprobs(model, batch: ScoringBatch, role: str, vocab_size: int, pad_id: int, merge: bool = False):
     """`both_contexts` of one model on the inputs built for its role."""
     steps = batch.response_ids.shape[1]
     image, ablated = batch.context(role, "image"), batch.context(role, "ablated")
@@ -92,7 +94,7 @@ def score_four(
     vocab_size: int,
     pad_id: int,
     student_grad: bool = False,
-    merge: bool = True,
+    merge: bool = False,
     anchor=None,
 ) -> FourLogProbs:
     """All four passes; the teacher's never carry gradients, the student's only if `student_grad`.

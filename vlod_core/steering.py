@@ -148,6 +148,27 @@ def objective(
     return Objective(std, steer, preserve, logs)
 
 
+def _gradients(loss: torch.Tensor, params: list[torch.Tensor], retain: bool) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(loss, params, retain_graph=retain, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def steered_gradients(terms: Objective, params: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
+    """η measured from this batch, and the update's gradient η·(g_std + g_steer + g_preserve), from three VJPs.
+
+    The gradient is assembled from the same VJPs that measure η, so no further backward pass runs. With one
+    forward per context (`scoring.py`), g_std and g_steer (ℓVis) traverse the image context's graph only and
+    g_preserve (ℓLang) the short image-free one, so measuring η costs about one backward more than a fixed η.
+    """
+    grad_std = _gradients(terms.std, params, retain=True)
+    grad_steer = _gradients(terms.steer, params, retain=terms.preserve is not None)
+    eta = eta_from_gradients(grad_std, grad_steer)
+    total = [a + b for a, b in zip(grad_std, grad_steer)]
+    if terms.preserve is not None:
+        total = [t + c for t, c in zip(total, _gradients(terms.preserve, params, retain=False))]
+    return eta, [eta * g for g in total]
+
+
 def eta_from_gradients(grad_std: list[torch.Tensor], grad_steer: list[torch.Tensor]) -> float:
     """η = ‖g_std‖ / ‖g_std + g_steer‖ (g_steer already γ-weighted), the step-size-preserving scale."""
     num = sum(float(g.double().pow(2).sum()) for g in grad_std if g is not None)
