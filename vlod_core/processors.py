@@ -39,8 +39,10 @@ PROCESSOR_CLASS_FILES = (
 def needs_torchvision(error: Exception) -> bool:
     """Whether a loading error is transformers saying that torchvision is missing."""
     text = str(error).lower()
-    return "requires the torchvision library" in text or "requires `torchvision`" in text or (
-        "torchvision backend is not available" in text
+    return (
+        "requires the torchvision library" in text
+        or "requires `torchvision`" in text
+        or ("torchvision backend is not available" in text)
     )
 
 
@@ -159,5 +161,7 @@ def load_processor(name: str, trust_remote_code: bool = False):
             raise
         processor = image_only_class(cls).from_pretrained(name)
         reason = "torchvision is not installed" if needs_torchvision(error) else "no video settings were saved"
-        logger.warning("%s: %s built for images only: its video processor cannot be loaded (%s)", name, cls.__name__, reason)
+        logger.warning(
+            "%s: %s built for images only: its video processor cannot be loaded (%s)", name, cls.__name__, reason
+        )
         return processor

@@ -118,10 +118,10 @@ GEMMA3_TEMPLATE = (  # google/gemma-3-4b-it, chat_template.json
     "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n"
     "{%- if messages[0]['content'] is string -%}{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
     "{%- else -%}{%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}{%- endif -%}"
-    "{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set first_user_prefix = \"\" -%}"
+    '{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set first_user_prefix = "" -%}'
     "{%- set loop_messages = messages -%}{%- endif -%}{%- for message in loop_messages -%}"
     "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
-    "{{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}{%- endif -%}"
+    '{{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}{%- endif -%}'
     "{%- if (message['role'] == 'assistant') -%}{%- set role = \"model\" -%}{%- else -%}"
     "{%- set role = message['role'] -%}{%- endif -%}"
     "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}"
@@ -421,7 +421,11 @@ def _smolvlm2(size: Size, path: Path, seed: int) -> None:
             image, image_processor_type="SmolVLMImageProcessor", processor_class="SmolVLMProcessor"
         ),
         "video_preprocessor_config.json": dict(
-            image, fps=1, max_frames=64, video_processor_type="SmolVLMVideoProcessor", processor_class="SmolVLMProcessor"
+            image,
+            fps=1,
+            max_frames=64,
+            video_processor_type="SmolVLMVideoProcessor",
+            processor_class="SmolVLMProcessor",
         ),
     }
     _save_processor_files(path, tokenizer, files, template)
