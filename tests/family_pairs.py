@@ -1,6 +1,6 @@
 """Tiny random pairs of five VLM families (vlod_core/toy/families.py), built and loaded once per test session.
 
-Import the fixture into a test module (`from family_pairs import family_pairs`) and ask it for a family:
+Import the fixture into a test module (`from family_pairs import family_pairs_fixture`) and ask it for a family:
 `family_pairs.pair("qwen2_5_vl")` is a loaded, checked `ModelPair` (built on first use, then shared: read
 only, as every session fixture); `family_pairs.folders(name)` are its teacher and student folders.
 """
@@ -44,6 +44,6 @@ class FamilyPairs:
         return self._pairs[family]
 
 
-@pytest.fixture(scope="session")
-def family_pairs(tmp_path_factory) -> FamilyPairs:
+@pytest.fixture(scope="session", name="family_pairs")
+def family_pairs_fixture(tmp_path_factory) -> FamilyPairs:
     return FamilyPairs(tmp_path_factory.mktemp("families"))

@@ -18,7 +18,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from family_pairs import ALL_PAIRS, FAMILIES, MIXED, VIDEO_PROCESSOR_FAMILIES, family_pairs  # noqa: F401
+from family_pairs import ALL_PAIRS, MIXED, VIDEO_PROCESSOR_FAMILIES
+from family_pairs import family_pairs_fixture  # noqa: F401 - the session fixture `family_pairs`
 from transformers import AutoProcessor
 
 from vlod_core.pair import PairError, PairSpec, load_pair, probe_image
