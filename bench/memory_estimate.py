@@ -74,7 +74,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pairs = {"toy (LLaVA)": (toy / "teacher", toy / "student"), "Qwen2.5-VL, random": medium_qwen_pair(Path(tmp))}
         mib = 2**20
-        print(f"| pair | batch | prompt + response tokens | estimate (MiB) | measured peak - baseline (MiB) | baseline (MiB) |")
+        print(
+            "| pair | batch | prompt + response tokens | estimate (MiB) | measured peak - baseline (MiB) | baseline (MiB) |"
+        )
         print("|---|---|---|---|---|---|")
         for name, (teacher, student) in pairs.items():
             result = measure(teacher, student, args.steps, args.batch)
