@@ -34,9 +34,7 @@ T = TypeVar("T")
 
 # (label, student Hub id, teacher Hub id): same tokenizer within each family
 # Label -> (student id, teacher id), from vlod_core.presets (published configs, memory estimate, where it runs).
-PRESETS = {
-    f"{p.student.split('/')[1]} ← {p.teacher.split('/')[1]}": (p.student, p.teacher) for p in REAL_PAIRS.values()
-}
+PRESETS = {f"{p.student.split('/')[1]} ← {p.teacher.split('/')[1]}": (p.student, p.teacher) for p in REAL_PAIRS}
 PRESET_SHAPE = {"batch": 8, "lengths": (320, 128)}  # 8 answers of 128 tokens after a 448x448-image prompt
 
 
@@ -44,8 +42,8 @@ PRESET_SHAPE = {"batch": 8, "lengths": (320, 128)}  # 8 answers of 128 tokens af
 def preset_memory_lines() -> list[str]:
     """One line per preset: what distilling it needs (vlod_core.memory's estimate) and where it runs."""
     lines = []
-    for label, preset in zip(PRESETS, REAL_PAIRS.values()):
-        teacher, student = preset_configs(next(k for k, v in REAL_PAIRS.items() if v is preset))
+    for label, preset in zip(PRESETS, REAL_PAIRS):
+        teacher, student = preset_configs(preset.key)
         dtype = torch.float32 if preset.dtype == "float32" else torch.bfloat16
         estimate = estimate_training_memory(
             teacher, student, dtype, lora_rank=preset.lora_rank,

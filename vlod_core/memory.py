@@ -30,7 +30,6 @@ import torch
 from vlod_core.pair import PairError
 
 GIB = 1024**3
-BYTES = {torch.float32: 4, torch.float64: 8, torch.bfloat16: 2, torch.float16: 2}
 ADAPTER_BYTES = 4  # peft keeps LoRA adapters in float32 on a bf16/fp16 base (autocast_adapter_dtype)
 ACTIVATION_VALUES_PER_HIDDEN = 17  # per layer and token, kept for backward (see the module docstring)
 ADAMW_MOMENTS = 2
@@ -120,7 +119,7 @@ def estimate_training_memory(
     prompt, response = lengths
     if prompt < 1 or response < 1:
         raise ValueError(f"lengths must be >= 1 tokens each, got {lengths}")
-    size = BYTES[dtype]
+    size = torch.empty((), dtype=dtype).element_size()
     teacher, student = meta_model(teacher_config), meta_model(student_config)
     teacher_params, student_params = parameter_count(teacher), parameter_count(student)
     rows, tokens = 2 * batch, prompt + response  # both contexts in one pass

@@ -198,20 +198,29 @@ def load_model(name: str, *, dtype: torch.dtype, device: torch.device, trust_rem
 
 # What the compatibility check renders with both chat templates: with and without an image, and a full turn.
 PROBE_QUESTION = "what color is the circle ?"
-PROBE_CONVERSATIONS = {
-    "a question with an image": (
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROBE_QUESTION}]}],
-        True,
-    ),
-    "a question without an image": ([{"role": "user", "content": [{"type": "text", "text": PROBE_QUESTION}]}], True),
-    "a question and its answer": (
-        [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROBE_QUESTION}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "it is red"}]},
-        ],
-        False,
-    ),
-}
+
+
+def probe_conversations() -> dict[str, tuple[list[dict], bool]]:
+    """Name -> (messages, add_generation_prompt); fresh lists each call (templates get them to render)."""
+    return {
+        "a question with an image": (
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROBE_QUESTION}]}],
+            True,
+        ),
+        "a question without an image": (
+            [{"role": "user", "content": [{"type": "text", "text": PROBE_QUESTION}]}],
+            True,
+        ),
+        "a question and its answer": (
+            [
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROBE_QUESTION}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "it is red"}]},
+            ],
+            False,
+        ),
+    }
+
+
 SPECIAL_ROLES = ("bos_token", "eos_token", "pad_token", "unk_token")
 
 
@@ -265,7 +274,8 @@ def _first_difference(a: str, b: str, context: int = 30) -> tuple[str, str]:
 
 def check_chat_templates(teacher_processor, student_processor) -> None:
     """Both templates render the probe conversations to the same text, and each gives the image a place."""
-    for what, (messages, generation_prompt) in PROBE_CONVERSATIONS.items():
+    probes = probe_conversations()
+    for what, (messages, generation_prompt) in probes.items():
         teacher_text = _render(teacher_processor, "teacher", messages, generation_prompt)
         student_text = _render(student_processor, "student", messages, generation_prompt)
         if teacher_text != student_text:
@@ -276,7 +286,7 @@ def check_chat_templates(teacher_processor, student_processor) -> None:
             )
     for role, processor in (("teacher", teacher_processor), ("student", student_processor)):
         with_image, without_image = (
-            _render(processor, role, PROBE_CONVERSATIONS[key][0], True)
+            _render(processor, role, probes[key][0], True)
             for key in ("a question with an image", "a question without an image")
         )
         if with_image == without_image:
@@ -318,7 +328,7 @@ def probe_image() -> Image.Image:
 
 def image_encoding_differences(teacher_processor, student_processor) -> list[str]:
     """How the two processors' encodings of one image and prompt differ (empty: they encode it alike)."""
-    messages = PROBE_CONVERSATIONS["a question with an image"][0]
+    messages = probe_conversations()["a question with an image"][0]
     encoded = []
     for processor in (teacher_processor, student_processor):
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

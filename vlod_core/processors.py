@@ -19,7 +19,6 @@ slot, which `ProcessorMixin.__init__` then ignores (it pairs positional sub-proc
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -103,7 +102,6 @@ def video_settings(name: str) -> VideoSettings:
         return VideoSettings(json.load(handle))
 
 
-@functools.cache
 def image_only_class(cls):
     """`cls` without its video slot; named like `cls`, so a saved copy loads as the stock processor."""
     attributes = cls.get_attributes()

@@ -44,8 +44,8 @@ INIT_RANGE = 0.3
 # Words the families' chat templates render (default system prompt, role names).
 TEMPLATE_WORDS = ("system", "you", "are", "a", "helpful", "assistant", "user", "model", ":", "picture")
 
-IMAGE_MEAN = [0.5, 0.5, 0.5]
-IMAGE_STD = [0.5, 0.5, 0.5]
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,10 @@ def _llava(size: Size, path: Path, seed: int) -> None:
         ("<image>",), template=LLAVA_TEMPLATE, extra_words=TEMPLATE_WORDS, bos="<s>", eos="</s>", pad="<pad>"
     )
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, image_mean=IMAGE_MEAN, image_std=IMAGE_STD
+        size={"shortest_edge": 28},
+        crop_size={"height": 28, "width": 28},
+        image_mean=list(IMAGE_MEAN),
+        image_std=list(IMAGE_STD),
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
@@ -291,8 +294,8 @@ def _qwen2_5_vl(size: Size, path: Path, seed: int) -> None:
     model.save_pretrained(path)
     # Qwen2.5-VL-*-Instruct ships preprocessor_config.json (no processor_config.json, no video config).
     image = dict(
-        do_convert_rgb=True, do_normalize=True, do_rescale=True, do_resize=True, image_mean=IMAGE_MEAN,
-        image_std=IMAGE_STD, max_pixels=112 * 112, min_pixels=112 * 112, merge_size=2, patch_size=14,
+        do_convert_rgb=True, do_normalize=True, do_rescale=True, do_resize=True, image_mean=list(IMAGE_MEAN),
+        image_std=list(IMAGE_STD), max_pixels=112 * 112, min_pixels=112 * 112, merge_size=2, patch_size=14,
         resample=3, rescale_factor=1 / 255, temporal_patch_size=2,
         image_processor_type="Qwen2VLImageProcessor", processor_class="Qwen2_5_VLProcessor",
     )  # fmt: skip
@@ -332,7 +335,7 @@ def _qwen3_vl(size: Size, path: Path, seed: int) -> None:
     model.save_pretrained(path)
     # Qwen3-VL-*-Instruct ships preprocessor_config.json and video_preprocessor_config.json.
     common = dict(
-        image_mean=IMAGE_MEAN, image_std=IMAGE_STD, merge_size=2, patch_size=16, temporal_patch_size=2,
+        image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD), merge_size=2, patch_size=16, temporal_patch_size=2,
         processor_class="Qwen3VLProcessor",
     )  # fmt: skip
     image = dict(
@@ -383,7 +386,7 @@ def _smolvlm_parts(size: Size, image_side: int, video: bool):
     )
     image = dict(
         do_convert_rgb=True, do_image_splitting=True, do_normalize=True, do_pad=True, do_rescale=True,
-        do_resize=True, image_mean=IMAGE_MEAN, image_std=IMAGE_STD, max_image_size={"longest_edge": image_side},
+        do_resize=True, image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD), max_image_size={"longest_edge": image_side},
         resample=1, rescale_factor=1 / 255, size={"longest_edge": 2 * image_side},
     )  # fmt: skip
     return tokenizer, template, config, image, image_seq_len
@@ -443,7 +446,10 @@ def _gemma3(size: Size, path: Path, seed: int) -> None:
     tokens_per_image = 4
     processor = Gemma3Processor(
         image_processor=Gemma3ImageProcessorPil(
-            size={"height": 32, "width": 32}, image_mean=IMAGE_MEAN, image_std=IMAGE_STD, do_pan_and_scan=False
+            size={"height": 32, "width": 32},
+            image_mean=list(IMAGE_MEAN),
+            image_std=list(IMAGE_STD),
+            do_pan_and_scan=False,
         ),
         tokenizer=tokenizer,
         image_seq_length=tokens_per_image,
@@ -501,24 +507,27 @@ def _smolvlm_large(size: Size, path: Path, seed: int) -> None:
     _smolvlm(size, path, seed, image_side=48)  # 9 image tokens per crop instead of 4, as a bigger SmolVLM
 
 
-FAMILY_PAIRS: dict[str, FamilyPairRecipe] = {
-    "llava": FamilyPairRecipe(_llava, _llava),
-    "qwen2_5_vl": FamilyPairRecipe(
-        _qwen2_5_vl, _qwen2_5_vl, Size(hidden=64, layers=2, heads=4, extra_rows=24), Size(hidden=32, layers=1)
-    ),
-    "qwen3_vl": FamilyPairRecipe(_qwen3_vl, _qwen3_vl),
-    "smolvlm": FamilyPairRecipe(_smolvlm, _smolvlm),
-    "smolvlm2": FamilyPairRecipe(_smolvlm2, _smolvlm2),
-    "gemma3": FamilyPairRecipe(_gemma3, _gemma3),
-    "mixed": FamilyPairRecipe(_smolvlm_large, _smolvlm),
-}
+def family_pairs() -> dict[str, FamilyPairRecipe]:
+    """Pair name -> how it is built."""
+    return {
+        "llava": FamilyPairRecipe(_llava, _llava),
+        "qwen2_5_vl": FamilyPairRecipe(
+            _qwen2_5_vl, _qwen2_5_vl, Size(hidden=64, layers=2, heads=4, extra_rows=24), Size(hidden=32, layers=1)
+        ),
+        "qwen3_vl": FamilyPairRecipe(_qwen3_vl, _qwen3_vl),
+        "smolvlm": FamilyPairRecipe(_smolvlm, _smolvlm),
+        "smolvlm2": FamilyPairRecipe(_smolvlm2, _smolvlm2),
+        "gemma3": FamilyPairRecipe(_gemma3, _gemma3),
+        "mixed": FamilyPairRecipe(_smolvlm_large, _smolvlm),
+    }
 
 
 def build_family_pair(family: str, out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     """Save a random teacher and a smaller student of one family under out_dir/{teacher,student}."""
-    if family not in FAMILY_PAIRS:
-        raise ValueError(f"unknown family {family!r}; expected one of {sorted(FAMILY_PAIRS)}")
-    recipe = FAMILY_PAIRS[family]
+    recipes = family_pairs()
+    if family not in recipes:
+        raise ValueError(f"unknown family {family!r}; expected one of {sorted(recipes)}")
+    recipe = recipes[family]
     out_dir = Path(out_dir)
     teacher, student = out_dir / "teacher", out_dir / "student"
     recipe.teacher(recipe.teacher_size, teacher, seed)
