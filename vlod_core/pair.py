@@ -231,7 +231,7 @@ def _render(processor, role: str, messages: list[dict], add_generation_prompt: b
         if "does not have a chat template" in str(error):
             raise PairError(f"the {role} has no chat template; vlod builds every prompt with it") from None
         first = _first_line(str(error), type(error).__name__)
-        raise PairError(f"the {role}'s chat template cannot render a message with an image ({first})") from None
+        raise PairError(f"the {role}'s chat template cannot render a chat message ({first})") from None
 
 
 def _named_special_tokens(tokenizer) -> dict[str, str]:
