@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vlod_app.state import PRESETS, check_and_load, current_spec, describe, set_spec, shown
+from vlod_app.state import PRESETS, check_and_load, current_spec, describe, preset_memory_lines, set_spec, shown
 from vlod_app.widgets import page_setup
 from vlod_core.figures import decomposition_diagram
 from vlod_core.pair import TOY, PairSpec
@@ -57,6 +57,9 @@ kind = st.radio("Pair", KINDS, horizontal=True, key="pair_kind")
 with st.form("choose_pair"):
     if kind == KINDS[2]:
         preset = st.selectbox("Preset (student ← teacher)", list(PRESETS))
+        st.caption(
+            "Memory to distil, batch 8, 448-px images (estimated from the configs): " + "; ".join(preset_memory_lines())
+        )
     elif kind in (KINDS[3], KINDS[4]):
         hint = "owner/name" if kind == KINDS[3] else "/path/to/saved/model"
         left, right = st.columns(2)

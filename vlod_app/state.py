@@ -20,7 +20,10 @@ import torch
 from PIL import Image
 
 from vlod_core.images import ImageError
+from vlod_core.memory import estimate_training_memory
 from vlod_core.pair import TOY, ModelPair, PairError, PairSpec, load_pair
+from vlod_core.presets import PRESETS as REAL_PAIRS
+from vlod_core.presets import preset_configs
 from vlod_core.results import RunCardError
 
 logger = logging.getLogger(__name__)
@@ -30,14 +33,27 @@ PROBE_KEY = "vlod_probe"
 T = TypeVar("T")
 
 # (label, student Hub id, teacher Hub id): same tokenizer within each family
-PRESETS = {
-    "SmolVLM-256M-Instruct ← SmolVLM-500M-Instruct": (
-        "HuggingFaceTB/SmolVLM-256M-Instruct",
-        "HuggingFaceTB/SmolVLM-500M-Instruct",
-    ),
-    "Qwen2.5-VL-3B-Instruct ← Qwen2.5-VL-7B-Instruct": ("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
-    "Qwen3-VL-2B-Instruct ← Qwen3-VL-8B-Instruct": ("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
-}
+# Label -> (student id, teacher id), from vlod_core.presets (published configs, memory estimate, where it runs).
+PRESETS = {f"{p.student.split('/')[1]} ← {p.teacher.split('/')[1]}": (p.student, p.teacher) for p in REAL_PAIRS}
+PRESET_SHAPE = {"batch": 8, "lengths": (320, 128)}  # 8 answers of 128 tokens after a 448x448-image prompt
+
+
+@st.cache_data(max_entries=1)
+def preset_memory_lines() -> list[str]:
+    """One line per preset: what distilling it needs (vlod_core.memory's estimate) and where it runs."""
+    lines = []
+    for label, preset in zip(PRESETS, REAL_PAIRS):
+        teacher, student = preset_configs(preset.key)
+        dtype = torch.float32 if preset.dtype == "float32" else torch.bfloat16
+        estimate = estimate_training_memory(
+            teacher, student, dtype, lora_rank=preset.lora_rank,
+            gradient_checkpointing=preset.gradient_checkpointing, **PRESET_SHAPE,
+        )  # fmt: skip
+        lora = f", LoRA rank {preset.lora_rank}" if preset.lora_rank else ""
+        lines.append(f"{label}: about {estimate.total / 2**30:.0f} GiB ({preset.dtype}{lora}); {preset.where}")
+    return lines
+
+
 USER_ERRORS = (PairError, ImageError, RunCardError, ValueError)
 SMALL_MODEL_PARAMETERS = 50_000_000  # teacher + student; below this, one intra-op thread is fastest
 DEFAULT_THREADS = torch.get_num_threads()

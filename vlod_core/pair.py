@@ -1,10 +1,14 @@
 """Load a teacher/student pair of VLMs through transformers' Auto classes and check they can be distilled.
 
-A pair is two `AutoModelForImageTextToText` checkpoints (a local folder or a Hub id) plus the student's
-`AutoProcessor`. Nothing here knows a model family: the toy LLaVA pair, SmolVLM or Qwen-VL pairs all go
-the same way. Compatibility is checked before anything runs (METHOD.md: one shared vocabulary; the two
-chat templates must render a prompt to the same ids), and every failure is a `PairError` whose message
-says what to do. `trust_remote_code` is off unless the caller turns it on; weights load as safetensors.
+A pair is two `AutoModelForImageTextToText` checkpoints (a local folder or a Hub id) and their processors
+(`vlod_core.processors.load_processor`: `AutoProcessor`, or the same class for images only when its video
+part needs torchvision). Nothing here knows a model family: the toy LLaVA pair, SmolVLM, Qwen-VL or Gemma 3
+pairs all go the same way. Compatibility is checked before anything runs (METHOD.md: one shared
+vocabulary): the tokenizers must agree token by token and in their special tokens (embedding tables may
+carry extra padded rows), both chat templates must render the same text and give the image a place, and
+every failure is a `PairError` that says which part differs. When the two processors encode an image
+differently (size, token count, grid), the pair keeps the teacher's processor too, so each model can get
+its own prompt. `trust_remote_code` is off unless the caller turns it on; weights load as safetensors.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
+
+from vlod_core.processors import is_image_only, load_processor, needs_torchvision
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +165,8 @@ def _explain_load_error(name: str, error: Exception, what: str) -> PairError:
     first = _first_line(text, type(error).__name__)
     if "trust_remote_code" in text:
         return _remote_code_error(name)
-    if "requires the Torchvision library" in text or "requires the torchvision" in text.lower():
-        return PairError(f"{name}: its processor needs torchvision (pip install torchvision)")
+    if needs_torchvision(error):
+        return PairError(f"{name}: its {what} needs torchvision (pip install torchvision)")
     if "Unrecognized configuration class" in text:
         return PairError(f"{name} is not a vision-language model ({what} failed: {first})")
     if isinstance(error, OSError) and not Path(name).expanduser().exists():
@@ -171,11 +178,11 @@ def _explain_load_error(name: str, error: Exception, what: str) -> PairError:
 
 def load_model(name: str, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool = False):
     """One VLM and its processor from a folder or Hub id (safetensors only)."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     _check_source(name, trust_remote_code)
     try:
-        processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
+        processor = load_processor(name, trust_remote_code=trust_remote_code)
     except Exception as error:  # noqa: BLE001 - every failure becomes one clear message
         raise _explain_load_error(name, error, "processor") from error
     if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
@@ -189,29 +196,118 @@ def load_model(name: str, *, dtype: torch.dtype, device: torch.device, trust_rem
     return model.to(device), processor
 
 
-def _render_probe(processor) -> list[int]:
-    messages = [{"role": "user", "content": [{"type": "text", "text": "what color is the circle ?"}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    # Padded right like every tokenizer call in vlod_core: the settings live on the shared backend (sampling.py).
-    return processor.tokenizer(text, add_special_tokens=False, padding=True, padding_side="right")["input_ids"]
+# What the compatibility check renders with both chat templates: with and without an image, and a full turn.
+PROBE_QUESTION = "what color is the circle ?"
+
+
+def probe_conversations() -> dict[str, tuple[list[dict], bool]]:
+    """Name -> (messages, add_generation_prompt); fresh lists each call (templates get them to render)."""
+    return {
+        "a question with an image": (
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROBE_QUESTION}]}],
+            True,
+        ),
+        "a question without an image": (
+            [{"role": "user", "content": [{"type": "text", "text": PROBE_QUESTION}]}],
+            True,
+        ),
+        "a question and its answer": (
+            [
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROBE_QUESTION}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "it is red"}]},
+            ],
+            False,
+        ),
+    }
+
+
+SPECIAL_ROLES = ("bos_token", "eos_token", "pad_token", "unk_token")
+
+
+def _render(processor, role: str, messages: list[dict], add_generation_prompt: bool) -> str:
+    try:
+        return processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    except Exception as error:  # noqa: BLE001 - a template that cannot render is a user-fixable pair problem
+        if "does not have a chat template" in str(error):
+            raise PairError(f"the {role} has no chat template; vlod builds every prompt with it") from None
+        first = _first_line(str(error), type(error).__name__)
+        raise PairError(f"the {role}'s chat template cannot render a chat message ({first})") from None
+
+
+def _named_special_tokens(tokenizer) -> dict[str, str]:
+    """bos/eos/pad/unk and a family's named tokens (Gemma 3's boi_token, ...) by role."""
+    named = {role: getattr(tokenizer, role, None) for role in SPECIAL_ROLES}
+    named.update(getattr(tokenizer, "model_specific_special_tokens", None) or {})
+    return {role: str(token) for role, token in named.items() if token is not None}
+
+
+def tokenizer_differences(teacher_tokenizer, student_tokenizer) -> list[str]:
+    """What differs between two tokenizers: ids, vocabulary sizes, special tokens (empty: the same)."""
+    differences = []
+    tokens = [{i: t for t, i in tok.get_vocab().items()} for tok in (teacher_tokenizer, student_tokenizer)]
+    sizes = [len(t) for t in tokens]
+    if sizes[0] != sizes[1]:
+        longer = "teacher" if sizes[0] > sizes[1] else "student"
+        extra = [tokens[0 if longer == "teacher" else 1].get(i) for i in range(min(sizes), max(sizes))]
+        differences.append(f"vocab sizes {sizes[0]} and {sizes[1]} (only the {longer} has {extra[:3]})")
+    for i in range(min(sizes)):
+        if tokens[0].get(i) != tokens[1].get(i):
+            differences.append(f"id {i} is {tokens[0].get(i)!r} in the teacher and {tokens[1].get(i)!r} in the student")
+    named = [_named_special_tokens(tok) for tok in (teacher_tokenizer, student_tokenizer)]
+    for role in sorted(set(named[0]) | set(named[1])):
+        if named[0].get(role) != named[1].get(role):
+            differences.append(
+                f"{role} is {named[0].get(role)!r} in the teacher and {named[1].get(role)!r} in the student"
+            )
+    special = [set(map(str, tok.all_special_tokens)) for tok in (teacher_tokenizer, student_tokenizer)]
+    for role, only in (("teacher", special[0] - special[1]), ("student", special[1] - special[0])):
+        if only:
+            differences.append(f"only the {role} treats {sorted(only)} as special")
+    return differences
+
+
+def _first_difference(a: str, b: str, context: int = 30) -> tuple[str, str]:
+    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, at - context)
+    return a[start : at + context], b[start : at + context]
+
+
+def check_chat_templates(teacher_processor, student_processor) -> None:
+    """Both templates render the probe conversations to the same text, and each gives the image a place."""
+    probes = probe_conversations()
+    for what, (messages, generation_prompt) in probes.items():
+        teacher_text = _render(teacher_processor, "teacher", messages, generation_prompt)
+        student_text = _render(student_processor, "student", messages, generation_prompt)
+        if teacher_text != student_text:
+            t_part, s_part = _first_difference(teacher_text, student_text)
+            raise PairError(
+                f"the teacher's and student's chat templates render the same prompt differently ({what}): "
+                f"teacher ...{t_part!r}... vs student ...{s_part!r}..."
+            )
+    for role, processor in (("teacher", teacher_processor), ("student", student_processor)):
+        with_image, without_image = (
+            _render(processor, role, probes[key][0], True)
+            for key in ("a question with an image", "a question without an image")
+        )
+        if with_image == without_image:
+            raise PairError(
+                f"the {role}'s chat template has no image slot: a message with an image renders exactly as one "
+                "without, so the image would never reach the model"
+            )
 
 
 def check_compatible(teacher, teacher_processor, student, student_processor) -> tuple[int, list[str]]:
     """Raise `PairError` unless the two can be distilled; returns the shared vocab size and notes."""
     notes = []
     t_tok, s_tok = teacher_processor.tokenizer, student_processor.tokenizer
-    t_vocab, s_vocab = t_tok.get_vocab(), s_tok.get_vocab()
-    if t_vocab != s_vocab:
+    differences = tokenizer_differences(t_tok, s_tok)
+    if differences:
+        more = f" (and {len(differences) - 3} more differences)" if len(differences) > 3 else ""
         raise PairError(
-            f"teacher and student use different tokenizers (vocab sizes {len(t_vocab)} and {len(s_vocab)}); "
+            f"teacher and student use different tokenizers: {'; '.join(differences[:3])}{more}. "
             "cross-tokenizer distillation is not supported"
         )
-    t_ids, s_ids = _render_probe(teacher_processor), _render_probe(student_processor)
-    if t_ids != s_ids:
-        raise PairError(
-            "the teacher's and student's chat templates render the same prompt differently: "
-            f"teacher {t_tok.decode(t_ids)!r} vs student {s_tok.decode(s_ids)!r}"
-        )
+    check_chat_templates(teacher_processor, student_processor)
     t_out = teacher.get_output_embeddings().weight.shape[0]
     s_out = student.get_output_embeddings().weight.shape[0]
     vocab = len(s_tok)
@@ -220,6 +316,37 @@ def check_compatible(teacher, teacher_processor, student, student_processor) -> 
     if t_out != s_out:
         notes.append(f"output layers differ in size ({t_out} vs {s_out}); compared over the {vocab} shared tokens")
     return vocab, notes
+
+
+def probe_image() -> Image.Image:
+    """A non-square image with structure, so resizing, cropping and normalisation all show."""
+    return Image.merge(
+        "RGB", [Image.linear_gradient("L").resize((64, 48)), Image.radial_gradient("L").resize((64, 48)),
+                Image.new("L", (64, 48), 90)]
+    )  # fmt: skip
+
+
+def image_encoding_differences(teacher_processor, student_processor) -> list[str]:
+    """How the two processors' encodings of one image and prompt differ (empty: they encode it alike)."""
+    messages = probe_conversations()["a question with an image"][0]
+    encoded = []
+    for processor in (teacher_processor, student_processor):
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        encoded.append(
+            processor(text=[text], images=[probe_image()], return_tensors="pt", padding=True, padding_side="right")
+        )
+    teacher_out, student_out = encoded
+    differences = [f"only the teacher's gives {key}" for key in sorted(teacher_out.keys() - student_out.keys())]
+    differences += [f"only the student's gives {key}" for key in sorted(student_out.keys() - teacher_out.keys())]
+    for key in sorted(teacher_out.keys() & student_out.keys()):
+        a, b = teacher_out[key], student_out[key]
+        if not (torch.is_tensor(a) and torch.is_tensor(b)):
+            continue
+        if a.shape != b.shape:
+            differences.append(f"{key} of shape {tuple(a.shape)} vs {tuple(b.shape)}")
+        elif not torch.equal(a, b):
+            differences.append(f"different {key}")
+    return differences
 
 
 def _toy_paths(spec: PairSpec) -> tuple[str, str]:
@@ -242,7 +369,24 @@ def load_pair(spec: PairSpec = PairSpec()) -> ModelPair:
     teacher, teacher_processor = load_model(teacher_name, **kwargs)
     student, student_processor = load_model(student_name, **kwargs)
     vocab, notes = check_compatible(teacher, teacher_processor, student, student_processor)
+    for role, processor in (("teacher", teacher_processor), ("student", student_processor)):
+        if is_image_only(processor):
+            notes.append(f"the {role}'s {type(processor).__name__} was built for images only (no torchvision)")
+    encoding_differences = image_encoding_differences(teacher_processor, student_processor)
+    if encoding_differences:
+        notes.append(
+            f"teacher and student encode images differently ({'; '.join(encoding_differences)}): "
+            "each model gets its prompt from its own processor"
+        )
     teacher.eval().requires_grad_(False)
     student.eval()
     logger.info("loaded pair %s <- %s on %s (%s)", student_name, teacher_name, device, dtype)
-    return ModelPair(teacher, student, student_processor, spec, vocab, notes)
+    return ModelPair(
+        teacher,
+        student,
+        student_processor,
+        spec,
+        vocab,
+        notes,
+        teacher_processor=teacher_processor if encoding_differences else None,
+    )

@@ -8,9 +8,10 @@ multimodal (3-D) rotary positions computed from `mm_token_type_ids`, and image t
 LLaVA-specific hides in `inputs.py`, `scoring.py`, `pair.py` or `sampling.py`.
 
 The weights are random (nothing is trained); both checkpoints are saved with `save_pretrained` and load back
-through the Auto classes like any Hub checkpoint. The one non-stock piece is the processor: a
-`Qwen2VLProcessor` subclass without the video slot, since the stock one cannot exist without torchvision.
-Everything is tiny so a test builds the pair in seconds: a 64x64 toy image is resized to 56x56, cut into
+through the Auto classes like any Hub checkpoint. The stock `Qwen2VLProcessor` needs a video processor, which
+needs torchvision; it is built and saved here for images only (`vlod_core.processors.image_only_class`), and
+saved as a stock `Qwen2VLProcessor`, which `load_pair` loads the way it loads any download (see
+`vlod_core/toy/families.py` for more families in their Hub layout). Everything is tiny so a test builds the pair in seconds: a 64x64 toy image is resized to 56x56, cut into
 4x4 patches of 14 pixels and merged 2x2 into 4 tokens.
 """
 
@@ -20,15 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoProcessor,
-    PretrainedConfig,
-    Qwen2VLConfig,
-    Qwen2VLForConditionalGeneration,
-    Qwen2VLProcessor,
-)
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
+from vlod_core.processors import image_only_class
 from vlod_core.toy.tokenizer import build_tokenizer
 
 VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
@@ -44,28 +40,6 @@ IMAGE_SIDE = PATCH * MERGE * 2  # 56: every image becomes a 4x4 patch grid, i.e.
 # would hide under test tolerances (a 1-D instead of 3-D rotary position moves log-probs by ~4e-4); at this
 # scale it moves them by several nats, and the image changes the teacher's next-token distribution visibly.
 INIT_RANGE = 0.3
-
-
-class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
-    """`Qwen2VLProcessor` minus its video slot; every image and text code path is the inherited one.
-
-    transformers 5.x makes the video processor a required argument of `Qwen2VLProcessor`, and the only one
-    (`Qwen2VLVideoProcessor`) needs torchvision, which this project does not install: without torchvision
-    the stock processor can neither be built nor loaded by `AutoProcessor`. The pair never sees a video.
-    """
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
-
-
-class _ImageOnlyProcessorKey(PretrainedConfig):
-    """Registration key only: lets `AutoProcessor` resolve the `processor_class` saved with the pair by name."""
-
-    model_type = "vlod_toy_qwen2_vl_image_only"
-
-
-# Importing this module is what lets AutoProcessor load the saved pair (it finds the class by its name).
-AutoProcessor.register(_ImageOnlyProcessorKey, ImageOnlyQwen2VLProcessor, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -90,7 +64,7 @@ TEACHER_SIZE = QwenToySize(hidden=64, layers=2, heads=4)
 STUDENT_SIZE = QwenToySize(hidden=32, layers=1, heads=2)
 
 
-def build_processor() -> ImageOnlyQwen2VLProcessor:
+def build_processor() -> Qwen2VLProcessor:
     tokenizer = build_tokenizer(
         extra_special_tokens=(VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD), image_placeholder=IMAGE_PLACEHOLDER
     )
@@ -101,12 +75,12 @@ def build_processor() -> ImageOnlyQwen2VLProcessor:
         temporal_patch_size=2,
         merge_size=MERGE,
     )
-    return ImageOnlyQwen2VLProcessor(
+    return image_only_class(Qwen2VLProcessor)(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template
     )
 
 
-def build_model(size: QwenToySize, processor: ImageOnlyQwen2VLProcessor) -> Qwen2VLForConditionalGeneration:
+def build_model(size: QwenToySize, processor: Qwen2VLProcessor) -> Qwen2VLForConditionalGeneration:
     tokenizer = processor.tokenizer
     ids = tokenizer.convert_tokens_to_ids
     text = dict(
@@ -156,7 +130,6 @@ def build_qwen2vl_pair(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     """Save a random Qwen2-VL teacher and a smaller student under out_dir/{teacher,student}; returns both.
 
     Both share one tokenizer and chat template (so `check_compatible` passes) and differ in size and init.
-    Loading them back with `vlod_core.pair.load_pair` needs this module imported (see the processor above).
     """
     out_dir = Path(out_dir)
     paths = []

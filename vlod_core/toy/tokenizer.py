@@ -49,21 +49,44 @@ def chat_template(image_placeholder: str = IMAGE) -> str:
     )
 
 
-def build_tokenizer(extra_special_tokens: tuple[str, ...] = (IMAGE,), image_placeholder: str = IMAGE):
-    """The toy tokenizer; `extra_special_tokens` lets another model family bring its own image tokens."""
-    specials = [PAD, UNK, BOS, USER, ASSISTANT, END, *extra_special_tokens]
-    vocab = {token: i for i, token in enumerate(specials + _world_words())}
+def build_tokenizer(
+    extra_special_tokens: tuple[str, ...] = (IMAGE,),
+    image_placeholder: str = IMAGE,
+    *,
+    template: str | None = None,
+    named_special_tokens: dict[str, str] | None = None,
+    extra_words: tuple[str, ...] = (),
+    bos: str = BOS,
+    eos: str = END,
+    pad: str = PAD,
+):
+    """The toy tokenizer; the keywords let another model family bring its own tokens and chat template.
+
+    `extra_special_tokens` are added as special tokens (a family's image and turn markers);
+    `named_special_tokens` also become attributes a family's processor reads (`tokenizer.boi_token`, ...);
+    `template` replaces the toy chat template (a family's own), `extra_words` the words it renders (the
+    system prompt, role names); `bos`/`eos`/`pad` name the family's own tokens for those roles.
+    """
+    named = dict(named_special_tokens or {})
+    specials = [PAD, UNK, BOS, USER, ASSISTANT, END]
+    for token in (bos, eos, pad, *extra_special_tokens, *named.values()):
+        if token not in specials:
+            specials.append(token)
+    words = sorted(set(_world_words()) | set(extra_words))
+    vocab = {token: i for i, token in enumerate(specials + [w for w in words if w not in specials])}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Whitespace()
+    additional = [t for t in specials if t not in (PAD, UNK, bos, eos, pad)]
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
-        pad_token=PAD,
+        pad_token=pad,
         unk_token=UNK,
-        bos_token=BOS,
-        eos_token=END,
-        additional_special_tokens=[USER, ASSISTANT, *extra_special_tokens],
-        chat_template=chat_template(image_placeholder),
+        bos_token=bos,
+        eos_token=eos,
+        extra_special_tokens=additional,
+        model_specific_special_tokens=named,
+        chat_template=template if template is not None else chat_template(image_placeholder),
         clean_up_tokenization_spaces=False,
     )
     tokenizer.padding_side = "right"
