@@ -349,3 +349,27 @@ def test_assembled_eta_gradient_equals_measuring_eta_then_a_backward_pass(toy_pa
         expected = param.grad if param.grad is not None else torch.zeros_like(param)
         torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-7)
     assert plain.preserve is not None and float(plain.preserve) > 0
+
+
+def test_lora_run_trains_only_adapters_and_leaves_every_base_weight_bit_identical(toy_pair, examples):
+    shared = _state(toy_pair.student)
+    flags = [p.requires_grad for p in toy_pair.student.parameters()]
+    config = _config(steps=3, lr=1e-2, lora_rank=4, steering=SteeringConfig(rule="vgs"))
+    result = distill(toy_pair, config, rollouts=_fixed(toy_pair, examples[:4]), evaluate_model=False)
+    assert result.card.stopped is None and len(result.card.records) == 3
+    trained = dict(result.student.named_parameters())
+    adapters = {n: p for n, p in trained.items() if p.requires_grad}
+    assert adapters and all("lora_" in n for n in adapters)
+    assert any(float(p.detach().abs().max()) > 0 for n, p in adapters.items() if "lora_B" in n)  # B starts at 0
+    base = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in result.student.state_dict().items()
+    }
+    for name, value in shared.items():  # the copy's frozen weights are the shared ones, untouched
+        assert torch.equal(base[name], value), name
+    assert _identical(_state(toy_pair.student), shared)
+    assert [p.requires_grad for p in toy_pair.student.parameters()] == flags
+    geometry = distill(
+        toy_pair, _config(steps=1, lora_rank=4, geometry_every=1, geometry_bins=0), rollouts=_fixed(toy_pair, examples[:4]),
+        evaluate_model=False,
+    ).card.records[0]["geometry"]  # fmt: skip
+    assert geometry["global"]["norms"]["std"] > 0  # over the adapters: the trainable parameters

@@ -360,19 +360,6 @@ def test_text_only_family_checkpoint_is_not_a_vlm(family_pairs, tmp_path):
 
 # --- the core on every family ---------------------------------------------------------------------------------
 
-NEEDS_OWN_INPUTS = pytest.mark.xfail(strict=False, reason="needs per-model inputs (the teacher's own processor)")
-NEEDS_IMAGE_LISTS = pytest.mark.xfail(
-    strict=False,
-    reason="the core passes one flat list of images; SmolVLMProcessor and Gemma3Processor want one list per prompt",
-)
-
-
-def _marked(marks: dict) -> list:
-    return [pytest.param(f, marks=marks[f]) if f in marks else f for f in ALL_PAIRS]
-
-
-ONE_IMAGE_PAIRS = _marked({MIXED: NEEDS_OWN_INPUTS})  # one image per call: a flat list is one prompt's list
-BATCH_PAIRS = _marked({MIXED: NEEDS_OWN_INPUTS, "smolvlm2": NEEDS_IMAGE_LISTS, "gemma3": NEEDS_IMAGE_LISTS})
 FOUR = (("student", True), ("student", False), ("teacher", True), ("teacher", False))
 
 
@@ -393,7 +380,7 @@ def _reference_logprobs(pair, role: str, with_image: bool, image, response: list
     return torch.log_softmax(logits.double(), dim=-1).numpy()
 
 
-@pytest.mark.parametrize("family", ONE_IMAGE_PAIRS)
+@pytest.mark.parametrize("family", ALL_PAIRS)
 def test_inspect_equals_a_float64_reference(family_pairs, family):
     from vlod_core.inspection import inspect
 
@@ -421,7 +408,7 @@ def _state(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("rule", ("standard", "vgs"))
-@pytest.mark.parametrize("family", BATCH_PAIRS)
+@pytest.mark.parametrize("family", ALL_PAIRS)
 def test_two_distillation_steps_run_and_leave_the_pair_untouched(family_pairs, family, rule):
     from vlod_core.distill import DistillConfig, distill
     from vlod_core.steering import SteeringConfig
@@ -448,7 +435,7 @@ def test_two_distillation_steps_run_and_leave_the_pair_untouched(family_pairs, f
         assert all(torch.equal(now[k], state[k]) for k in state)
 
 
-@pytest.mark.parametrize("family", BATCH_PAIRS)
+@pytest.mark.parametrize("family", ALL_PAIRS)
 def test_geometry_runs(family_pairs, family):
     from vlod_core.geometry_batch import batch_geometry
 
@@ -458,3 +445,25 @@ def test_geometry_runs(family_pairs, family):
     angles = geometry.to_dict()
     assert angles and json.dumps(angles)  # a result, serialisable
     assert all(p.grad is None for p in pair.student.parameters())  # the shared student was only read
+
+
+def test_the_mixed_pairs_teacher_scores_its_own_encoding_of_the_same_tokens(family_pairs):
+    """Each model's prompt comes from its own processor; the response ids appended to both are the same."""
+    from helpers import scoring_batch
+
+    pair = family_pairs.pair(MIXED)
+    assert pair.teacher_processor is not None
+    examples = world.sample_examples(2, seed=4)
+    responses = [
+        [pair.tokenizer.eos_token_id],
+        pair.tokenizer("it is red")["input_ids"] + [pair.tokenizer.eos_token_id],
+    ]
+    batch = scoring_batch(pair, [ex.image() for ex in examples], [ex.question for ex in examples], responses)
+    student, teacher = batch.context("student", "image"), batch.context("teacher", "image")
+    assert student.model_kwargs["pixel_values"].shape != teacher.model_kwargs["pixel_values"].shape
+    assert student.prompt_lengths != teacher.prompt_lengths  # another image-token count
+    for ctx in (student, teacher):
+        ids = ctx.model_kwargs["input_ids"]
+        for row, start in enumerate(ctx.prompt_lengths):
+            n = len(responses[row])
+            assert ids[row, start : start + n].tolist() == responses[row]

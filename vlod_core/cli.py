@@ -50,13 +50,22 @@ def _pair_spec(args) -> PairSpec:
     )
 
 
-def _load_pair(args):
+PROMPT_TOKENS = 320  # assumed prompt length for the memory check: a 448-px image is 256 tokens in Qwen2.5-VL
+
+
+def _load_pair(args, training: bool = False):
+    """Build the toy pair on first use; check a training run fits in memory before loading anything."""
+    from vlod_core.memory import check_pair_memory
     from vlod_core.pair import load_pair
     from vlod_core.toy.build import ensure_toy_pair
 
     if TOY in (args.teacher, args.student):
         ensure_toy_pair(progress=_progress_printer("building the toy pair (first use)"))
-    return load_pair(_pair_spec(args))
+    spec = _pair_spec(args)
+    if training:
+        lengths = (PROMPT_TOKENS, args.max_new_tokens)
+        check_pair_memory(spec, args.batch, lengths, args.lora or None, args.gradient_checkpointing)
+    return load_pair(spec)
 
 
 def _add_data_args(parser: argparse.ArgumentParser, evaluation: bool = True) -> None:
@@ -169,6 +178,7 @@ def _steering(args, rule: str):
 
 def _distill_config(args, rule: str, seed: int):
     from vlod_core.distill import DistillConfig
+    from vlod_core.sampling import SamplingConfig
 
     return DistillConfig(
         steps=args.steps,
@@ -182,6 +192,9 @@ def _distill_config(args, rule: str, seed: int):
         eval_examples=args.eval_examples,
         decompose_every=args.decompose_every,
         samples_per_prompt=args.samples_per_prompt,
+        sampling=SamplingConfig(max_new_tokens=args.max_new_tokens),
+        lora_rank=args.lora,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
 
 
@@ -278,14 +291,14 @@ def cmd_distill(args) -> int:
 
     config = _distill_config(args, args.steering, args.seed)
     data = _training_data(args)
-    pair = _load_pair(args)
+    pair = _load_pair(args, training=True)
     result = distill(pair, config, data, callback=_record_printer(config.steps))
     card = result.card
     if result.card.stopped:
         print(f"note: {card.stopped}", file=sys.stderr)
     if args.out:
         card.save(args.out)
-    if args.save_student:
+    if args.save_student:  # with --lora: the adapters only (peft's format, safetensors)
         result.student.save_pretrained(args.save_student)
         pair.processor.save_pretrained(args.save_student)
     print(f"{args.steering}: {len(card.records)} steps in {card.seconds:.1f} s on {card.data.get('name', 'data')}")
@@ -344,7 +357,7 @@ def cmd_compare(args) -> int:
     from vlod_core.distill import distill
 
     data = _training_data(args)
-    pair = _load_pair(args)
+    pair = _load_pair(args, training=True)
     rules = args.rules.split(",")
     rows = []
     for rule in rules:
@@ -391,6 +404,11 @@ def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
     parser.add_argument("--eval-examples", type=int, default=400, help="at most this many evaluation rows (400)")
     parser.add_argument(
         "--samples-per-prompt", type=int, default=1, help="student answers per prompt in a step (divides --batch)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=6, help="length limit of the student's answers (6)")
+    parser.add_argument("--lora", type=int, default=0, metavar="R", help="train LoRA adapters of rank R only")
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", help="recompute activations in backward: less memory"
     )
     parser.add_argument(
         "--decompose-every", type=int, default=1, help="standard only: score the image-free passes every k steps"

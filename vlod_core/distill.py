@@ -63,6 +63,8 @@ class DistillConfig:
     # k > 1 scores them every k-th step only (NaN in the records between), about 30% faster per step.
     decompose_every: int = 1
     mixed_precision: str = "no"  # accelerate's: "no", "bf16", "fp16"
+    lora_rank: int = 0  # > 0: train LoRA adapters of this rank only (the copy shares the shared student's weights)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
 
     def __post_init__(self):
         for name in (
@@ -76,6 +78,7 @@ class DistillConfig:
             "eval_max_new_tokens",
             "samples_per_prompt",
             "decompose_every",
+            "lora_rank",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -105,6 +108,8 @@ class DistillConfig:
             )
         if self.decompose_every < 1:
             raise ValueError(f"decompose_every must be >= 1, got {self.decompose_every}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0 (0: train every weight), got {self.lora_rank}")
 
     def needs_ablated(self, step: int) -> bool:
         """Whether step `step` (0-based) must score the image-free context too."""
@@ -121,6 +126,16 @@ class DistillConfig:
 class DistillResult:
     student: torch.nn.Module  # the trained copy
     card: RunCard
+
+
+def private_student(pair: ModelPair, config: DistillConfig):
+    """The session's trainable student: a full copy, or LoRA adapters over the shared weights."""
+    from vlod_core.lora import enable_gradient_checkpointing, lora_student
+
+    student = lora_student(pair.student, config.lora_rank) if config.lora_rank else copy.deepcopy(pair.student)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(student)
+    return student
 
 
 def step_seed(seed: int, step: int, process: int = 0) -> int:
@@ -187,12 +202,14 @@ def distill(
         raise ValueError(f"batch ({config.batch}) must be divisible by the number of processes ({processes})")
     torch.manual_seed(config.seed)
     teacher = pair.teacher  # frozen; shared, never written to
-    student = copy.deepcopy(pair.student).to(accelerator.device)
+    student = private_student(pair, config).to(accelerator.device)
     student.train()
     anchor = None
-    if config.steering.rule == "vgs_anchored":
-        anchor = copy.deepcopy(pair.student).to(accelerator.device).eval().requires_grad_(False)
-    optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.steering.rule == "vgs_anchored":  # the initial student: the shared one, only ever read
+        anchor = pair.student if pair.device == accelerator.device else copy.deepcopy(pair.student)
+        anchor = anchor.to(accelerator.device)
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     student, optimiser = accelerator.prepare(student, optimiser)
     plain = accelerator.unwrap_model(student)
     params = [p for p in plain.parameters() if p.requires_grad]

@@ -56,7 +56,8 @@ def encode_prompts(processor, questions: list[str], images: list[Image.Image | N
     # Padding side given per call: the tokenizer's own setting lives on a backend other sessions share.
     kwargs = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": "right"}
     if all(with_image):
-        kwargs["images"] = [im.convert("RGB") for im in images]
+        # One list per row: SmolVLM's and Gemma 3's processors read a flat list as one row's images.
+        kwargs["images"] = [[im.convert("RGB")] for im in images]
     return dict(processor(**kwargs))
 
 

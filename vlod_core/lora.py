@@ -69,7 +69,7 @@ def enable_gradient_checkpointing(model) -> None:
     """Recompute each layer's activations in the backward pass (on a private copy, in train mode).
 
     Non-reentrant checkpointing works with frozen inputs (the LoRA case) without `enable_input_require_grads`.
-    It is active only while the model is in train mode, and turns the KV cache off.
+    It is active only while the model is in train mode; sampling (in eval mode) keeps its KV cache, and the
+    scoring passes never ask for one.
     """
     model.activation_checkpointing_enable({"use_reentrant": False})
-    model.config.use_cache = False
