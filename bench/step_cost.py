@@ -1,11 +1,17 @@
 """Cost of one distillation step: standard OPD vs VGS (fixed and measured η) vs geometry vs TRL.
 
-What one "step" is here: the real loop's step, `vlod_core.distill.distill` itself — the student samples
-with the image (`sampling.generate`), `build_scoring_batch`, `score_four` (one merged call per model),
-`token_kls`, `steering.objective`, for `eta="auto"` two extra `autograd.grad` calls, backward, gradient
-clipping, AdamW. Our steps are timed from the gaps between consecutive `callback` calls of `distill`
-(perf_counter, so each gap is one whole step plus a trivial callback); the first step of every `distill`
-call is set-up plus a step and is not counted.
+What one "step" is here: the real loop's step, `vlod_core.distill.distill` itself — the data's prompts,
+`engine.rollout` (the prompts encoded once per context; the student samples from the image context's
+encoding; one forward per model and context scores the answers), the per-token losses, `steering.objective`,
+then either backward or, for `eta="auto"`, the three VJPs of `steering.steered_gradients` that give both η
+and the update, gradient clipping, AdamW. Our steps are timed from the gaps between consecutive `callback`
+calls of `distill` (perf_counter, so each gap is one whole step plus a trivial callback); the first step of
+every `distill` call is set-up plus a step and is not counted.
+
+Which passes each variant runs per step: `standard` (the default config) scores the image context only
+(student and teacher), and both contexts every 10th step for the logged ℓLang/ℓVis/VDS; `standard_full`
+scores both contexts every step; `vgs_fixed` and `vgs_auto` score both contexts every step (the rule needs
+them).
 
 The geometry row is `distill.geometry_now` (what the loop runs every `geometry_every` steps): one extra
 student+teacher forward on the step's batch, then `geometry_of_losses`, timed with bins=0 (three gradient
@@ -52,22 +58,23 @@ import torch  # noqa: E402
 THREADS = 1
 torch.set_num_threads(THREADS)
 
-from vlod_core.distill import DistillConfig, distill, geometry_now, toy_rollouts  # noqa: E402
-from vlod_core.inputs import build_scoring_batch  # noqa: E402
+from vlod_core.distill import DistillConfig, distill, geometry_now  # noqa: E402
+from vlod_core.engine import rollout  # noqa: E402
 from vlod_core.pair import PairSpec, load_pair  # noqa: E402
 from vlod_core.sampling import structural_token_ids  # noqa: E402
 from vlod_core.steering import SteeringConfig  # noqa: E402
 from vlod_core.toy import world  # noqa: E402
+from vlod_core.toy.source import ToyPrompts, toy_data  # noqa: E402
 
 FIXED_ETA = 0.41
 VARIANTS = {
-    "standard": SteeringConfig(rule="standard"),
-    "standard_fast": SteeringConfig(rule="standard"),  # image-free passes only every 10th step (logging)
+    "standard": SteeringConfig(rule="standard"),  # the default: image-free passes every 10th step (logging)
+    "standard_full": SteeringConfig(rule="standard"),  # image-free passes every step
     "vgs_fixed": SteeringConfig(rule="vgs", eta=FIXED_ETA),
     "vgs_auto": SteeringConfig(rule="vgs", eta="auto"),
 }
 GEOMETRY = {"geometry_bins0": 0, "geometry_bins10": 10}
-DECOMPOSE_EVERY = {"standard_fast": 10}
+DECOMPOSE_EVERY = {"standard_full": 1}
 
 
 def median(values):
@@ -82,12 +89,13 @@ class Bench:
         self.times: dict[str, list[float]] = defaultdict(list)
         self.tokens: dict[str, list[float]] = defaultdict(list)  # mean response length per step
         self.round = 0
+        self.data = toy_data(eval_rows=1, show_rows=0)
         # A fixed batch for the geometry call, sampled by the initial student like a real step's batch.
         self.geo_student = copy.deepcopy(pair.student).train()
         self.geo_params = [(n, p) for n, p in self.geo_student.named_parameters() if p.requires_grad]
         self.geo_config = {bins: DistillConfig(batch=batch, geometry_bins=bins) for bins in GEOMETRY.values()}
-        images, questions, responses = toy_rollouts(self.geo_student, pair.processor, self.geo_config[0], 0, 1)(0)
-        self.geo_batch = build_scoring_batch(pair.processor, images, questions, responses)
+        rows = ToyPrompts().prompts(0, batch, seed=0)
+        self.geo_batch = rollout(pair, [r.load_image() for r in rows], [r.question for r in rows], seed=0)
 
     def run_variant(self, name: str, record: bool) -> None:
         config = DistillConfig(
@@ -97,7 +105,7 @@ class Bench:
             steering=VARIANTS[name],
             eval_examples=1,
             answer_examples=0,
-            decompose_every=DECOMPOSE_EVERY.get(name, 1),
+            decompose_every=DECOMPOSE_EVERY.get(name, DistillConfig.decompose_every),
         )
         stamps, tokens = [], []
 
@@ -105,7 +113,7 @@ class Bench:
             stamps.append(time.perf_counter())
             tokens.append(rec.response_tokens / self.batch)
 
-        distill(self.pair, config, callback=callback, evaluate_model=False)
+        distill(self.pair, config, self.data, callback=callback, evaluate_model=False)
         if record:
             self.times[name] += [b - a for a, b in zip(stamps, stamps[1:])]
             self.tokens[name] += tokens[1:]
@@ -218,14 +226,15 @@ def trl_unavailable_reason() -> str | None:
 
 
 PHASES = (
-    "sampling: processor + generate",
+    "data: the step's prompts (toy scenes drawn)",
+    "encode: processor calls, once per context",
+    "  of which chat-template renders",
+    "sampling (student, from the image encoding)",
     "  of which HF model.generate",
-    "build_scoring_batch (2 processor calls)",
-    "chat template renders (in both above)",
-    "score_four (teacher + student forwards)",
-    "token_kls",
+    "scoring: teacher + student forwards",
+    "per-token losses",
     "objective",
-    "eta auto: 2 autograd.grad",
+    "VJPs (eta auto: eta and the update)",
     "backward",
     "AdamW step",
     "= whole step (median gap)",
@@ -234,10 +243,10 @@ PHASES = (
 
 @contextmanager
 def timed_phases(totals: dict[str, float], model_class):
-    """Wrap the loop's pieces (module globals the loop looks up at call time) and time each call."""
+    """Wrap the loop's pieces (module globals looked up at call time) and time each call."""
     import vlod_core.distill as d
+    import vlod_core.engine as engine
     import vlod_core.inputs as inputs
-    import vlod_core.sampling as sampling
 
     originals = {}
 
@@ -254,17 +263,17 @@ def timed_phases(totals: dict[str, float], model_class):
 
         setattr(owner, attr, timed)
 
-    wrap(d, "generate", PHASES[0])
-    wrap(model_class, "generate", PHASES[1])
-    wrap(d, "build_scoring_batch", PHASES[2])
-    wrap(sampling, "render_prompt", PHASES[3])
-    wrap(inputs, "render_prompt", PHASES[3])
-    wrap(d, "score_four", PHASES[4])
-    wrap(d, "per_token_losses", PHASES[5])
-    wrap(d, "objective", PHASES[6])
-    wrap(torch.autograd, "grad", PHASES[7])
-    wrap(torch.autograd, "backward", PHASES[8])
-    wrap(torch.optim.AdamW, "step", PHASES[9])
+    wrap(ToyPrompts, "prompts", PHASES[0])
+    wrap(engine, "encode", PHASES[1])
+    wrap(inputs, "render_prompt", PHASES[2])
+    wrap(engine, "sample", PHASES[3])
+    wrap(model_class, "generate", PHASES[4])
+    wrap(engine, "score_responses", PHASES[5])
+    wrap(d, "per_token_losses", PHASES[6])
+    wrap(d, "objective", PHASES[7])
+    wrap(torch.autograd, "grad", PHASES[8])
+    wrap(torch.autograd, "backward", PHASES[9])
+    wrap(torch.optim.AdamW, "step", PHASES[10])
     try:
         yield
     finally:
@@ -283,7 +292,7 @@ def breakdown(pair, batch: int, steps: int) -> dict[str, dict[str, float]]:
             steering=steering,
             eval_examples=1,
             answer_examples=0,
-            decompose_every=DECOMPOSE_EVERY.get(name, 1),
+            decompose_every=DECOMPOSE_EVERY.get(name, DistillConfig.decompose_every),
         )
         stamps = []
 
@@ -293,7 +302,7 @@ def breakdown(pair, batch: int, steps: int) -> dict[str, dict[str, float]]:
                 totals.clear()  # drop the first step (set-up and first calls)
 
         with timed_phases(totals, type(pair.student)):
-            distill(pair, config, callback=callback, evaluate_model=False)
+            distill(pair, config, toy_data(eval_rows=1, show_rows=0), callback=callback, evaluate_model=False)
         per_step = {k: 1000 * v / steps for k, v in totals.items()}
         per_step[PHASES[-1]] = 1000 * median([b - a for a, b in zip(stamps, stamps[1:])])
         out[name] = per_step
@@ -380,7 +389,7 @@ def main(argv=None) -> int:
         batch = max(args.batches)
         print()
         print(f"per-phase breakdown at batch {batch}: ms per step, mean of 8 steps of one run per variant, timed by")
-        print("wrapping the functions the loop calls (not listed: toy data + rendering, clipping, step records)")
+        print("wrapping the functions the loop calls (not listed: clipping, step records)")
         table = breakdown(pair, batch, 8)
         print(f"{'phase':<44}" + "".join(f"{n:>12}" for n in table))
         for label in PHASES:
@@ -401,11 +410,14 @@ def main(argv=None) -> int:
     if trl_reason is None:
         print(f"(batch {last}, medians)")
         print(f"standard/trl = {std_ms / median(bench.times['trl']):.2f}")
-        print(f"standard_fast/trl = {median(bench.times['standard_fast']) / median(bench.times['trl']):.2f}")
+        print(f"standard_full/trl = {median(bench.times['standard_full']) / median(bench.times['trl']):.2f}")
         print(f"vgs_fixed/trl = {median(bench.times['vgs_fixed']) / median(bench.times['trl']):.2f}")
     else:
         print(f"TRL: {trl_reason}")
     print(f"vgs_fixed/standard = {median(bench.times['vgs_fixed']) / std_ms:.2f}")
+    print(f"vgs_auto/standard = {median(bench.times['vgs_auto']) / std_ms:.2f}")
+    if not args.no_geometry:
+        print(f"geometry_bins10/standard = {median(bench.times['geometry_bins10']) / std_ms:.2f}")
     return 0
 
 

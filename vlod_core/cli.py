@@ -394,24 +394,40 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (toy default 1e-3)")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
+def _default(name: str):
+    """A `DistillConfig` field's default: the config is the one place a run's defaults are written."""
+    from vlod_core.distill import DistillConfig
+
+    field = DistillConfig.__dataclass_fields__[name]
+    return field.default_factory() if callable(field.default_factory) else field.default
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    sampling = _default("sampling")
+    parser.add_argument("--steps", type=int, default=_default("steps"), help=f"optimiser steps ({_default('steps')})")
+    parser.add_argument("--lr", type=float, default=_default("lr"), help=f"AdamW learning rate ({_default('lr')})")
+    parser.add_argument("--batch", type=int, default=_default("batch"), help=f"answers per step ({_default('batch')})")
+    parser.add_argument("--ablation", default=_default("ablation"), choices=["remove", "blank", "blur"])
     parser.add_argument("--geometry-every", type=int, default=0, help="record gradient angles every k steps")
-    parser.add_argument("--eval-every", type=int, default=0, help="held-out accuracy every k steps")
-    parser.add_argument("--eval-examples", type=int, default=400, help="at most this many evaluation rows (400)")
+    parser.add_argument("--eval-every", type=int, default=0, help="evaluate every k steps (0: before and after)")
+    parser.add_argument(
+        "--eval-examples", type=int, default=_default("eval_examples"), help="at most this many evaluation rows"
+    )
     parser.add_argument(
         "--samples-per-prompt", type=int, default=1, help="student answers per prompt in a step (divides --batch)"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=6, help="length limit of the student's answers (6)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=sampling.max_new_tokens, help="length limit of the student's answers"
+    )
     parser.add_argument("--lora", type=int, default=0, metavar="R", help="train LoRA adapters of rank R only")
     parser.add_argument(
         "--gradient-checkpointing", action="store_true", help="recompute activations in backward: less memory"
     )
     parser.add_argument(
-        "--decompose-every", type=int, default=1, help="standard only: score the image-free passes every k steps"
+        "--decompose-every",
+        type=int,
+        default=_default("decompose_every"),
+        help="standard only: score the image-free passes (for the logged ℓLang, ℓVis, VDS) every k steps",
     )
     _add_data_args(parser)
     _steering_args(parser)
@@ -459,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", help="run card path (JSON)")
     run.add_argument("--save-student", help="save the distilled student here (safetensors folder)")
-    _add_run_args(run, steps=100)
+    _add_run_args(run)
     run.set_defaults(func=cmd_distill)
 
     evaluation = commands.add_parser("evaluate", help="measure a pair on a data set without training")
@@ -475,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--rules", default="standard,vgs", help=f"comma-separated, from {', '.join(RULES)}")
     compare.add_argument("--seeds", type=int, default=3)
     compare.add_argument("--out-dir", help="also save every run card here")
-    _add_run_args(compare, steps=100)
+    _add_run_args(compare)
     compare.set_defaults(func=cmd_compare)
     return parser
 

@@ -52,7 +52,9 @@ def encode_prompts(processor, questions: list[str], images: list[Image.Image | N
     with_image = [im is not None for im in images]
     if any(with_image) and not all(with_image):
         raise ValueError("a batch of prompts must either all have images or none")
-    texts = [render_prompt(processor, q, has) for q, has in zip(questions, with_image)]
+    rows = list(zip(questions, with_image))
+    rendered = {row: render_prompt(processor, *row) for row in dict.fromkeys(rows)}  # each distinct prompt once
+    texts = [rendered[row] for row in rows]
     # Padding side given per call: the tokenizer's own setting lives on a backend other sessions share.
     kwargs = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": "right"}
     if all(with_image):
