@@ -266,6 +266,7 @@ def distill(
                 sampler=plain,
                 student_grad=True,
                 anchor=anchor,
+                merge=processes > 1,  # DDP: one forward of the wrapped student per backward
             )
             mask = scored.four.response_mask
             losses = per_token_losses(scored.four, config.steering.estimator, config.steering.detach_prior)

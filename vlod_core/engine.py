@@ -82,17 +82,26 @@ def rollout(
     sampler=None,
     student_grad: bool = False,
     anchor=None,
+    merge: bool = False,
 ) -> Rollout:
     """Encode once, sample with the student unless `responses` are given, and score.
 
     `student` is the model that is scored (a DDP wrapper while training), `sampler` the one that answers
-    (the plain model; default: `student`, else the pair's student).
+    (the plain model; default: `student`, else the pair's student). `merge` scores both contexts in one call
+    per model (DDP needs one forward per backward).
     """
     prompts = encode(pair, images, questions, ablation, contexts)
     if responses is None:
         with torch.no_grad():
             responses = sample(sampler or student or pair.student, pair, prompts, sampling, seed)
     four = score_responses(
-        pair, prompts, responses, student=student, student_grad=student_grad, contexts=contexts, anchor=anchor
+        pair,
+        prompts,
+        responses,
+        student=student,
+        student_grad=student_grad,
+        contexts=contexts,
+        anchor=anchor,
+        merge=merge,
     )
     return Rollout(prompts, responses, four)
