@@ -427,7 +427,8 @@ def test_two_distillation_steps_run_and_leave_the_pair_untouched(family_pairs, f
     result = distill(pair, config, rollouts=lambda step: batch, evaluate_model=False)
     records = result.card.records
     assert len(records) == 2
-    assert all(np.isfinite([r["loss"], r["std"], r["vis"], r["lang"], r["grad_norm"]]).all() for r in records)
+    assert all(np.isfinite([r["loss"], r["std"], r["grad_norm"]]).all() for r in records)
+    assert np.isfinite([records[0]["vis"], records[0]["lang"]]).all()  # step 1 scores both contexts, whatever the rule
     trained = _state(result.student)
     assert any(not torch.equal(trained[k], before[0][k]) for k in trained)  # the copy learned
     for model, state in zip((pair.student, pair.teacher), before):  # the shared pair did not
