@@ -26,7 +26,7 @@ import torch
 
 from vlod_core.data import Row, binomial_stderr
 from vlod_core.engine import encode, sample
-from vlod_core.inputs import PromptBatch, encode_rows, with_responses
+from vlod_core.inputs import PromptBatch, encode_rows, response_tensors, with_responses
 from vlod_core.losses import kl
 from vlod_core.sampling import GREEDY, SamplingConfig, decode
 from vlod_core.scoring import context_logprobs, merge_contexts
@@ -181,13 +181,8 @@ def _teacher_logprobs(pair, prompts: PromptBatch, answers: dict[str, list[list[i
 
 
 def _padded(responses: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    steps = max(map(len, responses))
-    ids = torch.full((len(responses), steps), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((len(responses), steps), dtype=torch.bool, device=device)
-    for row, response in enumerate(responses):
-        ids[row, : len(response)] = torch.tensor(response, device=device)
-        mask[row, : len(response)] = True
-    return ids, mask
+    ids, mask = response_tensors(responses, pad)
+    return ids.to(device), mask.to(device)
 
 
 def _student_logprobs(model, pair, prompts: PromptBatch, responses: dict[tuple[str, str], list[list[int]]]):
