@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from vlod_core.archive import ArchiveError, extract_zip
 from vlod_core.data import DataError, Row, RowSampler, split_rows
-from vlod_core.sources import from_memory, load_data
+from vlod_core.sources import from_memory, load_data, save_image_folder
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 240), "yellow": (240, 210, 30)}
 # (file, shape, colour, question, answer): answer None where a user left it out
@@ -376,3 +376,11 @@ def test_the_shipped_example_set_loads(tmp_path):
     folder = Path(__file__).resolve().parents[1] / "examples" / "shapes"
     data = load_data(folder, cache_dir=str(tmp_path / "cache"))
     assert len(data.rows) >= 12 and not data.skipped and all(r.answer for r in data.rows)
+
+
+def test_rows_saved_as_an_image_folder_load_back_the_same(tmp_path, reference):
+    shared = {}
+    items = [(shared.setdefault((s, c), draw(s, c)), q, a) for _, s, c, q, a in ROWS]
+    folder = save_image_folder(items, tmp_path / "mine")
+    assert len(list(folder.glob("*.png"))) == len(shared)
+    assert signature(load_data(folder, cache_dir=str(tmp_path / "cache"))) == reference

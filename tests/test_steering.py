@@ -20,6 +20,8 @@ def token_kls(s_i, s_x, t_i, t_x, mask, detach_prior=True, prior_for_target=None
     """`losses.token_kls` on four loose tensors (ids unused by the KLs)."""
     ids = torch.zeros(mask.shape, dtype=torch.long)
     return _token_kls(FourLogProbs(s_i, s_x, t_i, t_x, ids, mask, prior_for_target), detach_prior)
+
+
 MASK = torch.tensor([[True, True, True], [True, True, False]])  # the second response is one token shorter
 GAMMA, LAM = 1.5, 0.3  # not the defaults, and a λ big enough to matter
 

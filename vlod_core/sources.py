@@ -412,3 +412,27 @@ def from_memory(
         first = f" ({'; '.join(skipped[:3])})" if skipped else ""
         raise DataError(f"{name} has no usable rows{first}")
     return VQASet(rows, name, "images given in memory", skipped)
+
+
+def save_image_folder(items: Iterable[tuple[Image.Image, str, str | None]], folder: Path) -> Path:
+    """Write (image, question, answer) rows as an image folder (PNGs + metadata.jsonl) that `load_data` reads.
+
+    What the app does with a user's uploaded and typed rows: they go into the session's private folder in the
+    ecosystem's own format, so a training job in another process reads them like any data set.
+    """
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names: dict[int, str] = {}  # one file per distinct image, however many questions it has
+    lines = []
+    for image, question, answer in items:
+        if id(image) not in names:
+            names[id(image)] = f"image_{len(names) + 1:04d}.png"
+            image.convert("RGB").save(folder / names[id(image)])
+        record = {"file_name": names[id(image)], "question": question}
+        if answer is not None and str(answer).strip():
+            record["answer"] = str(answer).strip()
+        lines.append(json.dumps(record))
+    (folder / "metadata.jsonl").write_text("".join(line + "\n" for line in lines))
+    return folder
