@@ -147,25 +147,26 @@ with view.inputs:
     if probe is not None:
         asked = st.session_state.get(ASKED_KEY)
         shown_question = asked.question if asked and asked.digest == probe.digest else probe.question
-        show_image(probe.image, f"{probe.label}: {shown_question}")
+        show_image(probe.image, f"{probe.label}: {shown_question}", width=160)
         if st.session_state.get("ask_for") != probe.digest:  # a new image: its own question in the form
             st.session_state["ask_for"] = probe.digest
             st.session_state["ask_question"] = shown_question
-        with st.form("ask"):
-            st.text_input("Question", key="ask_question", max_chars=500)
-            st.radio("Answer to decompose", MODES, key="ask_mode", help="The four cards are always greedy answers.")
-            st.slider("Temperature (for a sample)", 0.1, 2.0, step=0.1, key="ask_temperature")
-            st.number_input("Sampling seed", 0, MAX_SEED, step=1, key="ask_seed", help="Another seed, another sample.")
-            st.text_input("Answer to score (when you type one)", placeholder="it is red", key="ask_answer")
-            st.selectbox(
-                "Without the image means",
-                ABLATIONS,
-                format_func=ABLATION_HELP.get,
-                key="ask_ablation",
-                help="remove is the paper's default: the image entry is dropped from the message, so there are no "
-                "image tokens at all",
-            )
-            st.form_submit_button("Ask", type="primary", on_click=ask)
+    # drawn even without an image (disabled), so its widgets keep their values while an upload is awaited
+    with st.form("ask"):
+        st.text_input("Question", key="ask_question", max_chars=500)
+        st.radio("Answer to decompose", MODES, key="ask_mode", help="The four cards are always greedy answers.")
+        st.slider("Temperature (for a sample)", 0.1, 2.0, step=0.1, key="ask_temperature")
+        st.number_input("Sampling seed", 0, MAX_SEED, step=1, key="ask_seed", help="Another seed, another sample.")
+        st.text_input("Answer to score (when you type one)", placeholder="it is red", key="ask_answer")
+        st.selectbox(
+            "Without the image means",
+            ABLATIONS,
+            format_func=ABLATION_HELP.get,
+            key="ask_ablation",
+            help="remove is the paper's default: the image entry is dropped from the message, so there are no "
+            "image tokens at all",
+        )
+        st.form_submit_button("Ask", type="primary", on_click=ask, disabled=probe is None)
 if probe is None:
     view.share({})
     st.stop()
@@ -203,12 +204,16 @@ for note in [*asked.notes, *inspection.notes]:
     st.info(note)
 
 st.subheader(f"“{inspection.question}”")
-if probe.reference and probe.question == inspection.question:
-    st.caption(f"Right answer for this toy sample: **{probe.reference}**")
+right = (
+    f" Right answer for this toy sample: **{probe.reference}**."
+    if probe.reference and probe.question == inspection.question
+    else ""
+)
+st.caption(f"**Greedy answers**: each model's most likely word at every step.{right}")
 grid = st.columns(4)
 for column, key in zip(grid, ANSWER_TITLES):
     with column.container(border=True):
-        st.caption(f"{ANSWER_TITLES[key]} · greedy answer")
+        st.caption(ANSWER_TITLES[key])
         st.markdown(f"**{inspection.answers[key] or '(nothing)'}**")
 
 rows = inspection.decomposition.rows(0)
@@ -240,7 +245,7 @@ with kl_col:
     view.chart(kl_bars(rows), "KLs per token")
 
 table = pd.DataFrame(rows)[["token", *PER_TOKEN_FIELDS]]
-table["reading"] = [logratio_words(v) for v in table["logratio"]]
+table.insert(table.columns.get_loc("logratio") + 1, "reading", [logratio_words(v) for v in table["logratio"]])
 view.table(
     table,
     "per-token numbers",
@@ -288,7 +293,7 @@ if st.toggle("Occlusion map for one token (re-scores the image once per grid cel
         st.markdown(
             f"Each cell of a {occlusion.grid[0]}×{occlusion.grid[1]} grid is covered in turn with "
             f"{FILL_HELP[fill]} and **{occlusion.token}** is scored again; the map beside the image shows the change "
-            "of its visual term (student PMI − teacher PMI), in nats. :green[**Teal**]: covering the cell cost the "
+            "of its visual term (student PMI − teacher PMI), in nats. **Teal**: covering the cell cost the "
             "teacher more belief in the token than the student — the teacher relies on it, the student less. "
             "**Brown**: the student relies on that cell more than the teacher. An empty cell is exactly 0 when it "
             "is covered with the background."

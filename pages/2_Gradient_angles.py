@@ -30,8 +30,9 @@ from vlod_core.inputs import ABLATIONS
 
 MEASURED_KEY = "vlod_measured"
 MAX_SEED = 2**31 - 1
-FORM_DEFAULTS = {"angles_include": True, "angles_samples": 15, "angles_seed": 0, "angles_ablation": "remove"}
-FORM_DEFAULTS |= {"angles_bins": 10, "angles_gamma": 2.0}
+# 32 examples in 5 bins: about 25 response tokens per bin, enough for an angle (10 bins need 64 or more)
+FORM_DEFAULTS = {"angles_include": True, "angles_samples": 31, "angles_seed": 0, "angles_ablation": "remove"}
+FORM_DEFAULTS |= {"angles_bins": 5, "angles_gamma": 2.0}
 
 
 @dataclass(frozen=True)

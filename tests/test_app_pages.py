@@ -187,7 +187,8 @@ def strip_tokens(at: AppTest) -> list[str]:
 def test_answers_page_shows_four_greedy_answers_and_a_token_strip(vlod_home, shared_student):
     at = ask(open_page(PAGE_1))
     for title in ("Teacher, with the image", "Teacher, without it", "Student, with the image", "Student, without it"):
-        assert f"{title} · greedy answer" in captions(at)
+        assert title in captions(at)
+    assert any(c.startswith("**Greedy answers**") for c in captions(at))
     table = at.dataframe[0].value
     assert len(table) >= 1 and {"std_kl", "lang_kl", "vis_kl", "vds", "logratio", "reading"} <= set(table.columns)
     # the exact additive split, as shown, and its sign said in words
@@ -311,14 +312,14 @@ def test_bug_7_an_upload_over_the_limit_gets_a_readable_message(vlod_home):
 
 def test_bug_8_a_failed_ask_leaves_no_stale_result(vlod_home):
     at = ask(open_page(PAGE_1))
-    assert "Teacher, with the image · greedy answer" in captions(at)
+    assert "Teacher, with the image" in captions(at)
     at.radio(key="ask_mode").set_value("An answer I type")
     at.text_input(key="ask_answer").set_value("   ")
     button(at, "Ask").click().run()
     assert_clean(at)
     assert any("Type an answer" in e for e in texts(at.error))
     assert not at.get("plotly_chart") and not at.dataframe, "the previous result is still on screen"
-    assert "Teacher, with the image · greedy answer" not in captions(at)
+    assert "Teacher, with the image" not in captions(at)
     assert "question" not in at.query_params
 
 
@@ -340,11 +341,11 @@ def test_gradient_page_shows_angles_without_touching_the_student(vlod_home, shar
     geometry = at.session_state["vlod_measured"]
     assert geometry.samples == 8 and at.query_params["samples"] == "8"
     bins = at.dataframe[0].value
-    assert list(bins["bin"]) == list(range(1, 11)) and (bins["tokens"] > 0).all()
+    assert list(bins["bin"]) == list(range(1, 6)) and (bins["tokens"] > 0).all()  # 5 bins by default
     assert (bins["VDS from"] <= bins["VDS to"]).all()
     ticks = plotly_specs(at)[-1]["layout"]["xaxis2"]["ticktext"]
     assert all(f"{n} tok" in tick for n, tick in zip(bins["tokens"], ticks))
-    # with 9 examples no bin reaches the threshold: the page says so
+    # with 9 short answers no bin reaches the threshold: the page says so
     assert any("too noisy to trust" in w for w in texts(at.warning))
 
 

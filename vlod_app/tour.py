@@ -54,7 +54,7 @@ def tour_box(page: str) -> None:
     _, text, next_page, label = steps[0]
     with st.container(border=True, key=f"tour_{page}"):
         st.markdown(f"**Guided tour, step {number} of {len(TOUR)}.** {text}")
-        row = st.container(horizontal=True)
+        row = st.container(horizontal=True, vertical_alignment="center")
         if next_page:
             row.page_link(next_page, label=label, icon=":material/arrow_forward:")
             row.button("Skip the tour", key="tour_skip", on_click=_set_done, args=(True,), type="tertiary")

@@ -40,6 +40,8 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in toy sample", "Upload an image")
 DEFAULT_QUESTION = "what color is the circle ?"
 CHART_CONFIG = {"displayModeBar": False}
+# Streamlit's default top padding (6rem) pushes results below the fold on a 1280x720 projector.
+COMPACT = "<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>"
 
 
 # ------------------------------------------------------------------------------------------------ frame
@@ -48,6 +50,7 @@ CHART_CONFIG = {"displayModeBar": False}
 def page_setup(title: str, page: str, caption: str | None = None) -> View:
     """Page config, the pair a link names, the build's progress, title, tour step and sidebar."""
     st.set_page_config(page_title=f"vlod · {title}", page_icon="🔬", layout="wide")
+    st.html(COMPACT)
     linked, problem = spec_from_params() if from_link() else (None, None)
     if linked is not None and linked != current_spec():
         set_spec(linked)

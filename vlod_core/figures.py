@@ -27,6 +27,7 @@ STD = "#555555"
 VDS = "#9467bd"
 TEACHER_MORE = "#01665e"  # occlusion: covering the cell costs the teacher more than the student
 STUDENT_MORE = "#8c510a"  # ... costs the student more
+RELIANCE_FLOOR = 0.1  # nats: occlusion changes smaller than this never get the full colour
 RELIANCE_SCALE = [[0.0, STUDENT_MORE], [0.5, "#f5f5f5"], [1.0, TEACHER_MORE]]
 ANGLE_SCALE = [[0.0, "#4d9221"], [0.5, "#f7f7f7"], [1.0, "#c51b7d"]]  # 0° agree, 90° independent, 180° conflict
 PAIR_COLOURS = {"std-lang": "#2ca02c", "std-vis": "#d62728", "lang-vis": "#17becf"}
@@ -42,7 +43,7 @@ RULE_COLOURS = {
 SPLIT_FLOOR = 1e-3  # nats: below this lang_kl + vis_kl, a token has nothing to split
 SHARE_SCALE = [[0.0, LANG], [0.5, "#b3b3b3"], [1.0, VIS]]  # 0: all language, 0.5: even, 1: all visual
 MIN_OPACITY = 0.18  # the faintest token of the strip (the largest mismatch is fully opaque)
-FEW_TOKENS = 30  # a VDS bin with fewer response tokens than this gives angles too noisy to trust
+FEW_TOKENS = 20  # a VDS bin with fewer response tokens than this gives angles too noisy to trust
 
 
 def _layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
@@ -140,8 +141,9 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
         name="nothing to split",
         marker={"color": "white", "line": {"color": "#999", "width": 1}, "pattern": {"shape": "/", "fgcolor": "#ccc"}},
     )
+    font = {"size": 16, "color": "black"}  # fixed: plotly cannot pick a contrast colour from a colour-scale number
     fig.update_traces(
-        hoverinfo="text", textposition="inside", insidetextanchor="middle", textfont={"size": 16, "color": "black"}
+        hoverinfo="text", textposition="inside", insidetextanchor="middle", textfont=font, insidetextfont=font
     )
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.5, max(len(rows), 1) - 0.5])
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, range=[0, 1])
@@ -167,8 +169,8 @@ def logratio_split(rows: list[dict]) -> go.Figure:
         marker={"color": "black", "size": 10, "symbol": "diamond"},
     )
     fig.update_layout(barmode="relative", legend={"orientation": "h", "y": -0.25})
-    fig.update_yaxes(title="nats (above 0: student more sure than teacher)", zeroline=True, zerolinecolor="#999")
-    return _layout(fig, 340, title="Log-ratio on the answer's token: the two parts add up exactly")
+    fig.update_yaxes(title="nats (> 0: student more sure)", zeroline=True, zerolinecolor="#999")
+    return _layout(fig, 340, title="Log-ratio per token: the two parts add up exactly")
 
 
 def kl_bars(rows: list[dict]) -> go.Figure:
@@ -184,7 +186,7 @@ def kl_bars(rows: list[dict]) -> go.Figure:
         fig.add_bar(x=labels, y=[r[key] for r in rows], name=name, marker_color=colour)
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.25})
     fig.update_yaxes(title="nats")
-    return _layout(fig, 340, title="Full-vocabulary KLs per token (they do not add up)")
+    return _layout(fig, 340, title="KLs per token (they do not add up)")
 
 
 def occlusion_figure(image, occlusion) -> go.Figure:
@@ -200,14 +202,18 @@ def occlusion_figure(image, occlusion) -> go.Figure:
         rows=1,
         cols=2,
         horizontal_spacing=0.06,
-        subplot_titles=("the image, with its grid", f"covering each cell: change of '{occlusion.token}'s visual term"),
+        subplot_titles=(
+            "the image and its grid",
+            f"covering each cell: change of '{occlusion.token}'s visual term (now {occlusion.baseline:+.2f})",
+        ),
     )
     fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=1, col=1)
     for c in range(1, cols):
         fig.add_vline(x=c * width / cols, line={"color": "#bbb", "width": 1}, row=1, col=1)
     for r in range(1, rows):
         fig.add_hline(y=r * height / rows, line={"color": "#bbb", "width": 1}, row=1, col=1)
-    bound = float(np.nanmax(np.abs(occlusion.delta))) or 1.0
+    # at least RELIANCE_FLOOR nats to full colour, so changes of a few thousandths stay pale, not loud
+    bound = max(float(np.nanmax(np.abs(occlusion.delta))), RELIANCE_FLOOR)
     fig.add_trace(
         go.Heatmap(
             z=occlusion.delta,
@@ -235,9 +241,7 @@ def occlusion_figure(image, occlusion) -> go.Figure:
     for col in (1, 2):
         fig.update_xaxes(visible=False, range=[0, width], row=1, col=col)
         fig.update_yaxes(visible=False, range=[height, 0], scaleanchor=f"x{'' if col == 1 else 2}", row=1, col=col)
-    fill = getattr(occlusion, "fill", "background")
-    title = f"Where '{occlusion.token}' looks: cells covered with {fill}; its visual term is {occlusion.baseline:+.3f}"
-    return _layout(fig, 420, title=title)
+    return _layout(fig, 400)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -453,6 +457,8 @@ def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> g
     pad = 0.2 * extent
     low, high = tips.min(axis=0) - pad, tips.max(axis=0) + pad
     high[0] += 0.35 * extent  # room for the labels right of the tips
+    if (tips[:, 0] < 0).any():
+        low[0] -= 0.55 * extent  # and left of the tips that point left
     fig.update_xaxes(range=[low[0], high[0]], zeroline=True, zerolinecolor="#ccc", showgrid=False)
     fig.update_yaxes(
         range=[low[1], high[1]], zeroline=True, zerolinecolor="#ccc", showgrid=False, scaleanchor="x", scaleratio=1
@@ -683,4 +689,4 @@ def decomposition_diagram() -> go.Figure:
         )
     fig.update_xaxes(visible=False, range=[-0.75, 3.15])
     fig.update_yaxes(visible=False, range=[-0.35, 2.4])
-    return _layout(fig, 360, title="Four forward passes per response token, and what is compared")
+    return _layout(fig, 360, title="Four passes per response token, and what they compare")
