@@ -122,8 +122,8 @@ def test_geometry_figures_draw_every_group_and_bin():
     assert list(by_bin.layout.xaxis2.ticktext)[0] == "1<br>3 tok<br>0–1"
     assert figures.thin_bins(geometry["bins"]) == list(range(1, 11))
     assert sum(shape.type == "rect" for shape in by_bin.layout.shapes) == 2 * 10  # both panels, each thin bin
-    assert "under 30 tokens" in by_bin.layout.title.text
-    assert figures.thin_bins([{"tokens": 40}, {"tokens": 29}]) == [2]
+    assert f"under {figures.FEW_TOKENS} tokens" in by_bin.layout.title.text
+    assert figures.thin_bins([{"tokens": 40}, {"tokens": figures.FEW_TOKENS - 1}]) == [2]
 
 
 def test_training_curves_and_accuracy_bars_follow_the_records():
