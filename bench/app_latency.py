@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's vlod_core and vlod_app, not an installed copy
 PAGES = ("pages/1_Answers_and_tokens.py", "pages/2_Gradient_angles.py", "pages/3_Distill_and_compare.py")
 
 

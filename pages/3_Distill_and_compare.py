@@ -99,6 +99,7 @@ registry = job_registry()
 # ------------------------------------------------------------------------------------- a link's run or settings
 params = Params()
 if from_link():
+    adopt_probe(params)  # the image and question whose before/after answers the run shows
     if "run" in params.raw:
         if registry.get(params.raw["run"]) is None:
             st.warning(
@@ -109,7 +110,6 @@ if from_link():
         else:
             st.session_state[JOB_KEY] = params.raw["run"]
     elif "rules" in params.raw:
-        adopt_probe(params)
         linked = dict(DEFAULT_SETTINGS, rules=params.choices("rules", RULES) or DEFAULT_SETTINGS["rules"])
         for name, (_, low, high, *_rest) in NUMBERS.items():
             value = params.number(name, low, high) if isinstance(low, float) else params.integer(name, low, high)

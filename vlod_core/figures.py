@@ -464,8 +464,7 @@ def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> g
         range=[low[1], high[1]], zeroline=True, zerolinecolor="#ccc", showgrid=False, scaleanchor="x", scaleratio=1
     )
     fig.update_layout(legend={"orientation": "h", "y": -0.12})
-    note = f"gLang out of plane: {coords['lang_out_of_plane']:.3g}"
-    return _layout(fig, 460, title=f"The three gradients in the gStd–gVis plane ({note})")
+    return _layout(fig, 460, title=f"The gStd–gVis plane (gLang sticks out by {coords['lang_out_of_plane']:.3g})")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -487,7 +486,7 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
             "losses: ℓStd solid, ℓVis dash, ℓLang dot",
             "η (update scale)",
             "held-out accuracy ±1 s.e.: with image solid, without dash",
-            "angles (°): gStd–gVis solid, gLang–gVis dash, gStd–gLang dot",
+            "angles °: Std–Vis solid, Lang–Vis dash, Std–Lang dot",
         ),
     )
     for rule, run in runs.items():
@@ -622,10 +621,11 @@ def accuracy_bars(cards: dict[str, dict]) -> go.Figure:
             marker_color=colours,
             texttemplate="%{y:.2f}",
             textposition="inside",
+            insidetextanchor="start",  # at the bar's foot, clear of the error bar
         )
     fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1], title="exact-match accuracy")
-    return _layout(fig, 340, title="Held-out accuracy before (grey) and after (colour), ±1 standard error")
+    fig.update_yaxes(range=[0, 1], title="exact-match accuracy ±1 s.e.")
+    return _layout(fig, 340, title="Held-out accuracy before (grey) and after (colour)")
 
 
 def word_diff(before: str, after: str) -> list[tuple[str, str]]:
