@@ -41,7 +41,7 @@ st.header("Model pair in use")
 spec = current_spec()
 pair = shown(f"Loading {describe(spec)}", check_and_load, spec) if toy_ready(spec) else None
 if not toy_ready(spec):
-    st.info(f"**{describe(spec)}** is being built (progress at the top of the page); it is ready in about 90 s.")
+    st.info(f"**{describe(spec)}** is being built, once for this server (progress at the top of the page).")
 if pair is not None:
     teacher_params = sum(p.numel() for p in pair.teacher.parameters())
     student_params = sum(p.numel() for p in pair.student.parameters())

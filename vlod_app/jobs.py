@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import math
 import os
 import secrets
@@ -35,8 +34,6 @@ from vlod_core.distill import DistillConfig
 from vlod_core.pair import PairSpec
 from vlod_core.results import RunCard
 from vlod_core.steering import RULES, SteeringConfig
-
-logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]  # the worker imports this checkout's vlod_core, whatever is installed
 FINISHED = ("done", "skipped", "failed")  # a rule's final states; "waiting" and "running" are not
@@ -382,7 +379,7 @@ def _duration(seconds: float) -> str:
 
 def eta_text(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
-        return "time left: after the first steps"
+        return "estimating the time left"
     return f"about {_duration(max(seconds, 1))} left"
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 from vlod_app import tour
 from vlod_app.compute import N_SAMPLES, toy_samples
+from vlod_app.jobs import eta_text
 from vlod_app.links import from_link, spec_from_params, view_link, write_view
 from vlod_app.state import (
     Probe,
@@ -78,11 +79,9 @@ def build_banner() -> None:
             st.error(f"Building the toy pair failed: {build.error}")
             st.button("Try again", key="build_retry", on_click=lambda: toy_builds().ensure(toy_root()))
             return
-        eta = build.eta_seconds()
-        left = "estimating the time left" if eta is None else f"about {max(1, round(eta))} s left"
         st.progress(
             build.fraction,
-            text=f"Building the toy pair, once for this server (about 90 s): {build.stage} — {left}. "
+            text=f"Building the toy pair, once for this server: {build.stage} — {eta_text(build.eta_seconds())}. "
             "It keeps going if you leave this page.",
         )
 

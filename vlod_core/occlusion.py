@@ -5,9 +5,9 @@ is re-scored. The map holds the change of its visual log-ratio term (METHOD.md's
 
     logratio_vis = (log pI(y) − log px(y)) − (log qI(y) − log qx(y))
 
-per cell. Only the image context changes when a cell is greyed, so the image-free terms cancel:
+per cell. Only the image context changes when a cell is covered, so the image-free terms cancel:
 `Δ logratio_vis = Δ log pI(y) − Δ log qI(y)`, and only the two image-context passes are re-run (all
-occluded copies in batches). A positive value means greying that cell cost the teacher more belief in
+occluded copies in batches). A positive value means covering that cell cost the teacher more belief in
 `y` than it cost the student: the teacher looks there and the student does not (yet).
 
 A covered cell is filled with the image's own background colour by default (`fill="background"`: the
@@ -40,7 +40,7 @@ MAX_GRID = 16
 
 @dataclass
 class OcclusionMap:
-    delta: np.ndarray  # (rows, cols): change of the token's logratio_vis when that cell is greyed out
+    delta: np.ndarray  # (rows, cols): change of the token's logratio_vis when that cell is covered
     baseline: float  # the token's logratio_vis on the intact image
     token: str
     position: int  # index of the token in the response
@@ -49,12 +49,12 @@ class OcclusionMap:
 
     def to_dict(self) -> dict:
         return {
-            "fill": self.fill,
             "delta": self.delta.tolist(),
             "baseline": self.baseline,
             "token": self.token,
             "position": self.position,
             "grid": list(self.grid),
+            "fill": self.fill,
         }
 
 

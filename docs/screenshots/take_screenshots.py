@@ -99,10 +99,18 @@ def shoot(url: str) -> None:
             browser.close()
 
 
+DRAWN = """() => {
+    const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'));
+    const inView = charts.filter(c => c.getBoundingClientRect().top < window.innerHeight);
+    return inView.every(c => c.querySelector('.main-svg'));
+}"""
+
+
 def settle(page) -> None:
-    """Let the charts draw and the page stop moving."""
+    """Let the charts in view draw and the page stop moving."""
     page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(2500)
+    page.wait_for_function(DRAWN, timeout=60_000)
+    page.wait_for_timeout(2000)
 
 
 if __name__ == "__main__":
