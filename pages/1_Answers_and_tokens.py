@@ -60,14 +60,7 @@ class Asked:
     notes: tuple[str, ...] = ()
 
 
-FORM_DEFAULTS = {
-    "ask_question": "",
-    "ask_seed": 0,
-    "ask_ablation": "remove",
-    "ask_mode": MODES[0],
-    "ask_temperature": 1.0,
-    "ask_answer": "",
-}
+FORM_DEFAULTS = {"ask_seed": 0, "ask_ablation": "remove", "ask_temperature": 1.0}  # mode: greedy; texts: empty
 
 
 def set_form(asked: Asked) -> None:
@@ -140,8 +133,8 @@ if "question" in params.raw and from_link():
     params.show_problems()
 
 # ------------------------------------------------------------------------------------- inputs (sidebar)
-for form_key, default in FORM_DEFAULTS.items():  # the widgets take their values from here, never from `value=`
-    st.session_state.setdefault(form_key, default)
+# Each widget's own default is the form's (a link or a new image sets its state instead): a widget that the
+# browser mounts afresh shows its own default, so that default must be the form's.
 with view.inputs:
     probe = image_picker()
     if probe is not None:
@@ -155,12 +148,21 @@ with view.inputs:
     with st.form("ask"):
         st.text_input("Question", key="ask_question", max_chars=500)
         st.radio("Answer to decompose", MODES, key="ask_mode", help="The four cards are always greedy answers.")
-        st.slider("Temperature (for a sample)", 0.1, 2.0, step=0.1, key="ask_temperature")
-        st.number_input("Sampling seed", 0, MAX_SEED, step=1, key="ask_seed", help="Another seed, another sample.")
+        st.slider("Temperature (for a sample)", 0.1, 2.0, FORM_DEFAULTS["ask_temperature"], 0.1, key="ask_temperature")
+        st.number_input(
+            "Sampling seed",
+            0,
+            MAX_SEED,
+            FORM_DEFAULTS["ask_seed"],
+            1,
+            key="ask_seed",
+            help="Another seed, another sample.",
+        )
         st.text_input("Answer to score (when you type one)", placeholder="it is red", key="ask_answer")
         st.selectbox(
             "Without the image means",
             ABLATIONS,
+            index=ABLATIONS.index(FORM_DEFAULTS["ask_ablation"]),
             format_func=ABLATION_HELP.get,
             key="ask_ablation",
             help="remove is the paper's default: the image entry is dropped from the message, so there are no "

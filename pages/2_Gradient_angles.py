@@ -84,17 +84,23 @@ if "samples" in params.raw and from_link():
 
 probe = probe_or_default()
 view.show_probe(probe)
-for form_key, default in FORM_DEFAULTS.items():
-    st.session_state.setdefault(form_key, default)
+defaults = FORM_DEFAULTS  # each widget's own default (a link sets their state instead)
 with view.inputs, st.form("geometry"):
-    st.checkbox(f"Include the image from page 1 ({probe.label}: “{probe.question}”)", key="angles_include")
-    st.slider("Toy samples in the batch", min_value=0, max_value=64, key="angles_samples")
-    st.number_input("Seed", min_value=0, max_value=MAX_SEED, step=1, key="angles_seed")
-    st.selectbox("Without the image means", ABLATIONS, key="angles_ablation")
+    st.checkbox(
+        f"Include the image from page 1 ({probe.label}: “{probe.question}”)",
+        value=defaults["angles_include"],
+        key="angles_include",
+    )
+    st.slider("Toy samples in the batch", 0, 64, defaults["angles_samples"], key="angles_samples")
+    st.number_input("Seed", 0, MAX_SEED, defaults["angles_seed"], 1, key="angles_seed")
+    st.selectbox(
+        "Without the image means", ABLATIONS, ABLATIONS.index(defaults["angles_ablation"]), key="angles_ablation"
+    )
     st.number_input(
         "VDS bins",
         min_value=0,
         max_value=20,
+        value=defaults["angles_bins"],
         step=1,
         key="angles_bins",
         help="Equal-count bins of the response tokens by VDS (0: none)",
@@ -151,7 +157,7 @@ view.note(
 plane_col, note_col = st.columns([3, 2], gap="large")
 with note_col:
     gamma = st.slider(
-        "γ (steering weight) for the VGS update", min_value=0.0, max_value=4.0, step=0.5, key="angles_gamma"
+        "γ (steering weight) for the VGS update", 0.0, 4.0, defaults["angles_gamma"], 0.5, key="angles_gamma"
     )
     st.markdown(
         """

@@ -131,17 +131,26 @@ if not uses_toy(current_spec()):
 # ------------------------------------------------------------------------------------- the form (sidebar)
 if running:
     set_form(job.settings)  # the running job's settings, whatever the form held
-else:
-    st.session_state.setdefault("run_rules", list(DEFAULT_SETTINGS["rules"]))
-    for name in NUMBERS:
-        st.session_state.setdefault(f"run_{name}", DEFAULT_SETTINGS[name])
-with view.inputs, st.form("distill"):
+with view.inputs, st.form("distill"):  # each widget's own default is DEFAULT_SETTINGS's (links set their state)
     st.multiselect(
-        "Update rules (run one after the other)", RULES, format_func=RULE_HELP.get, key="run_rules", disabled=running
+        "Update rules (run one after the other)",
+        RULES,
+        default=DEFAULT_SETTINGS["rules"],
+        format_func=RULE_HELP.get,
+        key="run_rules",
+        disabled=running,
     )
     for name, (label, low, high, step, fmt, hint) in NUMBERS.items():
         st.number_input(
-            label, min_value=low, max_value=high, step=step, format=fmt, help=hint, key=f"run_{name}", disabled=running
+            label,
+            min_value=low,
+            max_value=high,
+            value=DEFAULT_SETTINGS[name],
+            step=step,
+            format=fmt,
+            help=hint,
+            key=f"run_{name}",
+            disabled=running,
         )
     st.form_submit_button("Run", type="primary", disabled=running, on_click=start_run)
     if running:
@@ -219,7 +228,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
         elif card.stopped:
             st.warning(f"**{rule}**: {card.stopped}.")
     for rule in not_run:
-        st.warning(f"**{rule}**: not run — the run was stopped before this rule started.")
+        st.warning(f"**{rule}**: not run — the run ended before this rule started.")
     for rule, error in failed.items():
         st.error(f"**{rule}** failed: {error}")
 

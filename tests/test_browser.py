@@ -213,7 +213,7 @@ def test_a_reload_during_a_run_shows_its_progress_and_stop(server, browser, tmp_
     expect(sidebar.get_by_label("Steps", exact=True)).to_have_value("2000")
     page.get_by_role("button", name="Stop", exact=True).click()
     expect(page.get_by_text("Results of run", exact=False)).to_be_visible()
-    expect(page.get_by_text("not run — the run was stopped before this rule started", exact=False)).to_be_visible()
+    expect(page.get_by_text("not run — the run ended before this rule started", exact=False)).to_be_visible()
     expect(page.get_by_text("Your image, before → after", exact=False)).to_be_visible()
     expect(page.get_by_role("button", name="Run card (standard, JSON)")).to_be_visible()
     page.screenshot(path=str(tmp_path / "distill.png"), full_page=True)

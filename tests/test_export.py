@@ -59,6 +59,6 @@ def test_a_figure_exports_as_png_and_svg():
 def test_no_browser_is_one_clear_sentence(monkeypatch):
     monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chrome")
     assert export.find_browser() is None
-    monkeypatch.setattr(export, "_server_started", False)
-    with pytest.raises(export.ExportError, match="needs Chrome or Chromium"):
-        export.figure_bytes(go.Figure(), "png")
+    for call in (lambda: export.figure_bytes(go.Figure(), "png"), export.start_browser):
+        with pytest.raises(export.ExportError, match="needs Chrome or Chromium"):
+            call()

@@ -259,6 +259,7 @@ class Job:
                 run.state = "skipped"
             elif run.state == "running":  # the worker died mid-rule
                 run.state = "failed"
+                run.error = run.error or self.error or "the worker process ended"
         self.state, self.finished = "finished", time.time()
 
 

@@ -1,6 +1,7 @@
-"""What one server keeps for all its visitors: the first-use toy build and the distillation job registry.
+"""What one server keeps for all its visitors: the first-use toy build, the distillation job registry, and
+the browser that renders figures as PNG and SVG.
 
-Both outlive any page's script run, so both live in `st.cache_resource`, never in session state. The toy
+All outlive any page's script run, so they live in `st.cache_resource`, never in session state. The toy
 build runs in a server thread, once per toy folder, whatever the pages do: a visitor who navigates away
 (which interrupts that page's script) does not abort it, and every visitor's page polls the same
 `ToyBuild` for its real progress. The build itself is `ensure_toy_pair`, which also holds a file lock, so
@@ -19,6 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 from vlod_app.jobs import JobRegistry
+from vlod_core.export import figure_bytes, start_browser
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,19 @@ class ToyBuilds:
 
     def get(self, root: Path) -> ToyBuild | None:
         return self._builds.get(root)
+
+
+@st.cache_resource(show_spinner=False)
+def figure_exporter() -> threading.Lock:
+    """Start kaleido's browser once per server; exports take the returned lock (one figure at a time)."""
+    start_browser()
+    return threading.Lock()
+
+
+def figure_file(fig, fmt: str) -> bytes:
+    """A figure as PNG or SVG bytes, rendered by the server's one browser."""
+    with figure_exporter():
+        return figure_bytes(fig, fmt)
 
 
 @st.cache_resource(show_spinner=False)

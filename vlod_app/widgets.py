@@ -21,6 +21,7 @@ from vlod_app import tour
 from vlod_app.compute import N_SAMPLES, toy_samples
 from vlod_app.jobs import eta_text
 from vlod_app.links import from_link, spec_from_params, view_link, write_view
+from vlod_app.server import figure_file, toy_builds
 from vlod_app.state import (
     Probe,
     current_spec,
@@ -33,7 +34,7 @@ from vlod_app.state import (
     toy_ready,
 )
 from vlod_app.words import GLOSSARY
-from vlod_core.export import figure_bytes, file_stem, find_browser, view_html
+from vlod_core.export import file_stem, find_browser, view_html
 from vlod_core.figures import word_diff
 from vlod_core.images import MAX_SIDE, MAX_UPLOAD_BYTES, ImageError, load_image
 
@@ -69,7 +70,6 @@ def build_banner() -> None:
     """The toy pair's first-use build, polled every second from the server's one build, with an ETA."""
     if toy_ready(current_spec()):
         return
-    from vlod_app.server import toy_builds
 
     def progress() -> None:
         build = toy_builds().get(toy_root())
@@ -132,7 +132,7 @@ class View:
         for fmt, mime in (("png", "image/png"), ("svg", "image/svg+xml")):
             row.download_button(
                 fmt.upper(),
-                lambda fmt=fmt: figure_bytes(fig, fmt),
+                lambda fmt=fmt: figure_file(fig, fmt),
                 file_name=f"{stem}.{fmt}",
                 mime=mime,
                 key=f"download_{key or file_stem(name)}_{fmt}",

@@ -2,8 +2,9 @@
 
 PNG and SVG are plotly's own static export (kaleido), which renders in a headless Chrome or Chromium on
 this machine: `BROWSER_PATH` names it, else the usual install paths are searched (`/usr/bin/chromium` on
-Debian and in CI). One kaleido server is started on first use and reused, so the first figure costs a
-browser start (~4 s) and later ones ~0.3 s. Without a browser, `ExportError` says so in one sentence.
+Debian and in CI). Each export starts a browser (~4 s) unless `start_browser()` has started kaleido's
+persistent one, after which an export takes ~0.3 s; the app starts it once per server. Without a browser,
+`ExportError` says so in one sentence. Nothing here keeps state: the persistent browser is kaleido's.
 
 The HTML page embeds plotly.js once and every figure stays interactive; tables become HTML tables and
 images data URIs, so the file opens anywhere without a network (a slide, a lab report).
@@ -17,7 +18,6 @@ import html
 import io
 import os
 import shutil
-import threading
 import warnings
 from datetime import datetime, timezone
 
@@ -26,8 +26,6 @@ from PIL import Image
 
 FORMATS = ("png", "svg")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-_lock = threading.Lock()
-_server_started = False
 
 
 class ExportError(RuntimeError):
@@ -46,36 +44,36 @@ def find_browser() -> str | None:
     return None
 
 
-def _start_server() -> None:
-    global _server_started
-    if _server_started:
-        return
+def _browser() -> str:
     browser = find_browser()
     if browser is None:
         raise ExportError("PNG and SVG export needs Chrome or Chromium on the server; set BROWSER_PATH to it")
     os.environ.setdefault("BROWSER_PATH", browser)  # where kaleido's choreographer looks first
+    return browser
+
+
+def start_browser() -> None:
+    """Start kaleido's persistent browser for this process (call once; it is stopped at exit)."""
+    _browser()
     try:
         import kaleido
     except ImportError:
         raise ExportError("PNG and SVG export needs the kaleido package (pip install -r requirements.txt)") from None
     kaleido.start_sync_server(silence_warnings=True)
     atexit.register(kaleido.stop_sync_server, silence_warnings=True)
-    _server_started = True
 
 
 def figure_bytes(fig: go.Figure, fmt: str, width: int | None = None, scale: float = 2.0) -> bytes:
     """The figure as PNG or SVG bytes, at its own height and `width` pixels (default 1000)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    height = fig.layout.height or 450
-    with _lock:
-        _start_server()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "kopts is ignored if using a server": we use the server on purpose
-            try:
-                return fig.to_image(format=fmt, width=width or 1000, height=height, scale=scale)
-            except Exception as error:  # a browser that dies or hangs: one sentence for the page
-                raise ExportError(f"the figure could not be rendered ({type(error).__name__}: {error})") from None
+    _browser()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "kopts is ignored if using a server": the server is used on purpose
+        try:
+            return fig.to_image(format=fmt, width=width or 1000, height=fig.layout.height or 450, scale=scale)
+        except Exception as error:  # a browser that dies or hangs: one sentence for the page
+            raise ExportError(f"the figure could not be rendered ({type(error).__name__}: {error})") from None
 
 
 def file_stem(text: str) -> str:
