@@ -45,6 +45,7 @@ ANSWER_TITLES = {
     "student_no_image": "Student, without it",
 }
 MAX_SEED = 2**31 - 1
+TEMPERATURES = (0.1, 2.0)  # the range offered for sampling
 
 
 @dataclass(frozen=True)
@@ -115,15 +116,21 @@ params = Params()
 if "question" in params.raw and from_link():
     adopt_probe(params)
     probe = get_probe()
+    try:
+        question, notes = check_question(params.raw["question"])
+    except ValueError as error:
+        question, notes = None, ()
+        params.problems.append(f"the link's question was ignored: {error}")
     linked = Asked(
         probe.digest if probe else "",
-        params.text("question") or "",
+        question or "",
         params.integer("seed", 0, MAX_SEED) or 0,
         params.choice("ablation", ABLATIONS) or "remove",
-        params.number("temperature", 0.05, 5.0),
+        params.number("temperature", *TEMPERATURES),
         params.text("answer"),
+        tuple(notes),
     )
-    if probe is not None:
+    if probe is not None and question is not None:
         set_form(linked)
         st.session_state[ASKED_KEY] = linked
         if (token := params.integer("token", 1, 64)) is not None:
@@ -148,7 +155,9 @@ with view.inputs:
     with st.form("ask"):
         st.text_input("Question", key="ask_question", max_chars=500)
         st.radio("Answer to decompose", MODES, key="ask_mode", help="The four cards are always greedy answers.")
-        st.slider("Temperature (for a sample)", 0.1, 2.0, FORM_DEFAULTS["ask_temperature"], 0.1, key="ask_temperature")
+        st.slider(
+            "Temperature (for a sample)", *TEMPERATURES, FORM_DEFAULTS["ask_temperature"], 0.1, key="ask_temperature"
+        )
         st.number_input(
             "Sampling seed",
             0,
@@ -183,19 +192,20 @@ if asked is None or asked.digest != probe.digest:
     st.stop()
 
 # ------------------------------------------------------------------------------------- results
-result = shown(
-    "Inspecting",
-    inspect_cached,
-    pair,
-    spec,
-    probe.digest,
-    probe.image,
-    asked.question,
-    asked.answer,
-    asked.ablation,
-    asked.seed,
-    asked.temperature,
-)
+with st.spinner("Asking teacher and student, then scoring the answer four ways…"):
+    result = shown(
+        "Inspecting",
+        inspect_cached,
+        pair,
+        spec,
+        probe.digest,
+        probe.image,
+        asked.question,
+        asked.answer,
+        asked.ablation,
+        asked.seed,
+        asked.temperature,
+    )
 if result is None:
     st.session_state.pop(ASKED_KEY, None)
     view.share(probe_params(probe, question=False))

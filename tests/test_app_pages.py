@@ -496,19 +496,21 @@ def test_the_first_use_build_keeps_going_whatever_the_pages_do(vlod_home, tmp_pa
 
     from vlod_core.toy import build
 
-    release, calls = threading.Event(), []
+    reported, release, finished, calls = threading.Event(), threading.Event(), threading.Event(), []
 
     def slow_build(root, config=None, progress=None):  # the real build's files, after a wait we control
         calls.append(root)
         progress("training teacher", 0.4)
+        reported.set()
         release.wait(60)
         shutil.copytree(vlod_home / "toy", root, dirs_exist_ok=True)
+        finished.set()
 
     monkeypatch.setattr(build, "build_toy_pair", slow_build)
     monkeypatch.setenv("VLOD_HOME", str(tmp_path))
-    started = time.monotonic()
-    first = open_page(PAGE_1)  # before the fix, this run did the build itself and held the page for it
-    assert time.monotonic() - started < 30
+    first = open_page(PAGE_1)
+    # before the fix, this page run did the build itself and returned only when it had finished
+    assert not finished.is_set() and reported.wait(30)
     try:
         texts_1 = [p.proto.text for p in first.get("progress")]
         assert any("Building the toy pair" in t and "keeps going" in t for t in texts_1), texts_1
@@ -519,10 +521,8 @@ def test_the_first_use_build_keeps_going_whatever_the_pages_do(vlod_home, tmp_pa
         assert len(calls) == 1
     finally:
         release.set()
-    deadline = time.monotonic() + 60
-    while not build.is_built(tmp_path / "toy") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
+    assert finished.wait(60)
+    time.sleep(0.5)  # the build thread reports "done" and ends
     third = open_page(PAGE_1)
     assert not [p for p in third.get("progress") if "Building" in p.proto.text]
     assert button(third, "Ask") and len(calls) == 1

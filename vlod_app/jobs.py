@@ -103,8 +103,6 @@ class Job:
         self.state = "queued"  # queued, starting, running, finished
         self.error: str | None = None
         self.stop_reason: str | None = None
-        self.created = time.time()
-        self.started: float | None = None
         self.finished: float | None = None
         self.last_seen = time.monotonic()
         self.process: subprocess.Popen | None = None
@@ -197,7 +195,7 @@ class Job:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         env["OMP_NUM_THREADS"] = str(self.threads)
         with self._lock:
-            self.state, self.started = "starting", time.time()
+            self.state = "starting"
             try:
                 self.process = subprocess.Popen(
                     [*command, str(self.folder)],

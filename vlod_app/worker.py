@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -34,8 +35,9 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 
-def run_rules(pair, configs: dict, probes: list, emit, should_stop) -> None:
-    """Distil once per rule, one after the other: the one place the app calls `distill`."""
+def run_rules(pair, configs: dict, probes: list, emit, should_stop) -> Iterator[tuple[str, object]]:
+    """Distil once per rule, one after the other, yielding (rule, DistillResult): the one place the app
+    calls `distill` (reporting each step and failure through `emit`)."""
     from vlod_core.distill import distill
 
     for rule, config in configs.items():
