@@ -228,6 +228,14 @@ for column, key in zip(grid, ANSWER_TITLES):
         st.caption(ANSWER_TITLES[key])
         st.markdown(f"**{inspection.answers[key] or '(nothing)'}**")
 
+view.note(f"the image ({probe.label})", probe.image)
+view.note(
+    f"“{inspection.question}”: the four greedy answers",
+    pd.DataFrame(
+        [{"model and context": ANSWER_TITLES[key], "answer": inspection.answers[key]} for key in ANSWER_TITLES]
+    ),
+)
+
 rows = inspection.decomposition.rows(0)
 if asked.answer is not None:
     what = "your answer"
@@ -314,7 +322,6 @@ if st.toggle("Occlusion map for one token (re-scores the image once per grid cel
 else:
     st.caption("Off by default: it runs two forward passes per grid cell.")
 
-view.note("image", probe.image)
 view.share(
     probe_params(probe)
     | {
