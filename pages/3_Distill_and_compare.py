@@ -109,6 +109,7 @@ if from_link():
             )
         else:
             st.session_state[JOB_KEY] = params.raw["run"]
+            set_form(registry.get(params.raw["run"]).settings)  # the form says what this run was
     elif "rules" in params.raw:
         linked = dict(DEFAULT_SETTINGS, rules=params.choices("rules", RULES) or DEFAULT_SETTINGS["rules"])
         for name, (_, low, high, *_rest) in NUMBERS.items():
