@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vlod_app.state import PRESETS, check_and_load, current_spec, describe, preset_memory_lines, set_spec, shown
-from vlod_app.widgets import page_setup
+from vlod_app.state import (
+    PRESETS,
+    check_and_load,
+    current_spec,
+    describe,
+    preset_memory_lines,
+    set_spec,
+    shown,
+    toy_ready,
+)
+from vlod_app.widgets import page_setup, probe_or_default
 from vlod_core.figures import decomposition_diagram
 from vlod_core.pair import TOY, PairSpec
 
-page_setup("home")
-st.title("vlod — a lab for decomposed on-policy distillation")
+view = page_setup("vlod — a lab for decomposed on-policy distillation", "home")
+view.show_probe(probe_or_default())
 
 intro, picture = st.columns([5, 6])
 with intro:
@@ -35,11 +44,13 @@ look at the image.
 """
     )
 with picture:
-    st.plotly_chart(decomposition_diagram(), width="stretch", config={"displayModeBar": False})
+    view.chart(decomposition_diagram(), "four passes diagram")
 
 st.header("Model pair in use")
 spec = current_spec()
-pair = shown(f"Loading {describe(spec)}", check_and_load, spec)
+pair = shown(f"Loading {describe(spec)}", check_and_load, spec) if toy_ready(spec) else None
+if not toy_ready(spec):
+    st.info(f"**{describe(spec)}** is being built, once for this server (progress at the top of the page).")
 if pair is not None:
     teacher_params = sum(p.numel() for p in pair.teacher.parameters())
     student_params = sum(p.numel() for p in pair.student.parameters())
@@ -109,6 +120,9 @@ if submitted:
             device=device.strip() or "auto",
             trust_remote_code=trust,
         )
+    if chosen is not None and not toy_ready(chosen):
+        set_spec(chosen)  # the build starts now; its progress shows at the top
+        st.rerun()
     if chosen is not None and shown(f"Checking {describe(chosen)}", check_and_load, chosen) is not None:
         set_spec(chosen)
         st.rerun()  # the "pair in use" section above shows the new pair
@@ -117,3 +131,4 @@ st.caption(
     "A pair must share one tokenizer and chat template; the check runs before anything uses it. "
     "Models load once per server and are never modified: training works on a private copy of the student."
 )
+view.share({})

@@ -7,16 +7,26 @@ Pages are rendered headless with Streamlit's AppTest in this process, the way th
 waits for); the other pages are each a fresh session with the pair already cached. `inspect` is the median
 of `vlod_core.inspection.inspect` on the toy pair (four greedy answers, one sample, four scoring passes).
 Targets: a page's first render <= 10 s, one inspect <= 0.3 s. Uses $VLOD_HOME (default ~/.cache/vlod).
+
+    python bench/app_latency.py --concurrency [--steps 60]
+
+measures instead how runs of page 3 share the machine: one run alone, then two submitted at once, each a
+worker process of the app's job registry (`vlod_app.jobs`), and for comparison the same two runs as two
+threads of one process (how the app ran them before). A run is what page 3 starts with its defaults
+(rules standard and vgs, batch 32, 200 held-out examples) with `--steps` steps; times are wall seconds
+from submit to finish, worker start and pair loading included.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's vlod_core and vlod_app, not an installed copy
 PAGES = ("pages/1_Answers_and_tokens.py", "pages/2_Gradient_angles.py", "pages/3_Distill_and_compare.py")
 
 
@@ -50,10 +60,80 @@ def action(page: str, label: str) -> float:
     return seconds
 
 
+def concurrency(steps: int) -> None:
+    """One run alone, two runs at once as worker processes, two runs at once as threads of this process."""
+    import threading
+
+    import torch
+
+    from vlod_app.jobs import DEFAULT_SETTINGS, JobRegistry, distill_configs
+    from vlod_core.distill import distill
+    from vlod_core.pair import PairSpec, load_pair
+
+    settings = dict(DEFAULT_SETTINGS, steps=steps, eval_every=0)
+
+    def processes(n: int) -> list[float]:
+        registry = JobRegistry(max_running=n, max_queued=0)
+        try:
+            started = time.perf_counter()
+            jobs = [registry.submit(PairSpec(), settings, []) for _ in range(n)]
+            finished = {}
+            while len(finished) < n:
+                time.sleep(0.2)
+                for job in jobs:
+                    job.touch()
+                    if job.done and job.id not in finished:
+                        if job.error:
+                            raise SystemExit(f"run failed: {job.error}")
+                        finished[job.id] = time.perf_counter() - started
+            return [finished[job.id] for job in jobs]
+        finally:
+            registry.close()
+
+    def threads(n: int) -> list[float]:
+        pair = load_pair(PairSpec())
+        torch.set_num_threads(1)
+        configs = distill_configs(settings)
+        times = [0.0] * n
+
+        def one(i: int) -> None:
+            started = time.perf_counter()
+            for config in configs.values():
+                distill(pair, config)
+            times[i] = time.perf_counter() - started
+
+        workers = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return times
+
+    alone = processes(1)[0]
+    print(f"{'one run alone (worker process)':<44} {alone:7.1f} s")
+    pair_times = processes(2)
+    print(
+        f"{'two runs at once (worker processes)':<44} {max(pair_times):7.1f} s  "
+        f"({', '.join(f'{t:.1f}' for t in pair_times)}; {max(pair_times) / alone:.2f}x one alone)"
+    )
+    thread_alone = threads(1)[0]
+    thread_pair = threads(2)
+    print(f"{'one run alone (thread, pair already loaded)':<44} {thread_alone:7.1f} s")
+    print(
+        f"{'two runs at once (threads of one process)':<44} {max(thread_pair):7.1f} s  "
+        f"({', '.join(f'{t:.1f}' for t in thread_pair)}; {max(thread_pair) / thread_alone:.2f}x one alone)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=10, help="timed inspect calls (median reported)")
+    parser.add_argument("--concurrency", action="store_true", help="measure concurrent page-3 runs instead")
+    parser.add_argument("--steps", type=int, default=60, help="steps per rule in --concurrency runs")
     args = parser.parse_args()
+    if args.concurrency:
+        concurrency(args.steps)
+        return
 
     started = time.perf_counter()
     import streamlit  # noqa: F401 - counted in the cold render: the server pays the imports once too

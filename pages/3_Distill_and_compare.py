@@ -1,22 +1,32 @@
-"""Page 3: distil with standard OPD and with steering from the same seed, live, then compare before/after."""
+"""Page 3: distil with standard OPD and with steering from the same seed, live, then compare before/after.
+
+A run is a job on the server (`vlod_app.jobs`, one worker process each), kept by id in the URL as `run`:
+a reload or a shared link shows the same run, its progress and its Stop. The settings (`rules`, `steps`,
+`lr`, `batch`, `seed`, `gamma`, `lam`, `eval_every`, `geometry_every`) are in the URL too. Run starts the
+job from a callback, so the form is disabled, showing the running job's settings, from the very run that
+started it. Progress and results sit in the main column, the form in the sidebar.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import pandas as pd
 import streamlit as st
 
-from vlod_app.jobs import DistillJob, student_zip
-from vlod_app.state import current_spec, get_pair, shown, uses_toy
-from vlod_app.widgets import diff_markdown, page_setup, probe_or_default
-from vlod_core.distill import DistillConfig
-from vlod_core.figures import accuracy_bars, training_curves
+from vlod_app.jobs import DEFAULT_SETTINGS, RegistryFull, Job, eta_text, student_zip
+from vlod_app.links import Params, from_link
+from vlod_app.server import job_registry
+from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
+from vlod_app.widgets import adopt_probe, diff_markdown, page_setup, probe_or_default, probe_params
+from vlod_core.figures import accuracy_bars, accuracy_text, training_curves
 from vlod_core.results import RunCard
-from vlod_core.steering import RULES, SteeringConfig
-from vlod_core.toy.source import toy_data
+from vlod_core.steering import RULES
 
 JOB_KEY = "vlod_distill_job"
+ERROR_KEY = "vlod_run_error"
 RULE_HELP = {
     "standard": "standard: ℓStd only",
     "vgs": "vgs: ℓStd + γ·ℓVis + λ·ℓLP (the paper's VGS)",
@@ -25,135 +35,230 @@ RULE_HELP = {
     "vgs_anchored": "vgs_anchored: q* from the initial student's prior",
     "lang_steer": "lang_steer: ℓStd + γ·ℓLang + λ·ℓVP (inverse control)",
 }
+MAX_SEED = 2**31 - 1
+# setting -> (label, min, max, step, format, help); the form and the URL's checks both read this
+NUMBERS = {
+    "steps": ("Steps", 1, 5000, 10, None, None),
+    "lr": (
+        "Learning rate (AdamW)",
+        1e-7,
+        1.0,
+        1e-4,
+        "%.0e",
+        "The toy student needs ~1e-3; the paper used 1e-6 on billion-parameter students",
+    ),
+    "batch": ("Batch (questions per step)", 1, 512, 8, None, None),
+    "seed": ("Seed", 0, MAX_SEED, 1, None, "Every rule starts from this seed: same questions, same start"),
+    "gamma": ("γ, steering weight", 0.0, 10.0, 0.5, None, "How much of ℓVis (vgs…) or ℓLang (lang_steer) is added"),
+    "lam": ("λ, preservation weight", 0.0, 10.0, 0.01, "%.3f", "How strongly the language prior is kept (ℓLP)"),
+    "eval_every": ("Held-out accuracy every k steps (0: before/after only)", 0, 5000, 10, None, None),
+    "geometry_every": ("Angles every k steps (0: never; costs 3+ backward passes)", 0, 5000, 10, None, None),
+}
 
-page_setup("Distill and compare")
-st.title("Distill and compare")
-st.caption(
+
+def set_form(settings: dict) -> None:
+    st.session_state["run_rules"] = list(settings["rules"])
+    for name in NUMBERS:
+        st.session_state[f"run_{name}"] = settings[name]
+
+
+def form_settings() -> dict:
+    state = st.session_state
+    settings = {"rules": list(state["run_rules"])}
+    for name, (_, low, *_rest) in NUMBERS.items():
+        value = state[f"run_{name}"]
+        settings[name] = float(value) if isinstance(low, float) else int(value)
+    return settings
+
+
+def start_run() -> None:
+    """The Run button: submit a job; from this moment the form shows it and is disabled."""
+    state = st.session_state
+    state.pop(ERROR_KEY, None)
+    probe = probe_or_default()
+    registry = job_registry()
+    spec = current_spec()
+    try:
+        threads = worker_threads(cached_pair(spec), registry.max_running)
+        job = registry.submit(spec, form_settings(), [(probe.image, probe.question)], threads)
+    except (ValueError, RegistryFull) as error:
+        state[ERROR_KEY] = f"Not started: {error}."
+        return
+    state[JOB_KEY] = job.id
+
+
+view = page_setup(
+    "Distill and compare",
+    "distill",
     "Train private copies of the student on fresh toy questions it answers itself, with standard on-policy "
-    "distillation and with steering, from the same seed. The loaded pair is never changed."
+    "distillation and with steering, from the same seed. The loaded pair is never changed.",
 )
 pair = get_pair()
+registry = job_registry()
+
+# ------------------------------------------------------------------------------------- a link's run or settings
+params = Params()
+if from_link():
+    adopt_probe(params)  # the image and question whose before/after answers the run shows
+    if "run" in params.raw:
+        if registry.get(params.raw["run"]) is None:
+            st.warning(
+                f"Run `{params.raw['run']}` is not on this server: finished runs are kept for "
+                f"{registry.keep_s / 3600:g} h, and a restart forgets them. Its run card, if you saved it, can be "
+                "viewed below."
+            )
+        else:
+            st.session_state[JOB_KEY] = params.raw["run"]
+            set_form(registry.get(params.raw["run"]).settings)  # the form says what this run was
+    elif "rules" in params.raw:
+        linked = dict(DEFAULT_SETTINGS, rules=params.choices("rules", RULES) or DEFAULT_SETTINGS["rules"])
+        for name, (_, low, high, *_rest) in NUMBERS.items():
+            value = params.number(name, low, high) if isinstance(low, float) else params.integer(name, low, high)
+            if value is not None:
+                linked[name] = value
+        set_form(linked)
+    params.show_problems()
+
+job: Job | None = registry.get(st.session_state.get(JOB_KEY))
+running = job is not None and not job.done
 probe = probe_or_default()
+view.show_probe(probe)
 if not uses_toy(current_spec()):
     st.warning(
         "Training questions come from the toy world (shapes and colours), and accuracy is measured there too; "
         "with a real pair this is a smoke test of the loop, not a meaningful distillation."
     )
-job: DistillJob | None = st.session_state.get(JOB_KEY)
-running = job is not None and not job.done
 
-with st.form("distill"):
-    rules = st.multiselect(
-        "Update rules (run one after the other)", RULES, default=["standard", "vgs"], format_func=RULE_HELP.get
+# ------------------------------------------------------------------------------------- the form (sidebar)
+if running:
+    set_form(job.settings)  # the running job's settings, whatever the form held
+with view.inputs, st.form("distill"):  # each widget's own default is DEFAULT_SETTINGS's (links set their state)
+    st.multiselect(
+        "Update rules (run one after the other)",
+        RULES,
+        default=DEFAULT_SETTINGS["rules"],
+        format_func=RULE_HELP.get,
+        key="run_rules",
+        disabled=running,
     )
-    a, b, c, d = st.columns(4)
-    steps = a.number_input("Steps", min_value=1, max_value=5000, value=60, step=10)
-    lr = b.number_input(
-        "Learning rate (AdamW)",
-        min_value=1e-7,
-        max_value=1.0,
-        value=1e-3,
-        format="%.0e",
-        step=1e-4,
-        help="The toy student needs ~1e-3; the paper used 1e-6 on billion-parameter students",
-    )
-    batch = c.number_input("Batch (questions per step)", min_value=1, max_value=512, value=32, step=8)
-    seed = d.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
-    e, f, g, h = st.columns(4)
-    gamma = e.number_input("γ (steering weight)", min_value=0.0, max_value=10.0, value=2.0, step=0.5)
-    lam = f.number_input("λ (preservation weight)", min_value=0.0, max_value=10.0, value=0.01, format="%.3f")
-    eval_every = g.number_input(
-        "Held-out accuracy every k steps (0: before/after only)", min_value=0, max_value=5000, value=20, step=10
-    )
-    geometry_every = h.number_input(
-        "Angles every k steps (0: never; costs 3+ backward passes)", min_value=0, max_value=5000, value=0, step=10
-    )
-    submitted = st.form_submit_button("Run", type="primary", disabled=running)
+    for name, (label, low, high, step, fmt, hint) in NUMBERS.items():
+        st.number_input(
+            label,
+            min_value=low,
+            max_value=high,
+            value=DEFAULT_SETTINGS[name],
+            step=step,
+            format=fmt,
+            help=hint,
+            key=f"run_{name}",
+            disabled=running,
+        )
+    st.form_submit_button("Run", type="primary", disabled=running, on_click=start_run)
+    if running:
+        st.caption("These are the running job's settings. Stop it, or wait for it, to start another.")
 
-if submitted and not running:
-    if not rules:
-        st.error("Choose at least one update rule.")
-    else:
-        configs = {}
-        for rule in rules:
-            config = shown(
-                f"Settings for {rule}",
-                DistillConfig,
-                steps=int(steps),
-                batch=int(batch),
-                lr=float(lr),
-                seed=int(seed),
-                steering=SteeringConfig(rule=rule, gamma=float(gamma), lam=float(lam)),
-                eval_every=int(eval_every),
-                eval_examples=200,
-                geometry_every=int(geometry_every),
-            )
-            if config is None:
-                break
-            configs[rule] = config
-        else:
-            job = DistillJob(pair, configs, toy_data(200), [(probe.image, probe.question)]).start()
-            st.session_state[JOB_KEY] = job
-            running = True
+if ERROR_KEY in st.session_state:
+    st.error(st.session_state[ERROR_KEY])
 
 
 def draw_live() -> None:
-    """Progress and curves while the job runs; polled every second by the fragment below."""
-    current: DistillJob = st.session_state[JOB_KEY]
-    if current.done:
+    """Progress with an ETA and Stop beside it, each rule's step, and the curves; polled every second."""
+    current = registry.get(st.session_state.get(JOB_KEY))
+    if current is None or current.done:
         st.rerun()  # the whole page, to show the results
+    current.touch()
+    if current.state == "queued":
+        position = registry.position(current)
+        st.info(
+            f"Waiting for a free place: number {position} in line (this server runs {registry.max_running} "
+            "at once). It starts by itself; this page shows it when it does."
+        )
+        st.button("Cancel", key="stop_run", on_click=current.stop)
+        return
+    bar, stop = st.columns([7, 1], vertical_alignment="bottom")
     snapshot = current.snapshot()
-    for rule, run in snapshot.items():
-        done = len(run["records"])
-        if run["state"] == "running" and done == 0:
-            text = f"{rule}: measuring the student before training…"
-        elif run["state"] == "running" and done >= run["steps"]:
-            text = f"{rule}: measuring the student after training…"
-        else:
-            text = f"{rule}: step {done} of {run['steps']} ({run['state']})"
-        st.progress(min(1.0, done / run["steps"]), text=text)
-    st.plotly_chart(training_curves(snapshot), config={"displayModeBar": False}, key="live_curves")
-    if current.stopping:
-        st.warning("Stopping after the current step…")
+    if current.state == "starting":
+        status = "starting a worker process and loading the pair…"
     else:
-        st.button("Stop", key="stop_run", on_click=current.stop)
+        active = next((rule for rule, run in snapshot.items() if run["state"] == "running"), None)
+        steps = {rule: len(run["records"]) for rule, run in snapshot.items()}
+        if active and steps[active] == 0:
+            status = f"{active}: measuring the student before training…"
+        elif active and steps[active] >= snapshot[active]["steps"]:
+            status = f"{active}: measuring the student after training…"
+        elif active:
+            status = f"{active}: step {steps[active]} of {snapshot[active]['steps']}"
+        else:
+            status = "finishing…"
+    bar.progress(current.fraction(), text=f"Run `{current.id}` — {status} — {eta_text(current.eta_seconds())}")
+    if current.stopping:
+        stop.button("Stopping…", key="stop_run", disabled=True)
+    else:
+        stop.button("Stop", key="stop_run", on_click=current.stop, type="primary")
+    st.caption(
+        " · ".join(
+            f"{rule}: {len(run['records'])}/{run['steps']} steps ({run['state']})" for rule, run in snapshot.items()
+        )
+    )
+    st.plotly_chart(training_curves(snapshot), config={"displayModeBar": False}, key="live_curves")
 
 
-if running:
-    st.subheader("Training")
-    st.fragment(run_every=1.0)(draw_live)()
-    st.stop()
+def held_out_thumbnails(rows: list[dict]) -> list[str | None]:
+    """A small image (data URI) for each held-out answer row: the fixed samples they were asked about."""
+    from vlod_core.evaluation import fixed_examples
+
+    examples = fixed_examples(len(rows))
+    thumbnails = []
+    for row, example in zip(rows, examples):
+        if row.get("question") != example.question:
+            thumbnails.append(None)
+            continue
+        buffer = io.BytesIO()
+        example.image().save(buffer, format="PNG")
+        thumbnails.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
+    return thumbnails + [None] * (len(rows) - len(thumbnails))
 
 
-def show_cards(cards: dict[str, RunCard], prefix: str, students: dict | None = None) -> None:
-    """Results of finished runs: accuracies, curves, before/after answers, downloads."""
+def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -> None:
+    """Results: what ran and what did not, accuracies with standard errors, curves, answers, downloads."""
+    not_run = job.not_run() if job else []
+    failed = {rule: run.error for rule, run in job.runs.items() if run.state == "failed"} if job else {}
     for rule, card in cards.items():
-        if card.stopped:
-            st.warning(f"{rule}: {card.stopped}")
-    plain = {rule: card.to_dict() for rule, card in cards.items()}
-    summary = pd.DataFrame(
-        [
+        if card.stopped and job and job.stop_reason:  # say why: the user, or nobody watching
+            st.warning(f"**{rule}**: {job.stop_reason}, after {len(card.records)} steps.")
+        elif card.stopped:
+            st.warning(f"**{rule}**: {card.stopped}.")
+    for rule in not_run:
+        st.warning(f"**{rule}**: not run — the run ended before this rule started.")
+    for rule, error in failed.items():
+        st.error(f"**{rule}** failed: {error}")
+
+    rows = []
+    for rule, card in cards.items():
+        rows.append(
             {
                 "rule": rule,
+                "state": f"stopped after {len(card.records)} steps" if card.stopped else "done",
                 "steps": len(card.records),
                 "seconds": card.seconds,
-                "with image before": card.before["accuracy_image"],
-                "with image after": card.after["accuracy_image"],
-                "without image before": card.before["accuracy_no_image"],
-                "without image after": card.after["accuracy_no_image"],
+                "with image, before": accuracy_text(card.before, "accuracy_image"),
+                "with image, after": accuracy_text(card.after, "accuracy_image"),
+                "without image, before": accuracy_text(card.before, "accuracy_no_image"),
+                "without image, after": accuracy_text(card.after, "accuracy_no_image"),
             }
-            for rule, card in cards.items()
-        ]
-    )
-    st.dataframe(
-        summary,
-        hide_index=True,
-        column_config={k: st.column_config.NumberColumn(format="%.3f") for k in summary.columns if "image" in k},
-    )
+        )
+    rows += [{"rule": rule, "state": "not run", "steps": 0} for rule in not_run]
+    rows += [{"rule": rule, "state": "failed", "steps": 0} for rule in failed]
+    st.markdown("**Held-out accuracy** (exact match, ± one standard error)")
+    view.table(pd.DataFrame(rows), "accuracy before and after", key=f"{prefix}_summary")
+    if not cards:
+        return
+    plain = {rule: card.to_dict() for rule, card in cards.items()}
     bars, answers = st.columns([3, 2], gap="large")
-    bars.plotly_chart(accuracy_bars(plain), config={"displayModeBar": False}, key=f"{prefix}_accuracy_bars")
+    with bars:
+        view.chart(accuracy_bars(plain), "accuracy bars", key=f"{prefix}_accuracy_bars")
     with answers:
-        st.markdown("**Your image, before → after** (changed words: red struck out, green new)")
+        st.markdown("**Your image, before → after** (greedy answers; changed words: red struck out, green new)")
         for rule, card in cards.items():
             for before, after in zip(card.probe_before, card.probe_after):
                 st.caption(f"{rule} · “{after['question']}”")
@@ -161,35 +266,28 @@ def show_cards(cards: dict[str, RunCard], prefix: str, students: dict | None = N
                     f"with the image: {before['image']} → {diff_markdown(before['image'], after['image'])}  \n"
                     f"without: {before['no_image']} → {diff_markdown(before['no_image'], after['no_image'])}"
                 )
-    st.plotly_chart(
-        training_curves({r: {"records": c.records, "before": c.before, "after": c.after} for r, c in cards.items()}),
-        config={"displayModeBar": False},
-        key=f"{prefix}_final_curves",
-    )
+    curves = {r: {"records": c.records, "before": c.before, "after": c.after} for r, c in cards.items()}
+    view.chart(training_curves(curves), "training curves", key=f"{prefix}_final_curves")
 
     st.subheader("Fixed held-out samples, before and after")
     first = next(iter(cards.values()))
     if first.answers_before:
         table = []
-        for i, before in enumerate(first.answers_before):
-            row = {
-                "question": before["question"],
-                "right answer": before.get("reference", ""),
-                "before (image)": before["image"],
-            }
-            row |= {
-                f"{rule} (image)": card.answers_after[i]["image"]
-                for rule, card in cards.items()
-                if i < len(card.answers_after)
-            }
+        for i, (before, thumbnail) in enumerate(zip(first.answers_before, held_out_thumbnails(first.answers_before))):
+            row = {"image": thumbnail, "question": before["question"], "right answer": before.get("reference", "")}
+            row["before (image)"] = before["image"]
+            row |= {f"{r} (image)": c.answers_after[i]["image"] for r, c in cards.items() if i < len(c.answers_after)}
             row["before (no image)"] = before["no_image"]
             row |= {
-                f"{rule} (no image)": card.answers_after[i]["no_image"]
-                for rule, card in cards.items()
-                if i < len(card.answers_after)
+                f"{r} (no image)": c.answers_after[i]["no_image"] for r, c in cards.items() if i < len(c.answers_after)
             }
             table.append(row)
-        st.dataframe(pd.DataFrame(table), hide_index=True)
+        view.table(
+            pd.DataFrame(table),
+            "held-out answers before and after",
+            column_config={"image": st.column_config.ImageColumn("image", width="small")},
+            key=f"{prefix}_held_out",
+        )
         for rule, card in cards.items():
             changed = [(b, a) for b, a in zip(card.answers_before, card.answers_after) if b["image"] != a["image"]]
             lines = [f"- “{a['question']}”: {diff_markdown(b['image'], a['image'])}" for b, a in changed]
@@ -200,32 +298,44 @@ def show_cards(cards: dict[str, RunCard], prefix: str, students: dict | None = N
             )
 
     st.subheader("Downloads")
+    students = job.students() if job else {}
     columns = st.columns(len(cards))
     for column, (rule, card) in zip(columns, cards.items()):
         column.download_button(
             f"Run card ({rule}, JSON)",
             json.dumps(card.to_dict(), indent=1),
-            file_name=f"vlod-run-{rule}.json",
+            file_name=f"vlod-run-{rule}{'-' + job.id if job else ''}.json",
             mime="application/json",
             key=f"{prefix}_card_{rule}",
+            on_click="ignore",
         )
-        if students and students.get(rule) is not None:
-            student = students[rule]
+        if rule in students:
             column.download_button(
                 f"Distilled student ({rule}, zip)",
-                lambda s=student: student_zip(s, pair.processor),
-                file_name=f"vlod-student-{rule}.zip",
+                lambda folder=students[rule]: student_zip(folder),
+                file_name=f"vlod-student-{rule}-{job.id}.zip",
                 mime="application/zip",
                 key=f"{prefix}_student_{rule}",
+                on_click="ignore",
             )
 
 
+# ------------------------------------------------------------------------------------- progress or results
+url_values = probe_params(probe) | form_settings() | {"run": job.id if job else None}
+if running:
+    st.subheader("Training")
+    st.fragment(run_every=1.0)(draw_live)()
+    view.share(url_values)
+    st.stop()
+
 if job is not None:
-    if job.error:
+    view.context = f"run {job.id}"
+    st.subheader(f"Results of run `{job.id}`")
+    if job.error and not any(run.state == "failed" for run in job.runs.values()):
         st.error(f"Distillation failed: {job.error}")
-    if job.cards():
-        st.subheader("Results")
-        show_cards(job.cards(), "run", {rule: run.student for rule, run in job.runs.items()})
+    show_cards(job.cards(), "run", job)
+elif ERROR_KEY not in st.session_state:
+    st.info("Choose the update rules and settings in the sidebar, then Run. Results appear here.")
 
 st.subheader("View a saved run card")
 uploaded = st.file_uploader(
@@ -234,10 +344,9 @@ uploaded = st.file_uploader(
 if uploaded is not None:
     card = shown(f"Reading {uploaded.name}", RunCard.from_json, uploaded.getvalue())
     if card is not None:
-        rule = (
-            card.config.get("steering", {}).get("rule", "run")
-            if isinstance(card.config.get("steering"), dict)
-            else "run"
-        )
+        steering = card.config.get("steering")
+        rule = steering.get("rule", "run") if isinstance(steering, dict) else "run"
         st.caption(f"{uploaded.name}: pair {card.pair}, {len(card.records)} steps in {card.seconds} s")
         show_cards({str(rule): card}, "viewed")
+
+view.share(url_values)

@@ -1,8 +1,11 @@
-"""The real app in headless Chromium: upload a PNG and ask a question, then run a short distillation.
+"""The real app in headless Chromium: what AppTest cannot see (URLs, reloads, downloads, cookies).
 
 Starts `streamlit run app.py` on a free loopback port with VLOD_HOME pointing at the small test pair, and
-drives it with Playwright (the Debian chromium, never a downloaded one). Screenshots go under tmp_path.
-The server is always terminated, whatever happens.
+drives it with Playwright (the Debian chromium, never a downloaded one) at 1280x720. One test follows a
+first-time visitor: the tour's first step, an upload and a question, a figure and a table downloaded, the
+view's link opened in a fresh browser; the other reloads the page in the middle of a run and stops it from
+there. Every `expect` waits up to 3 minutes (the first page load on a busy 2-core machine can take a
+minute; Playwright's default is 5 s). Screenshots go under tmp_path. The server is always terminated.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ ARGS = [
     "--no-first-run",
 ]
 QUESTION = "what color is the circle ?"
+VIEWPORT = {"width": 1280, "height": 720}
+WAIT_MS = 180_000
 
 pytestmark = [
     pytest.mark.browser,
@@ -94,49 +99,122 @@ def server(vlod_home):
             process.wait(timeout=20)
 
 
-def test_upload_ask_then_distill_in_a_real_browser(server, examples, tmp_path):
+@pytest.fixture
+def browser():
     from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def new_page(browser):
+    page = browser.new_context(viewport=VIEWPORT, accept_downloads=True).new_page()
+    page.set_default_timeout(WAIT_MS)
+    return page
+
+
+def download(page, button) -> tuple[str, bytes]:
+    """Click a download button; the file's suggested name and its bytes."""
+    with page.expect_download(timeout=WAIT_MS) as info:
+        button.click()
+    return info.value.suggested_filename, Path(info.value.path()).read_bytes()
+
+
+def test_tour_upload_downloads_and_a_shared_link(server, browser, examples, tmp_path):
+    from playwright.sync_api import expect
 
     png = tmp_path / "shapes.png"
     examples[0].image().resize((128, 128)).save(png)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(180_000)
-            page.goto(server)
-            expect(page.get_by_text("Model pair in use", exact=True)).to_be_visible()
-            expect(page.get_by_text("shared vocabulary", exact=False)).to_be_visible()
-            page.screenshot(path=str(tmp_path / "home.png"))
+    page = new_page(browser)
+    page.goto(server)
+    expect(page.get_by_text("shared vocabulary", exact=False)).to_be_visible()
+    page.screenshot(path=str(tmp_path / "home.png"))
 
-            # page 1: upload a PNG, ask a question, see the four answers and the tokens
-            page.get_by_role("link", name="Answers and tokens").click()
-            page.get_by_text("Upload an image", exact=True).click()
-            page.locator('input[type="file"]').set_input_files(str(png))
-            expect(page.get_by_text("Question", exact=True)).to_be_visible()
-            question = page.get_by_label("Question", exact=True)
-            question.fill(QUESTION)
-            page.get_by_role("button", name="Ask").click()
-            expect(page.get_by_text("Teacher, with the image", exact=True)).to_be_visible()
-            for title in ("Teacher, without it", "Student, with the image", "Student, without it"):
-                expect(page.get_by_text(title, exact=True)).to_be_visible()
-            expect(page.get_by_text(f"“{QUESTION}”", exact=True)).to_be_visible()
-            expect(page.get_by_text("Token by token", exact=True)).to_be_visible()
-            page.screenshot(path=str(tmp_path / "answers.png"), full_page=True)
+    # the tour's first step leads to the token strip on page 1
+    expect(page.get_by_text("Guided tour, step 1 of 4.", exact=False)).to_be_visible()
+    page.get_by_role("link", name="Start: Answers and tokens").click()
+    expect(page.get_by_text("Guided tour, step 2 of 4.", exact=False)).to_be_visible()
+    expect(page.get_by_text("token strip", exact=False).first).to_be_visible()
 
-            # page 3: a 3-step run of standard and vgs, then before/after answers on the uploaded image
-            page.get_by_role("link", name="Distill and compare").click()
-            page.get_by_label("Steps", exact=True).fill("3")
-            page.get_by_label("Batch (questions per step)", exact=True).fill("8")
-            page.get_by_label("Held-out accuracy every k steps (0: before/after only)", exact=True).fill("0")
-            page.get_by_role("button", name="Run", exact=True).click()
-            expect(page.get_by_text("Results", exact=True)).to_be_visible(timeout=600_000)
-            expect(page.get_by_text("Your image, before → after", exact=False)).to_be_visible()
-            expect(page.get_by_text(f"standard · “{QUESTION}”", exact=True)).to_be_visible()
-            expect(page.get_by_text(f"vgs · “{QUESTION}”", exact=True)).to_be_visible()
-            expect(page.get_by_role("button", name="Run card (vgs, JSON)")).to_be_visible()
-            page.screenshot(path=str(tmp_path / "distill.png"), full_page=True)
-            assert not page.get_by_text("Traceback").count()
-        finally:
-            browser.close()
-    assert all((tmp_path / name).stat().st_size > 10_000 for name in ("home.png", "answers.png", "distill.png"))
+    # upload a PNG, ask a question: four greedy answers and the tokens
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Upload an image", exact=True).click()
+    sidebar.locator('input[type="file"]').set_input_files(str(png))
+    expect(sidebar.get_by_label("Question", exact=True)).to_be_visible()
+    sidebar.get_by_label("Question", exact=True).fill(QUESTION)
+    sidebar.get_by_role("button", name="Ask").click()
+    for title in ("Teacher, with the image", "Teacher, without it", "Student, with the image", "Student, without it"):
+        expect(page.get_by_text(title, exact=True)).to_be_visible()
+    expect(page.get_by_text(f"“{QUESTION}”", exact=True)).to_be_visible()
+    expect(page.get_by_text("Token by token, the student's greedy answer", exact=False)).to_be_visible()
+    page.screenshot(path=str(tmp_path / "answers.png"))
+
+    # a figure as PNG (plotly's export, a readable name) and the table as CSV
+    name, data = download(page, page.get_by_test_id("stDownloadButton").filter(has_text="PNG").first)
+    assert name == "vlod-answers-token-strip-shapes-png.png" and data.startswith(b"\x89PNG")
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    name, data = download(page, page.get_by_test_id("stDownloadButton").filter(has_text="CSV").first)
+    assert name.endswith(".csv") and data.decode().startswith("token,std_kl,lang_kl,vis_kl,vds,logratio")
+
+    # pick toy sample 3 and ask its own question: that view's link opens the same view in a fresh browser
+    sidebar.get_by_text("Built-in toy sample", exact=True).click()
+    expect(sidebar.get_by_text("toy sample 1:", exact=False)).to_be_visible()
+    sidebar.get_by_test_id("stSelectbox").filter(has_text="Toy sample").click()
+    page.get_by_role("option", name="3: ", exact=False).click()
+    expect(sidebar.get_by_text("toy sample 3:", exact=False)).to_be_visible()
+    sidebar.get_by_label("Sampling seed", exact=True).fill("4")
+    sidebar.get_by_text("A sample from the student", exact=True).click()
+    sidebar.get_by_role("button", name="Ask").click()
+    expect(page.get_by_text("a sample from the student (temperature 1, seed 4)", exact=False)).to_be_visible()
+    answer = page.get_by_test_id("stMarkdownContainer").filter(has_text="Token by token").inner_text()
+    page.get_by_role("button", name="Copy link").click()
+    link = page.get_by_test_id("stCode").first.inner_text().strip()
+    assert "sample=3" in link and "seed=4" in link and "temperature=1" in link and link.startswith(server)
+
+    other = new_page(browser)
+    other.goto(link)
+    expect(other.get_by_text("a sample from the student (temperature 1, seed 4)", exact=False)).to_be_visible()
+    assert other.get_by_test_id("stMarkdownContainer").filter(has_text="Token by token").inner_text() == answer
+    expect(other.get_by_test_id("stSidebar").get_by_text("3: ", exact=False).first).to_be_visible()
+
+    # skipping the tour is remembered by this browser (a cookie), not only by the tab
+    page.get_by_role("button", name="Skip the tour").click()
+    expect(page.get_by_text("Guided tour, step", exact=False)).to_have_count(0)
+    page.reload()
+    expect(page.get_by_text("a sample from the student (temperature 1, seed 4)", exact=False)).to_be_visible()
+    expect(page.get_by_text("Guided tour, step", exact=False)).to_have_count(0)
+    assert not page.get_by_text("Traceback").count() and not other.get_by_text("Traceback").count()
+
+
+def test_a_reload_during_a_run_shows_its_progress_and_stop(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.goto(f"{server}/Distill_and_compare")
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_label("Steps", exact=True)).to_be_visible()
+    sidebar.get_by_label("Steps", exact=True).fill("2000")
+    sidebar.get_by_label("Batch (questions per step)", exact=True).fill("8")
+    sidebar.get_by_label("Held-out accuracy every k steps (0: before/after only)", exact=True).fill("0")
+    sidebar.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_text("standard: step", exact=False)).to_be_visible()
+    expect(sidebar.get_by_role("button", name="Run", exact=True)).to_be_disabled()
+    assert "run=" in page.url
+    page.screenshot(path=str(tmp_path / "running.png"))
+
+    page.reload()  # the run goes on; the reloaded page finds it by the id in the URL
+    expect(page.get_by_text("standard: step", exact=False)).to_be_visible()
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+    expect(sidebar.get_by_label("Steps", exact=True)).to_have_value("2000")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.get_by_text("Results of run", exact=False)).to_be_visible()
+    expect(page.get_by_text("not run — the run ended before this rule started", exact=False)).to_be_visible()
+    expect(page.get_by_text("Your image, before → after", exact=False)).to_be_visible()
+    expect(page.get_by_role("button", name="Run card (standard, JSON)")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "distill.png"), full_page=True)
+    assert not page.get_by_text("Traceback").count()

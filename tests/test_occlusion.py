@@ -45,7 +45,9 @@ def test_occlusion_delta_matches_rescoring_the_occluded_image(toy_pair, examples
     image, ids = example.image(), _answer_ids(toy_pair, example)
     position = len(ids) - 2  # the content word, just before the end-of-turn token
     state = {k: v.clone() for k, v in toy_pair.student.state_dict().items()}
-    result = occlusion_map(toy_pair, image, example.question, ids, position, ablation=ablation, batch_size=5)
+    result = occlusion_map(
+        toy_pair, image, example.question, ids, position, ablation=ablation, fill="grey", batch_size=5
+    )
     assert result.delta.shape == (4, 4) and result.grid == (4, 4)
     assert result.baseline == pytest.approx(
         _logratio_vis(toy_pair, image, example.question, ids, position, ablation), abs=1e-5

@@ -15,7 +15,7 @@ from vlod_core.geometry_batch import batch_geometry
 from vlod_core.inspection import Inspection, inspect
 from vlod_core.occlusion import OcclusionMap, occlusion_map
 from vlod_core.pair import ModelPair, PairSpec
-from vlod_core.sampling import SamplingConfig
+from vlod_core.sampling import GREEDY, SamplingConfig
 from vlod_core.topk import NextTokens
 from vlod_core.toy import world
 
@@ -45,9 +45,13 @@ def inspect_cached(
     response: str | None,
     ablation: str,
     seed: int,
+    temperature: float | None = None,
     k: int = 5,
 ) -> InspectResult:
-    result = inspect(_pair, _image, question, response, ablation, SamplingConfig(), seed, top_k=k)
+    """`inspect`; the answer decomposed is the typed `response`, else the student's greedy answer, else (with a
+    `temperature`) a sample drawn with `seed`."""
+    sampling = GREEDY if temperature is None else SamplingConfig(temperature=temperature)
+    result = inspect(_pair, _image, question, response, ablation, sampling, seed, top_k=k)
     decomposition = result.decomposition
     ids = decomposition.ids[0][decomposition.mask[0]].tolist()
     return InspectResult(result, result.next_tokens, ids)
@@ -63,8 +67,9 @@ def occlusion_cached(
     response_ids: tuple[int, ...],
     position: int,
     ablation: str,
+    fill: str,
 ) -> OcclusionMap:
-    return occlusion_map(_pair, _image, question, list(response_ids), position, ablation=ablation)
+    return occlusion_map(_pair, _image, question, list(response_ids), position, ablation=ablation, fill=fill)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

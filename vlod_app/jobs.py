@@ -1,110 +1,149 @@
-"""Distillation runs in a background thread owned by the session, so the page never freezes.
+"""Distillation jobs that outlive a page: a registry, one worker process per job, a queue, and time-outs.
 
-A `DistillJob` runs `vlod_core.distill.distill` once per chosen rule, one after the other from the same
-seed (two CPU cores gain nothing from running them at once). The thread never touches Streamlit: the
-distill callback appends step records to the job under a lock, and the page polls the job from an
-`st.fragment(run_every=…)`. Stopping sets an event that `distill`'s `should_stop` reads between steps.
-`distill` trains a private copy of the student, so the cached, shared pair is never modified.
+A `JobRegistry` lives once per server (the app keeps it in `st.cache_resource`) and holds every job by a
+short random id, which the page keeps in the URL (`?run=…`): a reload or a shared link finds the same job
+with its progress and its Stop. Each job runs `python -m vlod_app.worker` (see there) in its own process,
+so concurrent runs share the cores instead of one interpreter lock, and the server's cached pair is never
+touched. At most `max_running` jobs run at once; up to `max_queued` more wait in line (their position is
+shown) and any more are refused with a clear message. A job whose page nobody has polled for `idle_stop_s`
+stops itself (its tab was closed), and finished jobs are forgotten after `keep_s`, with their folder.
+
+Nothing here imports Streamlit: the pages poll `Job.snapshot()` from a fragment.
 """
 
 from __future__ import annotations
 
 import io
-import logging
+import json
+import math
+import os
+import secrets
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
-from vlod_core.data import Row, TrainingData
-from vlod_core.distill import DistillConfig, distill
-from vlod_core.pair import ModelPair
+from vlod_core.distill import DistillConfig
+from vlod_core.pair import PairSpec
 from vlod_core.results import RunCard
+from vlod_core.steering import RULES, SteeringConfig
 
-logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]  # the worker imports this checkout's vlod_core, whatever is installed
+FINISHED = ("done", "skipped", "failed")  # a rule's final states; "waiting" and "running" are not
+# The form's settings, their defaults and what they mean (the page draws the form from these).
+DEFAULT_SETTINGS = {
+    "rules": ["standard", "vgs"],
+    "steps": 60,
+    "lr": 1e-3,
+    "batch": 32,
+    "seed": 0,
+    "gamma": 2.0,
+    "lam": 0.01,
+    "eval_every": 20,
+    "geometry_every": 0,
+}
+EVAL_EXAMPLES = 200
+
+
+class RegistryFull(RuntimeError):
+    """No room for another job on this server; the message says so for the user."""
+
+
+def distill_configs(settings: dict) -> dict[str, DistillConfig]:
+    """One `DistillConfig` per chosen rule from the form's settings; ValueError names a bad field."""
+    rules = list(settings.get("rules") or [])
+    if not rules:
+        raise ValueError("choose at least one update rule")
+    unknown = [rule for rule in rules if rule not in RULES]
+    if unknown:
+        raise ValueError(f"unknown update rule {unknown[0]!r} (choose from {', '.join(RULES)})")
+    return {
+        rule: DistillConfig(
+            steps=int(settings["steps"]),
+            batch=int(settings["batch"]),
+            lr=float(settings["lr"]),
+            seed=int(settings["seed"]),
+            steering=SteeringConfig(rule=rule, gamma=float(settings["gamma"]), lam=float(settings["lam"])),
+            eval_every=int(settings["eval_every"]),
+            eval_examples=EVAL_EXAMPLES,
+            geometry_every=int(settings["geometry_every"]),
+        )
+        for rule in rules
+    }
 
 
 @dataclass
 class RuleRun:
     rule: str
-    config: DistillConfig
+    steps: int
+    state: str = "waiting"  # waiting, running, done, skipped (never started), failed
     records: list[dict] = field(default_factory=list)
     card: RunCard | None = None
-    student: object | None = None  # the trained copy
-    state: str = "waiting"  # waiting, running, done, skipped, failed
+    student: Path | None = None  # the trained student's folder (safetensors + processor)
+    error: str | None = None
 
 
-class DistillJob:
-    def __init__(
-        self,
-        pair: ModelPair,
-        configs: dict[str, DistillConfig],
-        data: TrainingData,
-        probes: list[tuple[Image.Image, str]],
-    ):
-        self.pair, self.data = pair, data
-        self.probes = [Row(image, question) for image, question in probes]
-        self.runs = {rule: RuleRun(rule, config) for rule, config in configs.items()}
+class Job:
+    """One submitted run: its settings, its worker process and what the worker has reported so far."""
+
+    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int):
+        self.id = job_id
+        self.spec = spec
+        self.settings = settings
+        self.folder = folder
+        self.threads = threads
+        self.runs = {rule: RuleRun(rule, int(settings["steps"])) for rule in settings["rules"]}
+        self.state = "queued"  # queued, starting, running, finished
         self.error: str | None = None
-        self._stop = threading.Event()
+        self.stop_reason: str | None = None
+        self.finished: float | None = None
+        self.last_seen = time.monotonic()
+        self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name="vlod-distill", daemon=True)
 
-    def start(self) -> DistillJob:
-        self._thread.start()
-        return self
+    # -------------------------------------------------------------------------------------- page side
 
-    def stop(self) -> None:
-        self._stop.set()
+    def touch(self) -> None:
+        """A page is looking at this job (it stops itself when nobody has for a while)."""
+        self.last_seen = time.monotonic()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
+    def stop(self, reason: str = "stopped by the user") -> None:
+        with self._lock:
+            if self.state == "finished" or self.stop_reason:
+                return
+            self.stop_reason = reason
+            process = self.process
+            if self.state == "queued":
+                self._finish_locked()
+        if process is not None and process.poll() is None:
+            try:
+                process.stdin.write(b"stop\n")
+                process.stdin.flush()
+            except OSError:  # it has just ended
+                pass
 
     @property
     def done(self) -> bool:
-        return not self._thread.is_alive() and self._thread.ident is not None
+        return self.state == "finished"
 
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _work(self) -> None:
-        for run in self.runs.values():
-            if self._stop.is_set():
-                run.state = "skipped"
-                continue
-            run.state = "running"
-
-            def callback(record, run=run) -> None:
-                with self._lock:
-                    run.records.append(record.to_dict())
-
-            try:
-                result = distill(
-                    self.pair,
-                    run.config,
-                    self.data,
-                    callback=callback,
-                    should_stop=self._stop.is_set,
-                    probes=self.probes,
-                )
-            except Exception as error:  # reported on the page; the log keeps the traceback
-                logger.exception("distillation with rule %s failed", run.rule)
-                run.state = "failed"
-                self.error = f"{run.rule}: {type(error).__name__}: {error}"
-                continue
-            run.card, run.student, run.state = result.card, result.student, "done"
+    @property
+    def stopping(self) -> bool:
+        return self.stop_reason is not None and not self.done
 
     def snapshot(self) -> dict[str, dict]:
-        """Per rule: a copy of the records so far, the planned steps, the state and the card's accuracies."""
+        """Per rule: a copy of its records so far, its planned steps, its state and the card's accuracies."""
         with self._lock:
             return {
                 rule: {
                     "records": list(run.records),
-                    "steps": run.config.steps,
+                    "steps": run.steps,
                     "state": run.state,
                     "before": run.card.before if run.card else None,
                     "after": run.card.after if run.card else None,
@@ -112,27 +151,242 @@ class DistillJob:
                 for rule, run in self.runs.items()
             }
 
+    def cards(self) -> dict[str, RunCard]:
+        with self._lock:
+            return {rule: run.card for rule, run in self.runs.items() if run.card is not None}
+
+    def students(self) -> dict[str, Path]:
+        with self._lock:
+            return {rule: run.student for rule, run in self.runs.items() if run.student is not None}
+
+    def not_run(self) -> list[str]:
+        """Rules that never started (the job was stopped before them)."""
+        with self._lock:
+            return [rule for rule, run in self.runs.items() if run.state == "skipped"]
+
     def fraction(self) -> float:
         with self._lock:
-            total = sum(run.config.steps for run in self.runs.values())
-            done = sum(
-                run.config.steps if run.state in ("done", "skipped", "failed") else len(run.records)
-                for run in self.runs.values()
-            )
+            total = sum(run.steps for run in self.runs.values())
+            done = sum(run.steps if run.state in FINISHED else len(run.records) for run in self.runs.values())
         return min(1.0, done / max(total, 1))
 
-    def cards(self) -> dict[str, RunCard]:
-        return {rule: run.card for rule, run in self.runs.items() if run.card is not None}
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the pace of the steps so far (None before the first two steps)."""
+        with self._lock:
+            paces = []
+            for run in self.runs.values():
+                if len(run.records) >= 2:
+                    first, last = run.records[0], run.records[-1]
+                    paces.append((last["seconds"] - first["seconds"]) / (last["step"] - first["step"]))
+            if not paces:
+                return None
+            pace = paces[-1]
+            left = sum(
+                run.steps - len(run.records) for run in self.runs.values() if run.state in ("waiting", "running")
+            )
+            # each rule that has not finished also measures accuracy after training, about two steps' worth
+            evaluations = sum(1 for run in self.runs.values() if run.state in ("waiting", "running"))
+        return max(0.0, (left + 2 * evaluations) * pace)
+
+    # -------------------------------------------------------------------------------------- worker side
+
+    def _start(self, command: list[str]) -> None:
+        log = open(self.folder / "worker.log", "wb")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        env["OMP_NUM_THREADS"] = str(self.threads)
+        with self._lock:
+            self.state = "starting"
+            try:
+                self.process = subprocess.Popen(
+                    [*command, str(self.folder)],
+                    cwd=ROOT,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                )
+            except OSError as error:
+                self.error = f"the worker process could not start ({error})"
+                self._finish_locked()
+                return
+            finally:
+                log.close()
+        threading.Thread(target=self._read, name=f"vlod-job-{self.id}", daemon=True).start()
+
+    def _read(self) -> None:
+        ended = False
+        for line in self.process.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            ended |= message.get("event") == "end"
+            self._apply(message)
+        code = self.process.wait()
+        with self._lock:
+            if not ended and self.error is None:
+                tail = _log_tail(self.folder / "worker.log")
+                self.error = f"the worker process ended unexpectedly (exit code {code}){': ' + tail if tail else ''}"
+            self._finish_locked()
+
+    def _apply(self, message: dict) -> None:
+        event, rule = message.get("event"), message.get("rule")
+        with self._lock:
+            run = self.runs.get(rule)
+            if event == "ready":
+                self.state = "running"
+            elif run is None:
+                return
+            elif event == "running":
+                run.state = "running"
+            elif event == "record":
+                run.records.append(message["record"])
+            elif event == "done":
+                run.card = RunCard.from_dict(message["card"])
+                run.student = self.folder / message["student"]
+                run.state = "done"
+            elif event == "failed":
+                run.state, run.error = "failed", message["error"]
+                self.error = f"{rule}: {message['error']}"
+            elif event == "skipped":
+                run.state = "skipped"
+
+    def _finish_locked(self) -> None:
+        for run in self.runs.values():
+            if run.state == "waiting":
+                run.state = "skipped"
+            elif run.state == "running":  # the worker died mid-rule
+                run.state = "failed"
+                run.error = run.error or self.error or "the worker process ended"
+        self.state, self.finished = "finished", time.time()
 
 
-def student_zip(student, processor) -> bytes:
-    """The distilled student as a zipped `save_pretrained` folder (safetensors) with its processor."""
+def _log_tail(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+class JobRegistry:
+    """Every job of one server, by id; starts queued jobs as slots free up and stops forgotten ones."""
+
+    def __init__(
+        self,
+        max_running: int = 2,
+        max_queued: int = 4,
+        idle_stop_s: float = 300,
+        keep_s: float = 3600,
+        command: list[str] | None = None,
+        poll_s: float = 1.0,
+    ):
+        if max_running < 1 or max_queued < 0:
+            raise ValueError("max_running must be >= 1 and max_queued >= 0")
+        self.max_running, self.max_queued = max_running, max_queued
+        self.idle_stop_s, self.keep_s = idle_stop_s, keep_s
+        self.command = command or [sys.executable, "-m", "vlod_app.worker"]
+        self.root = Path(tempfile.mkdtemp(prefix="vlod-jobs-"))
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._janitor = threading.Thread(target=self._tend, args=(poll_s,), name="vlod-job-janitor", daemon=True)
+        self._janitor.start()
+
+    def submit(self, spec: PairSpec, settings: dict, probes: list[tuple[Image.Image, str]], threads: int = 1) -> Job:
+        """Queue a job (it starts at once when a slot is free); RegistryFull when the line is full too."""
+        distill_configs(settings)  # a bad setting fails here, in the page, not in the worker
+        with self._lock:
+            active = [job for job in self._jobs.values() if not job.done]
+            if len(active) >= self.max_running + self.max_queued:
+                raise RegistryFull(
+                    f"this server is full: it runs {self.max_running} at once and keeps {self.max_queued} more "
+                    "waiting, and all those places are taken; try again when a run has finished"
+                )
+            job_id = secrets.token_urlsafe(6)
+            folder = self.root / job_id
+            folder.mkdir()
+            for i, (image, _) in enumerate(probes):
+                image.save(folder / f"probe-{i}.png")
+            (folder / "job.json").write_text(
+                json.dumps(
+                    {
+                        "spec": asdict(spec),
+                        "settings": settings,
+                        "threads": threads,
+                        "probes": [{"image": f"probe-{i}.png", "question": q} for i, (_, q) in enumerate(probes)],
+                    }
+                )
+            )
+            job = Job(job_id, spec, dict(settings), folder, threads)
+            self._jobs[job_id] = job
+        self._schedule()
+        return job
+
+    def get(self, job_id: str | None) -> Job | None:
+        return self._jobs.get(job_id) if job_id else None
+
+    def position(self, job: Job) -> int | None:
+        """1 for the next job to start, 2 after it …; None unless the job is waiting."""
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.state == "queued" and not j.stop_reason]
+        return queued.index(job) + 1 if job in queued else None
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.state in ("starting", "running"))
+
+    def close(self) -> None:
+        """Stop every job, wait briefly for the workers, remove all job folders."""
+        self._closed.set()
+        for job in list(self._jobs.values()):
+            job.stop("the server is shutting down")
+        for job in list(self._jobs.values()):
+            if job.process is not None:
+                try:
+                    job.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    job.process.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _schedule(self) -> None:
+        with self._lock:
+            free = self.max_running - sum(1 for j in self._jobs.values() if j.state in ("starting", "running"))
+            waiting = [j for j in self._jobs.values() if j.state == "queued" and not j.stop_reason]
+            for job in waiting[: max(free, 0)]:
+                job._start(self.command)
+
+    def _tend(self, poll_s: float) -> None:
+        while not self._closed.wait(poll_s):
+            now = time.monotonic()
+            for job in list(self._jobs.values()):
+                if not job.done and now - job.last_seen > self.idle_stop_s:
+                    job.stop(f"stopped because nobody looked at it for {_duration(self.idle_stop_s)}")
+                if job.done and job.finished is not None and time.time() - job.finished > self.keep_s:
+                    with self._lock:
+                        self._jobs.pop(job.id, None)
+                    shutil.rmtree(job.folder, ignore_errors=True)
+            self._schedule()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    return f"{seconds // 60} min" + (f" {seconds % 60} s" if seconds % 60 else "")
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "estimating the time left"
+    return f"about {_duration(max(seconds, 1))} left"
+
+
+def student_zip(folder: Path) -> bytes:
+    """A distilled student's folder (safetensors and its processor) as a zip, under `student/`."""
     buffer = io.BytesIO()
-    with tempfile.TemporaryDirectory(prefix="vlod-student-") as folder:
-        student.save_pretrained(folder, safe_serialization=True)
-        processor.save_pretrained(folder)
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(Path(folder).rglob("*")):
-                if path.is_file():
-                    archive.write(path, Path("student") / path.relative_to(folder))
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                archive.write(path, Path("student") / path.relative_to(folder))
     return buffer.getvalue()

@@ -102,19 +102,21 @@ def cached_pair(spec: PairSpec) -> ModelPair:
     return load_pair(spec)
 
 
-def ensure_toy_built() -> None:
-    """Build the toy pair on first use, with a progress bar (about 90 s on two CPU cores)."""
-    from vlod_core.toy.build import default_toy_dir, ensure_toy_pair, is_built
+def toy_root():
+    from vlod_core.toy.build import default_toy_dir
 
-    if is_built(default_toy_dir()):
-        return
-    bar = st.progress(0.0, text="Building the toy pair (first use only, about 90 s)…")
+    return default_toy_dir()
 
-    def progress(stage: str, fraction: float) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=f"Building the toy pair (first use only): {stage}")
 
-    ensure_toy_pair(progress=progress)
-    bar.empty()
+def toy_ready(spec: PairSpec) -> bool:
+    """True when `spec` needs no toy build; else starts the server's build (once) and returns False."""
+    from vlod_app.server import toy_builds
+    from vlod_core.toy.build import is_built
+
+    if not uses_toy(spec) or is_built(toy_root()):
+        return True
+    toy_builds().ensure(toy_root())
+    return False
 
 
 def set_threads_for(pair: ModelPair) -> None:
@@ -135,10 +137,14 @@ def _parameters(pair: ModelPair) -> int:
     return sum(p.numel() for model in (pair.teacher, pair.student) for p in model.parameters())
 
 
+def worker_threads(pair: ModelPair, concurrent: int) -> int:
+    """Intra-op threads for a training worker: one for small CPU models, else a fair share of the cores."""
+    small = pair.device.type == "cpu" and _parameters(pair) < SMALL_MODEL_PARAMETERS
+    return 1 if small else max(1, DEFAULT_THREADS // max(concurrent, 1))
+
+
 def check_and_load(spec: PairSpec) -> ModelPair:
-    """Build the toy pair if needed (with a progress bar), then load the spec through the cache."""
-    if uses_toy(spec):
-        ensure_toy_built()
+    """Load the spec through the cache (the toy pair must be built: see `toy_ready`)."""
     with st.spinner(f"Loading and checking {describe(spec)}…"):
         pair = cached_pair(spec)
     set_threads_for(pair)
@@ -146,8 +152,11 @@ def check_and_load(spec: PairSpec) -> ModelPair:
 
 
 def get_pair() -> ModelPair:
-    """The session's pair, loaded (and built, for the toy) on first use; stops the page on failure."""
+    """The session's pair, loaded on first use; stops the page while the toy pair is built, or on failure."""
     spec = current_spec()
+    if not toy_ready(spec):
+        st.info("This page opens as soon as the toy pair is built (progress at the top; it keeps going if you leave).")
+        st.stop()
     pair = shown(f"Loading {describe(spec)}", check_and_load, spec)
     if pair is None:
         st.info("Choose another pair on the home page.")

@@ -1,65 +1,269 @@
-"""Widgets more than one page uses: the sidebar's pair badge, the image picker, answers with a word diff."""
+"""What every page shares: its frame (`page_setup` → `View`), figures and tables to take away, the image
+picker, and answers with a word diff.
+
+`page_setup` draws, in order: the first-use build's progress (top of the page, so it is above the fold on a
+projector), the title, the guided tour's step, and the sidebar (pair in use, a copy-link and an
+export-this-view control, the glossary). A `View` collects the page's figures and tables as they are
+drawn, so "export this view" writes exactly what is on screen, and offers each figure as PNG and SVG and
+each table as CSV with a readable file name.
+"""
 
 from __future__ import annotations
 
-import streamlit as st
+import io
 
-from vlod_app.compute import toy_samples
-from vlod_app.state import Probe, current_spec, describe, get_probe, image_digest, set_probe
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from vlod_app import tour
+from vlod_app.compute import N_SAMPLES, toy_samples
+from vlod_app.jobs import eta_text
+from vlod_app.links import from_link, spec_from_params, view_link, write_view
+from vlod_app.server import figure_file, toy_builds
+from vlod_app.state import (
+    Probe,
+    current_spec,
+    describe,
+    get_probe,
+    image_digest,
+    set_probe,
+    set_spec,
+    toy_root,
+    toy_ready,
+)
+from vlod_app.words import GLOSSARY
+from vlod_core.export import file_stem, find_browser, view_html
 from vlod_core.figures import word_diff
-from vlod_core.images import MAX_UPLOAD_BYTES, ImageError, load_image
+from vlod_core.images import MAX_SIDE, MAX_UPLOAD_BYTES, ImageError, load_image
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in toy sample", "Upload an image")
 DEFAULT_QUESTION = "what color is the circle ?"
+CHART_CONFIG = {"displayModeBar": False}
+# Streamlit's default top padding (6rem) pushes results below the fold on a 1280x720 projector.
+COMPACT = "<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>"
 
 
-def page_setup(title: str) -> None:
-    """Page config, title and the sidebar note of which pair is in use."""
+# ------------------------------------------------------------------------------------------------ frame
+
+
+def page_setup(title: str, page: str, caption: str | None = None) -> View:
+    """Page config, the pair a link names, the build's progress, title, tour step and sidebar."""
     st.set_page_config(page_title=f"vlod · {title}", page_icon="🔬", layout="wide")
-    st.sidebar.caption(f"Pair in use: **{describe(current_spec())}**. Change it on the home page.")
-    probe = get_probe()
-    if probe is not None:
-        st.sidebar.image(probe.image, caption=f"{probe.label}: {probe.question}", width=128)
+    st.html(COMPACT)
+    linked, problem = spec_from_params() if from_link() else (None, None)
+    if linked is not None and linked != current_spec():
+        set_spec(linked)
+    build_banner()
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    if problem:
+        st.warning(problem)
+    tour.tour_box(page)
+    return View(title, page)
 
 
-def toy_probe(index: int) -> Probe:
-    example = toy_samples()[index]
+def build_banner() -> None:
+    """The toy pair's first-use build, polled every second from the server's one build, with an ETA."""
+    if toy_ready(current_spec()):
+        return
+
+    def progress() -> None:
+        build = toy_builds().get(toy_root())
+        if build is None or (not build.running and not build.error):
+            st.rerun()  # built: the whole page, now with the pair
+        if build.error:
+            st.error(f"Building the toy pair failed: {build.error}")
+            st.button("Try again", key="build_retry", on_click=lambda: toy_builds().ensure(toy_root()))
+            return
+        st.progress(
+            build.fraction,
+            text=f"Building the toy pair, once for this server: {build.stage} — {eta_text(build.eta_seconds())}. "
+            "It keeps going if you leave this page.",
+        )
+
+    st.fragment(run_every=1.0)(progress)()
+
+
+def show_image(image: Image.Image, caption: str, where=st, width: int | str = "content") -> None:
+    """An image, tiny toy images enlarged without smoothing so their pixels stay sharp."""
+    if max(image.size) < 256:
+        scale = 256 // max(image.size)
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    where.image(image, caption=caption, width=width)
+
+
+class View:
+    """The page's figures and tables as drawn, its link and its export."""
+
+    def __init__(self, title: str, page: str):
+        self.title, self.page = title, page
+        self.context = ""  # a few words for file names, e.g. "sample 3" or "run Ab3x"
+        self.parts: list[tuple[str, object]] = []
+        self.params: dict[str, str] = {}
+        st.sidebar.caption(f"Pair in use: **{describe(current_spec())}**. Change it on the home page.")
+        self._tools = st.sidebar.container()
+        self._probe = st.sidebar.container()
+        self._inputs = st.sidebar.container()
+        with st.sidebar.expander("Glossary: the symbols in words"):
+            st.markdown("\n".join(f"- **{term}** — {text}" for term, text in GLOSSARY.items()))
+        with st.sidebar:
+            tour.restart_button()
+
+    @property
+    def inputs(self):
+        """The sidebar's place for the page's inputs."""
+        return self._inputs
+
+    def _stem(self, name: str) -> str:
+        return file_stem(f"vlod {self.page} {name} {self.context}")
+
+    def chart(self, fig: go.Figure, name: str, key: str | None = None) -> None:
+        """A figure, with PNG and SVG downloads; it goes into the exported view."""
+        st.plotly_chart(fig, config=CHART_CONFIG, key=key or file_stem(name), width="stretch")
+        self.parts.append((name, fig))
+        if find_browser() is None:
+            return
+        stem = self._stem(name)
+        row = st.container(horizontal=True, gap="small")
+        for fmt, mime in (("png", "image/png"), ("svg", "image/svg+xml")):
+            row.download_button(
+                fmt.upper(),
+                lambda fmt=fmt: figure_file(fig, fmt),
+                file_name=f"{stem}.{fmt}",
+                mime=mime,
+                key=f"download_{key or file_stem(name)}_{fmt}",
+                on_click="ignore",
+                type="tertiary",
+                icon=":material/download:",
+                help=f"{name} as {fmt.upper()} ({stem}.{fmt})",
+            )
+
+    def table(self, frame: pd.DataFrame, name: str, column_config: dict | None = None, key: str | None = None):
+        """A table, with a CSV download (thumbnail columns left out); it goes into the exported view."""
+        st.dataframe(frame, hide_index=True, column_config=column_config, key=key)
+        self.parts.append((name, frame))
+        images = [c for c in frame.columns if frame[c].astype(str).str.startswith("data:image/").any()]
+        st.download_button(
+            "CSV",
+            frame.drop(columns=images).to_csv(index=False),
+            file_name=f"{self._stem(name)}.csv",
+            mime="text/csv",
+            key=f"csv_{key or file_stem(name)}",
+            on_click="ignore",
+            type="tertiary",
+            icon=":material/download:",
+            help=f"{name} as CSV",
+        )
+
+    def note(self, heading: str, content) -> None:
+        """Text or an image for the exported view only (the page draws it its own way)."""
+        self.parts.append((heading, content))
+
+    def share(self, values: dict) -> None:
+        """Write this view's inputs into the URL and offer its link and its export in the sidebar."""
+        self.params = write_view(values, current_spec())
+        link = view_link(self.params)
+        with self._tools:
+            row = st.container(horizontal=True, gap="small")
+            with row.popover("Copy link", icon=":material/link:"):
+                st.code(link, language=None, wrap_lines=True)
+                st.caption("Anyone who opens this link on this server sees this view (an uploaded image excepted).")
+            parts, title = self.parts, f"{self.title} — vlod"
+            row.download_button(
+                "Export view",
+                lambda: view_html(title, parts, link),
+                file_name=f"{self._stem('view')}.html",
+                mime="text/html",
+                key="export_view",
+                on_click="ignore",
+                icon=":material/download:",
+                help="This page's figures and numbers as one self-contained HTML file (for a slide or a report)",
+            )
+            if find_browser() is None:
+                st.caption("PNG and SVG downloads need Chrome or Chromium on the server (BROWSER_PATH).")
+
+    def show_probe(self, probe: Probe | None) -> None:
+        """The image and question the pages share, once this page has decided them."""
+        if probe is not None:
+            show_image(probe.image, f"{probe.label}: {probe.question}", self._probe, width=128)
+
+
+# ------------------------------------------------------------------------------------------------ probe
+
+
+def toy_probe(number: int, question: str | None = None) -> Probe:
+    """Toy sample `number` (from 1), asked its own question unless another is given."""
+    example = toy_samples()[number - 1]
     image = example.image()
-    return Probe(image, f"toy sample {index + 1}", image_digest(image), example.question, "toy", (), example.answer)
+    own = question is None or question == example.question
+    return Probe(
+        image,
+        f"toy sample {number}",
+        image_digest(image),
+        example.question if own else question,
+        "toy",
+        (),
+        example.answer if own else None,
+    )
 
 
 def probe_or_default() -> Probe:
     """The session's probe, or the first toy sample when none was chosen yet."""
     probe = get_probe()
     if probe is None:
-        probe = toy_probe(0)
+        probe = toy_probe(1)
         set_probe(probe)
     return probe
+
+
+def sample_number(probe: Probe) -> int | None:
+    return int(probe.label.rsplit(" ", 1)[-1]) if probe.source == "toy" else None
+
+
+def probe_params(probe: Probe, question: bool = True) -> dict:
+    """The probe in a link: its toy sample number (and question), or that an upload was used."""
+    where = {"sample": sample_number(probe)} if probe.source == "toy" else {"image": "upload"}
+    return where | ({"question": probe.question} if question else {})
+
+
+def adopt_probe(params) -> None:
+    """Take the probe a link names: toy `sample` (and `question`); `image=upload` can only be noted."""
+    sample, question = params.integer("sample", 1, N_SAMPLES), params.text("question")
+    if sample is not None:
+        set_probe(toy_probe(sample, question))
+    elif params.raw.get("image") == "upload" and (get_probe() is None or get_probe().source != "upload"):
+        st.info("This link was made with an uploaded image, which a link cannot carry: upload it to see this view.")
+
+
+def _choose_sample() -> None:
+    set_probe(toy_probe(st.session_state["toy_sample"]))
 
 
 def image_picker() -> Probe | None:
     """Choose a toy sample or upload an image; the choice becomes the session's probe."""
     current = probe_or_default()
-    source = st.radio(
-        "Image",
-        SOURCES,
-        index=SOURCES.index(SOURCES[1] if current.source == "upload" else SOURCES[0]),
-        horizontal=True,
-        key="image_source",
-    )
+    st.session_state.setdefault("image_source", SOURCES[1] if current.source == "upload" else SOURCES[0])
+    source = st.radio("Image", SOURCES, horizontal=True, key="image_source")
     if source == SOURCES[0]:
         samples = toy_samples()
-        labels = [f"{i + 1}: {ex.question}" for i, ex in enumerate(samples)]
-        default = int(current.label.rsplit(" ", 1)[-1]) - 1 if current.source == "toy" else 0
-        choice = st.selectbox(
-            "Toy sample", range(len(samples)), index=default, format_func=labels.__getitem__, key="toy_sample"
+        st.session_state["toy_sample"] = sample_number(current) or 1
+        st.selectbox(
+            "Toy sample",
+            range(1, len(samples) + 1),
+            format_func=lambda n: f"{n}: {samples[n - 1].question}",
+            key="toy_sample",
+            on_change=_choose_sample,
         )
-        if current.source != "toy" or current.label != f"toy sample {choice + 1}":
-            set_probe(toy_probe(choice))
+        if current.source != "toy":
+            set_probe(toy_probe(st.session_state["toy_sample"]))
         return get_probe()
+    limit = MAX_UPLOAD_BYTES // 2**20
     upload = st.file_uploader(
-        f"An image (PNG, JPEG, GIF, WebP, BMP, TIFF; at most {MAX_UPLOAD_BYTES // 2**20} MiB)",
+        f"An image (PNG, JPEG, GIF, WebP, BMP, TIFF). At most {limit} MiB; larger than {MAX_SIDE} px is scaled down.",
         type=UPLOAD_TYPES,
         key="image_upload",
     )
@@ -69,18 +273,36 @@ def image_picker() -> Probe | None:
             return current
         st.info("Upload an image to look at, or pick a built-in toy sample.")
         return None
+    data = upload.getvalue()
     try:
-        loaded = load_image(upload.getvalue())
+        loaded = load_image(data)
     except ImageError as error:
         st.error(f"{upload.name}: {error}")
         return None
+    notes = tuple(loaded.notes) + scaled_down_note(data, loaded.image, loaded.notes)
     digest = image_digest(loaded.image)
     if current.source != "upload" or current.digest != digest:
         question = current.question or DEFAULT_QUESTION
-        set_probe(Probe(loaded.image, upload.name, digest, question, "upload", tuple(loaded.notes)))
-    for note in loaded.notes:
+        set_probe(Probe(loaded.image, upload.name, digest, question, "upload", notes))
+    for note in notes:
         st.info(f"{upload.name}: {note}")
     return get_probe()
+
+
+def scaled_down_note(data: bytes, image: Image.Image, notes: list[str]) -> tuple[str, ...]:
+    """A note when the upload was larger than MAX_SIDE and so was scaled down (unless the loader said so)."""
+    if any("scaled down" in note for note in notes):
+        return ()
+    try:
+        width, height = Image.open(io.BytesIO(data)).size  # the header only: load_image has just decoded it
+    except OSError:
+        return ()
+    if max(width, height) <= MAX_SIDE or max(image.size) >= max(width, height):
+        return ()
+    return (f"scaled down from {width}x{height} to {image.width}x{image.height} (larger sides than {MAX_SIDE} px)",)
+
+
+# ------------------------------------------------------------------------------------------------ answers
 
 
 def _escape(word: str) -> str:

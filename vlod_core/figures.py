@@ -2,8 +2,11 @@
 
 Every builder takes plain results (`Decomposition.rows()`, `NextTokens`, `OcclusionMap`, `GradGeometry`
 dicts, run-card records) and returns a `plotly.graph_objects.Figure`; nothing here computes a model
-quantity. Colours are fixed per meaning across the app: language terms blue, visual terms orange,
-standard OPD grey, VDS purple, and one colour per update rule.
+quantity. Colours mean one thing across the app: language blue and visual orange wherever a term is split
+into the two, standard OPD grey, VDS purple, one colour per update rule (vgs shares the visual orange,
+lang_steer the language blue, the terms they steer towards). Two other meanings get pairs of their own that
+use neither blue nor orange: teacher-versus-student reliance on a cell of the image (teal / brown) and the
+angle between two gradients (green when they agree, magenta when they conflict).
 """
 
 from __future__ import annotations
@@ -22,18 +25,25 @@ LANG = "#1f77b4"
 VIS = "#ff7f0e"
 STD = "#555555"
 VDS = "#9467bd"
+TEACHER_MORE = "#01665e"  # occlusion: covering the cell costs the teacher more than the student
+STUDENT_MORE = "#8c510a"  # ... costs the student more
+RELIANCE_FLOOR = 0.1  # nats: occlusion changes smaller than this never get the full colour
+RELIANCE_SCALE = ((0.0, STUDENT_MORE), (0.5, "#f5f5f5"), (1.0, TEACHER_MORE))
+ANGLE_SCALE = ((0.0, "#4d9221"), (0.5, "#f7f7f7"), (1.0, "#c51b7d"))  # 0° agree, 90° independent, 180° conflict
 PAIR_COLOURS = {"std-lang": "#2ca02c", "std-vis": "#d62728", "lang-vis": "#17becf"}
 PAIR_LABELS = {"std-lang": "gStd ∠ gLang", "std-vis": "gStd ∠ gVis", "lang-vis": "gLang ∠ gVis"}
 RULE_COLOURS = {
     "standard": "#555555",
-    "vgs": "#ff7f0e",
+    "vgs": VIS,
     "vgs_no_lp": "#d62728",
     "vgs_adaptive": "#bcbd22",
     "vgs_anchored": "#8c564b",
-    "lang_steer": "#1f77b4",
+    "lang_steer": LANG,
 }
-SPLIT_FLOOR = 1e-3  # nats: below this lang_kl + vis_kl, a token's colour stays neutral
-SHARE_SCALE = [[0.0, LANG], [0.5, "#f2f2f2"], [1.0, VIS]]  # 0: all language, 1: all visual
+SPLIT_FLOOR = 1e-3  # nats: below this lang_kl + vis_kl, a token has nothing to split
+SHARE_SCALE = [[0.0, LANG], [0.5, "#b3b3b3"], [1.0, VIS]]  # 0: all language, 0.5: even, 1: all visual
+MIN_OPACITY = 0.18  # the faintest token of the strip (the largest mismatch is fully opaque)
+FEW_TOKENS = 20  # a VDS bin with fewer response tokens than this gives angles too noisy to trust
 
 
 def _layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
@@ -52,6 +62,23 @@ def visual_share(row: dict) -> float:
     return 0.5 if total <= 1e-12 else row["vis_kl"] / total
 
 
+def strength(total: float, opaque_at: float = 1.0) -> float:
+    """Opacity for a mismatch of `total` nats: MIN_OPACITY at SPLIT_FLOOR, 1 at `opaque_at`, log scale between."""
+    if not total > SPLIT_FLOOR:
+        return MIN_OPACITY
+    position = math.log(total / SPLIT_FLOOR) / math.log(opaque_at / SPLIT_FLOOR)
+    return MIN_OPACITY + (1 - MIN_OPACITY) * min(1.0, position)
+
+
+def logratio_words(value: float, tolerance: float = 0.05) -> str:
+    """The sign of log pI(y) − log qI(y) in words."""
+    if value > tolerance:
+        return "student more sure than the teacher"
+    if value < -tolerance:
+        return "student less sure than the teacher"
+    return "about as sure as the teacher"
+
+
 def _top_text(next_tokens: NextTokens | None, t: int) -> str:
     if next_tokens is None or t >= len(next_tokens.top):
         return ""
@@ -63,49 +90,65 @@ def _top_text(next_tokens: NextTokens | None, t: int) -> str:
 
 
 def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.Figure:
-    """One box per response token, coloured by how its mismatch splits into language vs visual KL.
+    """One box per response token: its colour says how its mismatch splits into language (blue) and visual
+    (orange) KL, its opacity how large that mismatch is; a token with nothing to split is a hatched outline.
 
-    Hovering shows std_kl, lang_kl, vis_kl, vds, the exact log-ratio split and the top next tokens.
+    Hovering shows std_kl, lang_kl, vis_kl, vds, the exact log-ratio split (its sign in words) and the top
+    next tokens. Trace 0 holds the tokens with a split, trace 1 those with nothing to split.
     """
     totals = [r["lang_kl"] + r["vis_kl"] for r in rows]
-    floor = max(SPLIT_FLOOR, 0.01 * max(totals, default=0.0))
-    # a token whose mismatch is ~0 has nothing to split: drawn neutral rather than as a noisy share
-    shares = [visual_share(r) if total >= floor else 0.5 for r, total in zip(rows, totals)]
+    split = [t for t, total in enumerate(totals) if total >= SPLIT_FLOOR]
+    flat = [t for t, total in enumerate(totals) if total < SPLIT_FLOOR]
     hover = []
     for t, r in enumerate(rows):
-        small = "" if totals[t] >= floor else " — too small to split"
+        small = "" if totals[t] >= SPLIT_FLOOR else " — nothing to split (mismatch below 0.001 nats)"
         hover.append(
             f"<b>{html.escape(r['token'])}</b> (position {t}){small}<br>"
-            f"std_kl {r['std_kl']:.3f} · lang_kl {r['lang_kl']:.3f} · vis_kl {r['vis_kl']:.3f} · vds {r['vds']:.3f}<br>"
-            f"log-ratio {r['logratio']:+.3f} = language {r['logratio_lang']:+.3f} + visual {r['logratio_vis']:+.3f}"
-            + _top_text(next_tokens, t)
+            f"whole mismatch ℓStd {r['std_kl']:.3f} · language ℓLang {r['lang_kl']:.3f} · "
+            f"visual ℓVis {r['vis_kl']:.3f} · image dependence VDS {r['vds']:.3f} (nats)<br>"
+            f"log-ratio {r['logratio']:+.3f} ({logratio_words(r['logratio'])}) = language "
+            f"{r['logratio_lang']:+.3f} + visual {r['logratio_vis']:+.3f}" + _top_text(next_tokens, t)
         )
-    fig = go.Figure(
-        go.Heatmap(
-            z=[shares],
-            x=list(range(len(rows))),
-            y=[""],
-            text=[[r["token"] for r in rows]],
-            texttemplate="%{text}",
-            textfont={"size": 16},
-            hovertext=[hover],
-            hoverinfo="text",
-            colorscale=SHARE_SCALE,
-            zmin=0,
-            zmax=1,
-            xgap=3,
-            colorbar={
-                "title": {"text": "vis share", "side": "right"},
+    fig = go.Figure()
+    fig.add_bar(
+        x=split,
+        y=[1] * len(split),
+        text=[rows[t]["token"] for t in split],
+        hovertext=[hover[t] for t in split],
+        name="language ↔ visual share",
+        marker={
+            "color": [visual_share(rows[t]) for t in split],
+            "colorscale": SHARE_SCALE,
+            "cmin": 0,
+            "cmax": 1,
+            "opacity": [strength(totals[t]) for t in split],
+            "line": {"width": 0},
+            "showscale": True,
+            "colorbar": {
+                "title": {"text": "split", "side": "right"},
                 "tickvals": [0, 0.5, 1],
                 "ticktext": ["language", "even", "visual"],
                 "thickness": 12,
                 "len": 1.0,
             },
-        )
+        },
     )
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
-    return _layout(fig, 150, title="Response tokens: colour = vis_kl / (lang_kl + vis_kl); hover for details")
+    fig.add_bar(
+        x=flat,
+        y=[1] * len(flat),
+        text=[rows[t]["token"] for t in flat],
+        hovertext=[hover[t] for t in flat],
+        name="nothing to split",
+        marker={"color": "white", "line": {"color": "#999", "width": 1}, "pattern": {"shape": "/", "fgcolor": "#ccc"}},
+    )
+    font = {"size": 16, "color": "black"}  # fixed: plotly cannot pick a contrast colour from a colour-scale number
+    fig.update_traces(
+        hoverinfo="text", textposition="inside", insidetextanchor="middle", textfont=font, insidetextfont=font
+    )
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.5, max(len(rows), 1) - 0.5])
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, range=[0, 1])
+    fig.update_layout(bargap=0.06, showlegend=False, uniformtext={"minsize": 10, "mode": "show"})
+    return _layout(fig, 170, title="Response tokens: colour = language or visual, opacity = size of the mismatch")
 
 
 def logratio_split(rows: list[dict]) -> go.Figure:
@@ -113,17 +156,21 @@ def logratio_split(rows: list[dict]) -> go.Figure:
     labels = token_labels(rows)
     fig = go.Figure()
     fig.add_bar(x=labels, y=[r["logratio_lang"] for r in rows], name="language part", marker_color=LANG)
-    fig.add_bar(x=labels, y=[r["logratio_vis"] for r in rows], name="visual part", marker_color=VIS)
+    fig.add_bar(
+        x=labels, y=[r["logratio_vis"] for r in rows], name="visual part (student PMI − teacher PMI)", marker_color=VIS
+    )
     fig.add_scatter(
         x=labels,
         y=[r["logratio"] for r in rows],
         mode="markers",
-        name="log pI(y) − log qI(y)",
+        name="log-ratio log pI(y) − log qI(y)",
+        customdata=[logratio_words(r["logratio"]) for r in rows],
+        hovertemplate="%{x}: %{y:+.3f} nats, %{customdata}<extra></extra>",
         marker={"color": "black", "size": 10, "symbol": "diamond"},
     )
     fig.update_layout(barmode="relative", legend={"orientation": "h", "y": -0.25})
-    fig.update_yaxes(title="nats", zeroline=True, zerolinecolor="#999")
-    return _layout(fig, 320, title="Log-ratio on the sampled token: the two parts add up exactly")
+    fig.update_yaxes(title="nats (> 0: student more sure)", zeroline=True, zerolinecolor="#999")
+    return _layout(fig, 340, title="Log-ratio per token: the two parts add up exactly")
 
 
 def kl_bars(rows: list[dict]) -> go.Figure:
@@ -131,44 +178,70 @@ def kl_bars(rows: list[dict]) -> go.Figure:
     labels = token_labels(rows)
     fig = go.Figure()
     for key, colour, name in (
-        ("std_kl", STD, "std_kl = KL(pI‖qI)"),
-        ("lang_kl", LANG, "lang_kl = KL(px‖qx)"),
-        ("vis_kl", VIS, "vis_kl = KL(pI‖q*)"),
-        ("vds", VDS, "vds = KL(qI‖qx)"),
+        ("std_kl", STD, "whole mismatch ℓStd = KL(pI‖qI)"),
+        ("lang_kl", LANG, "language ℓLang = KL(px‖qx)"),
+        ("vis_kl", VIS, "visual ℓVis = KL(pI‖q*)"),
+        ("vds", VDS, "image dependence VDS = KL(qI‖qx)"),
     ):
         fig.add_bar(x=labels, y=[r[key] for r in rows], name=name, marker_color=colour)
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.25})
     fig.update_yaxes(title="nats")
-    return _layout(fig, 320, title="Full-vocabulary KLs per token (they do not add up)")
+    return _layout(fig, 340, title="KLs per token (they do not add up)")
 
 
 def occlusion_figure(image, occlusion) -> go.Figure:
-    """The image with the occlusion map laid over it (diverging colours, 0 = no change)."""
+    """The image (left) and, beside it, the occlusion map on the same grid (right): teal where covering a
+    cell costs the teacher more belief in the token than the student, brown where it costs the student more.
+
+    The map is drawn beside the image, not over it, so the image's own colours stay as they are.
+    """
     pixels = np.asarray(image.convert("RGB"))
     height, width = pixels.shape[:2]
     rows, cols = occlusion.grid
-    xs = [(c + 0.5) * width / cols for c in range(cols)]
-    ys = [(r + 0.5) * height / rows for r in range(rows)]
-    bound = float(np.nanmax(np.abs(occlusion.delta))) or 1.0
-    fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
-    fig.add_heatmap(
-        z=occlusion.delta,
-        x=xs,
-        y=ys,
-        colorscale="RdBu_r",
-        zmid=0,
-        zmin=-bound,
-        zmax=bound,
-        opacity=0.55,
-        xgap=1,
-        ygap=1,
-        hovertemplate="Δ logratio_vis %{z:+.3f}<extra></extra>",
-        colorbar={"title": {"text": "Δ vis term", "side": "right"}, "thickness": 12},
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.06,
+        subplot_titles=(
+            "the image and its grid",
+            f"covering each cell: change of '{occlusion.token}'s visual term (now {occlusion.baseline:+.2f})",
+        ),
     )
-    fig.update_xaxes(visible=False, range=[0, width])
-    fig.update_yaxes(visible=False, range=[height, 0], scaleanchor="x")
-    title = f"Greying each cell: change of '{occlusion.token}'s visual term (now {occlusion.baseline:+.3f})"
-    return _layout(fig, 420, title=title)
+    fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=1, col=1)
+    for c in range(1, cols):
+        fig.add_vline(x=c * width / cols, line={"color": "#bbb", "width": 1}, row=1, col=1)
+    for r in range(1, rows):
+        fig.add_hline(y=r * height / rows, line={"color": "#bbb", "width": 1}, row=1, col=1)
+    # at least RELIANCE_FLOOR nats to full colour, so changes of a few thousandths stay pale, not loud
+    bound = max(float(np.nanmax(np.abs(occlusion.delta))), RELIANCE_FLOOR)
+    fig.add_trace(
+        go.Heatmap(
+            z=occlusion.delta,
+            x=[(c + 0.5) * width / cols for c in range(cols)],
+            y=[(r + 0.5) * height / rows for r in range(rows)],
+            colorscale=RELIANCE_SCALE,
+            zmid=0,
+            zmin=-bound,
+            zmax=bound,
+            xgap=2,
+            ygap=2,
+            text=[[f"{v:+.2f}" for v in row] for row in occlusion.delta],
+            texttemplate="%{text}",
+            hovertemplate="row %{y:.0f}, column %{x:.0f} (pixels): Δ visual term %{z:+.3f} nats<extra></extra>",
+            colorbar={
+                "title": {"text": "Δ visual term", "side": "right"},
+                "thickness": 12,
+                "tickvals": [-bound, 0, bound],
+                "ticktext": ["student relies more", "no change", "teacher relies more"],
+            },
+        ),
+        row=1,
+        col=2,
+    )
+    for col in (1, 2):
+        fig.update_xaxes(visible=False, range=[0, width], row=1, col=col)
+        fig.update_yaxes(visible=False, range=[height, 0], scaleanchor=f"x{'' if col == 1 else 2}", row=1, col=col)
+    return _layout(fig, 400)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -200,11 +273,16 @@ def angles_by_group(geometry: dict) -> go.Figure:
             texttemplate="%{text}",
             customdata=norms,
             hovertemplate="%{y}<br>%{x}: %{z:.1f}°<br>%{customdata}<extra></extra>",
-            colorscale="RdBu_r",
+            colorscale=ANGLE_SCALE,
             zmin=0,
             zmax=180,
             zmid=90,
-            colorbar={"title": {"text": "degrees", "side": "right"}, "thickness": 12},
+            colorbar={
+                "title": {"text": "degrees", "side": "right"},
+                "thickness": 12,
+                "tickvals": [0, 90, 180],
+                "ticktext": ["0 agree", "90 independent", "180 conflict"],
+            },
         )
     )
     fig.update_yaxes(autorange="reversed")
@@ -228,8 +306,22 @@ def norms_by_group(geometry: dict) -> go.Figure:
     return _layout(fig, 200 + 36 * len(groups), title="Gradient norms per module group")
 
 
+def bin_labels(bins: list[dict]) -> list[str]:
+    """Tick text per VDS bin: its number, its token count and its VDS range."""
+    return [f"{i}<br>{b['tokens']} tok<br>{b['vds_low']:.2g}–{b['vds_high']:.2g}" for i, b in enumerate(bins, start=1)]
+
+
+def thin_bins(bins: list[dict], minimum: int = FEW_TOKENS) -> list[int]:
+    """1-based numbers of the bins with fewer than `minimum` response tokens."""
+    return [i for i, b in enumerate(bins, start=1) if b["tokens"] < minimum]
+
+
 def angles_by_bin(geometry: dict) -> go.Figure:
-    """The paper's Fig. 3: angles per VDS decile (10 equal-count bins of response tokens), with norms."""
+    """The paper's Fig. 3: angles per VDS bin (equal-count bins of response tokens), with norms.
+
+    Each bin's tick says how many tokens it holds and its VDS range; bins with fewer than FEW_TOKENS tokens
+    are shaded, their angles are noisy.
+    """
     bins = geometry.get("bins") or []
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.62, 0.38], vertical_spacing=0.06)
     x = list(range(1, len(bins) + 1))
@@ -258,12 +350,21 @@ def angles_by_bin(geometry: dict) -> go.Figure:
             row=2,
             col=1,
         )
+    for number in thin_bins(bins):
+        fig.add_vrect(x0=number - 0.5, x1=number + 0.5, fillcolor="#999", opacity=0.15, line_width=0)
     fig.add_hline(y=90, line={"color": "#999", "dash": "dash"}, row=1, col=1)
     fig.update_yaxes(title="degrees", row=1, col=1)
     fig.update_yaxes(title="norm", type="log", dtick=1, row=2, col=1)
-    fig.update_xaxes(title="VDS bin (1 = least image-dependent tokens, 10 = most)", dtick=1, row=2, col=1)
-    fig.update_layout(legend={"orientation": "h", "y": -0.2})
-    return _layout(fig, 480, title="Angles and norms per VDS bin")
+    fig.update_xaxes(
+        title="VDS bin: number, tokens, VDS range (1 = least image-dependent tokens)",
+        tickvals=x,
+        ticktext=bin_labels(bins),
+        row=2,
+        col=1,
+    )
+    fig.update_layout(legend={"orientation": "h", "y": -0.32})
+    title = "Angles and norms per VDS bin" + (f" (shaded: under {FEW_TOKENS} tokens)" if thin_bins(bins) else "")
+    return _layout(fig, 520, title=title)
 
 
 def plane_coordinates(block: dict, gamma: float = 2.0, eta: float | None = None) -> dict:
@@ -356,13 +457,14 @@ def vector_plane(block: dict, gamma: float = 2.0, eta: float | None = None) -> g
     pad = 0.2 * extent
     low, high = tips.min(axis=0) - pad, tips.max(axis=0) + pad
     high[0] += 0.35 * extent  # room for the labels right of the tips
+    if (tips[:, 0] < 0).any():
+        low[0] -= 0.55 * extent  # and left of the tips that point left
     fig.update_xaxes(range=[low[0], high[0]], zeroline=True, zerolinecolor="#ccc", showgrid=False)
     fig.update_yaxes(
         range=[low[1], high[1]], zeroline=True, zerolinecolor="#ccc", showgrid=False, scaleanchor="x", scaleratio=1
     )
     fig.update_layout(legend={"orientation": "h", "y": -0.12})
-    note = f"gLang out of plane: {coords['lang_out_of_plane']:.3g}"
-    return _layout(fig, 460, title=f"The three gradients in the gStd–gVis plane ({note})")
+    return _layout(fig, 460, title=f"The gStd–gVis plane (gLang sticks out by {coords['lang_out_of_plane']:.3g})")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -383,8 +485,8 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
         subplot_titles=(
             "losses: ℓStd solid, ℓVis dash, ℓLang dot",
             "η (update scale)",
-            "held-out accuracy: with image solid, without dash",
-            "angles (°): gStd–gVis solid, gLang–gVis dash, gStd–gLang dot",
+            "held-out accuracy ±1 s.e.: with image solid, without dash",
+            "angles °: Std–Vis solid, Lang–Vis dash, Std–Lang dot",
         ),
     )
     for rule, run in runs.items():
@@ -422,9 +524,11 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
             points.append((records[-1]["step"], run["after"]))
         points = [(s, a) for s, a in points if _finite(a.get("accuracy_image"))]
         for key, dash in (("accuracy_image", "solid"), ("accuracy_no_image", "dash")):
+            pairs = [accuracy_se(a, key) for _, a in points]
             fig.add_scatter(
                 x=[s for s, _ in points],
-                y=[a[key] for _, a in points],
+                y=[value for value, _ in pairs],
+                error_y={"type": "data", "array": [0 if math.isnan(se) else se for _, se in pairs], "width": 3},
                 mode="lines+markers",
                 line={"color": colour, "dash": dash},
                 name=f"{rule} {key}",
@@ -472,28 +576,55 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def accuracy_se(block: dict, key: str) -> tuple[float, float]:
+    """(accuracy, standard error) for `block[key]` (e.g. "accuracy_image" of a run card's `before`).
+
+    The card's own `<key>_se` when it carries one; else the binomial sqrt(p(1-p)/n) from the block's `n`
+    (NaN when n is unknown). Every accuracy the app shows goes through here.
+    """
+    value = block.get(key, math.nan)
+    value = value if _finite(value) else math.nan
+    given = block.get(f"{key}_se")
+    if _finite(given):
+        return value, float(given)
+    n = block.get("n")
+    if not (_finite(value) and isinstance(n, int) and n > 0):
+        return value, math.nan
+    return value, math.sqrt(value * (1 - value) / n)
+
+
+def accuracy_text(block: dict, key: str) -> str:
+    """'0.62 ± 0.02' (one standard error), or '–' when not measured."""
+    value, se = accuracy_se(block, key)
+    if math.isnan(value):
+        return "–"
+    return f"{value:.3f}" if math.isnan(se) else f"{value:.3f} ± {se:.3f}"
+
+
 def accuracy_bars(cards: dict[str, dict]) -> go.Figure:
-    """Held-out accuracy before and after, with and without the image, per rule (from run-card dicts)."""
+    """Held-out accuracy before and after, with and without the image, per rule, with ±1 standard error."""
     fig = go.Figure()
     labels = []
     for rule in cards:
         labels += [f"{rule}<br>with image", f"{rule}<br>without"]
-    before = [
-        v for card in cards.values() for v in (card["before"]["accuracy_image"], card["before"]["accuracy_no_image"])
-    ]
-    after = [
-        v for card in cards.values() for v in (card["after"]["accuracy_image"], card["after"]["accuracy_no_image"])
-    ]
-    fig.add_bar(x=labels, y=before, name="before", marker_color="#bbbbbb", texttemplate="%{y:.2f}")
-    fig.add_bar(
-        x=labels,
-        y=after,
-        name="after",
-        marker_color=[RULE_COLOURS.get(r, "#000") for r in cards for _ in (0, 1)],
-        texttemplate="%{y:.2f}",
-    )
+    keys = ("accuracy_image", "accuracy_no_image")
+    for moment, colours in (
+        ("before", "#bbbbbb"),
+        ("after", [RULE_COLOURS.get(r, "#000") for r in cards for _ in keys]),
+    ):
+        pairs = [accuracy_se(card[moment], key) for card in cards.values() for key in keys]
+        fig.add_bar(
+            x=labels,
+            y=[value for value, _ in pairs],
+            error_y={"type": "data", "array": [0 if math.isnan(se) else se for _, se in pairs], "color": "#333"},
+            name=moment,
+            marker_color=colours,
+            texttemplate="%{y:.2f}",
+            textposition="inside",
+            insidetextanchor="start",  # at the bar's foot, clear of the error bar
+        )
     fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1], title="exact-match accuracy")
+    fig.update_yaxes(range=[0, 1], title="exact-match accuracy ±1 s.e.")
     return _layout(fig, 340, title="Held-out accuracy before (grey) and after (colour)")
 
 
@@ -558,4 +689,4 @@ def decomposition_diagram() -> go.Figure:
         )
     fig.update_xaxes(visible=False, range=[-0.75, 3.15])
     fig.update_yaxes(visible=False, range=[-0.35, 2.4])
-    return _layout(fig, 360, title="Four forward passes per response token, and what is compared")
+    return _layout(fig, 360, title="Four passes per response token, and what they compare")

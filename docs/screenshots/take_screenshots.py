@@ -1,0 +1,117 @@
+"""Refresh the README's screenshots: the real app at 1280x720 (a projector), headless Chromium.
+
+    python docs/screenshots/take_screenshots.py [--port 8799]
+
+Starts `streamlit run app.py` on the default toy pair ($VLOD_HOME, default ~/.cache/vlod; built first if
+missing) and saves, in this folder: the home page as a first visitor sees it (with the tour's first step),
+then, with the tour skipped, a shared link to each page's result, a run going on, and that run's results.
+What is on screen is what the viewport shows, not the whole page: where the eye is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CHROMIUM = "/usr/bin/chromium"
+VIEWPORT = {"width": 1280, "height": 720}
+QUESTION = "what+color+is+the+circle+%3F"
+
+
+def wait_until_healthy(url: str, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"streamlit did not answer at {url}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8799)
+    args = parser.parse_args()
+    url = f"http://127.0.0.1:{args.port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(args.port)],
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_healthy(url)
+        shoot(url)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def shoot(url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=300_000)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            first = browser.new_context(viewport=VIEWPORT).new_page()
+            first.goto(url)
+            expect(first.get_by_text("shared vocabulary", exact=False)).to_be_visible()
+            settle(first)
+            first.screenshot(path=str(HERE / "home.png"))
+
+            context = browser.new_context(viewport=VIEWPORT)
+            context.add_cookies([{"name": "vlod_tour", "value": "done", "url": url}])
+            page = context.new_page()
+            page.goto(f"{url}/Answers_and_tokens?sample=3&question={QUESTION}&seed=0&ablation=remove")
+            expect(page.get_by_text("Token by token, the student", exact=False)).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(HERE / "answers_and_tokens.png"))
+
+            page.goto(
+                f"{url}/Gradient_angles?samples=31&seed=0&ablation=remove&bins=5&include=1&sample=3&question={QUESTION}"
+            )
+            expect(page.get_by_text("All parameters as one vector", exact=False)).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(HERE / "gradient_angles.png"))
+
+            page.goto(f"{url}/Distill_and_compare?sample=3&question={QUESTION}")
+            expect(page.get_by_text("Choose the update rules and settings", exact=False)).to_be_visible()
+            settle(page)
+            page.get_by_test_id("stSidebar").get_by_role("button", name="Run", exact=True).click()
+            expect(page.get_by_text("standard: step", exact=False).first).to_be_visible()
+            page.wait_for_timeout(12_000)  # some curve to show
+            page.screenshot(path=str(HERE / "distill_running.png"))
+            expect(page.get_by_text("Results of run", exact=False)).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(HERE / "distill_and_compare.png"))
+        finally:
+            browser.close()
+
+
+DRAWN = """() => {
+    const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'));
+    const inView = charts.filter(c => c.getBoundingClientRect().top < window.innerHeight);
+    return inView.every(c => c.querySelector('.main-svg'));
+}"""
+
+
+def settle(page) -> None:
+    """Let the charts in view draw and the page stop moving."""
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(DRAWN, timeout=60_000)
+    page.wait_for_timeout(2000)
+
+
+if __name__ == "__main__":
+    main()

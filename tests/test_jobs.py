@@ -1,0 +1,139 @@
+"""The job registry behind page 3: a queue with positions, a full server, stop, self-stop when unwatched.
+
+The worker here is a few lines of Python that speak the worker's protocol (`vlod_app.worker`'s docstring)
+without loading a model: what is under test is the registry's bookkeeping, which must not depend on how
+long a real run takes. The real worker runs in `test_app_pages.py` (page 3) and below, once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pytest
+
+from vlod_app.jobs import DEFAULT_SETTINGS, JobRegistry, RegistryFull, distill_configs, eta_text
+from vlod_core.pair import PairSpec
+
+# Reports "ready", then one step every 0.05 s for each rule until it reads "stop" (or its input ends).
+FAKE_WORKER = r"""
+import json, sys, threading, time
+folder = sys.argv[1]
+job = json.load(open(folder + "/job.json"))
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+def emit(message):
+    print(json.dumps(message), flush=True)
+emit({"event": "ready"})
+for rule in job["settings"]["rules"]:
+    if stop.is_set():
+        emit({"event": "skipped", "rule": rule}); continue
+    emit({"event": "running", "rule": rule})
+    for step in range(1, job["settings"]["steps"] + 1):
+        if stop.is_set():
+            break
+        emit({"event": "record", "rule": rule, "record": {"step": step, "seconds": 0.05 * step}})
+        time.sleep(0.05)
+emit({"event": "end"})
+"""
+SETTINGS = dict(DEFAULT_SETTINGS, steps=1000, eval_every=0)
+
+
+def wait(condition, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def registry():
+    registries = []
+
+    def make(**kwargs) -> JobRegistry:
+        made = JobRegistry(command=[sys.executable, "-c", FAKE_WORKER], poll_s=0.1, **kwargs)
+        registries.append(made)
+        return made
+
+    yield make
+    for made in registries:
+        made.close()
+
+
+def test_settings_become_one_config_per_rule_and_bad_ones_name_the_field():
+    configs = distill_configs(dict(DEFAULT_SETTINGS, rules=["standard", "lang_steer"], gamma=1.5))
+    assert list(configs) == ["standard", "lang_steer"]
+    assert configs["lang_steer"].steering.gamma == 1.5 and configs["standard"].steps == DEFAULT_SETTINGS["steps"]
+    with pytest.raises(ValueError, match="at least one update rule"):
+        distill_configs(dict(DEFAULT_SETTINGS, rules=[]))
+    with pytest.raises(ValueError, match="unknown update rule 'nope'"):
+        distill_configs(dict(DEFAULT_SETTINGS, rules=["nope"]))
+    with pytest.raises(ValueError, match="steps"):
+        distill_configs(dict(DEFAULT_SETTINGS, steps=0))
+
+
+def test_jobs_beyond_the_limit_wait_in_line_and_a_full_server_says_so(registry):
+    jobs = registry(max_running=1, max_queued=1)
+    first = jobs.submit(PairSpec(), SETTINGS, [])
+    second = jobs.submit(PairSpec(), SETTINGS, [])
+    with pytest.raises(RegistryFull, match="this server is full: it runs 1 at once and keeps 1 more waiting"):
+        jobs.submit(PairSpec(), SETTINGS, [])
+    wait(lambda: first.runs["standard"].records)
+    assert second.state == "queued" and jobs.position(second) == 1 and jobs.position(first) is None
+    assert jobs.running() == 1
+    first.stop()
+    wait(lambda: first.done)
+    assert first.not_run() == ["vgs"] and first.runs["standard"].state != "skipped"
+    wait(lambda: second.runs["standard"].records)  # its turn came by itself
+    assert jobs.position(second) is None and second.fraction() > 0
+    assert jobs.get(second.id) is second and jobs.get("unknown") is None
+
+
+def test_a_job_nobody_looks_at_stops_itself_and_a_watched_one_does_not(registry):
+    jobs = registry(max_running=2, idle_stop_s=1.0)
+    watched, forgotten = jobs.submit(PairSpec(), SETTINGS, []), jobs.submit(PairSpec(), SETTINGS, [])
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        watched.touch()  # a page polling it every 0.1 s
+        time.sleep(0.1)
+    wait(lambda: forgotten.done)
+    assert forgotten.stop_reason == "stopped because nobody looked at it for 1 s"
+    assert not watched.done and watched.stop_reason is None
+    assert watched.eta_seconds() is not None and "left" in eta_text(watched.eta_seconds())
+
+
+def test_a_stopped_queued_job_never_starts_and_finished_jobs_are_forgotten(registry):
+    jobs = registry(max_running=1, keep_s=0.5)
+    first, second = jobs.submit(PairSpec(), SETTINGS, []), jobs.submit(PairSpec(), SETTINGS, [])
+    second.stop()
+    assert second.done and second.not_run() == ["standard", "vgs"] and second.process is None
+    first.stop()
+    wait(lambda: jobs.get(first.id) is None)  # forgotten after keep_s, with its folder
+    assert not first.folder.exists() and second.process is None
+
+
+def test_a_worker_that_dies_is_reported():
+    jobs = JobRegistry(command=[sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"])
+    try:
+        job = jobs.submit(PairSpec(), SETTINGS, [])
+        wait(lambda: job.done)
+        assert "ended unexpectedly (exit code 3): boom" in job.error
+        assert {run.state for run in job.runs.values()} == {"skipped"}
+    finally:
+        jobs.close()
+
+
+def test_the_real_worker_trains_a_copy_and_sends_back_card_and_student(vlod_home, examples):
+    jobs = JobRegistry()
+    try:
+        settings = dict(DEFAULT_SETTINGS, rules=["standard"], steps=2, batch=4, eval_every=0)
+        job = jobs.submit(PairSpec(), settings, [(examples[0].image(), examples[0].question)])
+        wait(lambda: job.done, limit=300)
+        assert job.error is None, job.error
+        [card] = job.cards().values()
+        assert [r["step"] for r in card.records] == [1, 2] and card.probe_after[0]["question"] == examples[0].question
+        folder = job.students()["standard"]
+        assert (folder / "model.safetensors").is_file() and json.loads((folder / "config.json").read_text())
+    finally:
+        jobs.close()

@@ -1,0 +1,109 @@
+"""One distillation job in a process of its own: `python -m vlod_app.worker JOB_FOLDER`.
+
+The app's job registry (`vlod_app.jobs`) writes `job.json` (the pair's spec, the form's settings, the
+rules, the probe questions) and the probe images into a private folder and starts this module. It loads
+the pair itself, runs `vlod_core.distill.distill` once per rule from the same seed, and reports on its
+standard output, one JSON object per line:
+
+    {"event": "ready"}                                  the pair is loaded
+    {"event": "running", "rule": r}                     a rule starts
+    {"event": "record", "rule": r, "record": {...}}     a StepRecord, after every step
+    {"event": "done", "rule": r, "card": {...}, "student": "student-r"}   card, and the folder of its student
+    {"event": "failed", "rule": r, "error": "..."}
+    {"event": "skipped", "rule": r}                     stopped before this rule started
+    {"event": "end"}
+
+A line "stop" on its standard input stops it after the current step; so does the end of its input (the app
+went away), so a worker never outlives its server. The trained student is saved as safetensors with its
+processor into the job folder. Everything else the libraries print goes to the standard error (the log).
+A process per job lets concurrent runs use separate cores instead of sharing one interpreter lock, and the
+app's cached pair is never touched: the worker has a copy of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+def run_rules(pair, configs: dict, probes: list, emit, should_stop) -> Iterator[tuple[str, object]]:
+    """Distil once per rule, one after the other, yielding (rule, DistillResult): the one place the app
+    calls `distill` (reporting each step and failure through `emit`)."""
+    from vlod_core.distill import distill
+
+    for rule, config in configs.items():
+        if should_stop():
+            emit({"event": "skipped", "rule": rule})
+            continue
+        emit({"event": "running", "rule": rule})
+        try:
+            result = distill(
+                pair,
+                config,
+                callback=lambda record, rule=rule: emit({"event": "record", "rule": rule, "record": record.to_dict()}),
+                should_stop=should_stop,
+                probes=probes,
+            )
+        except Exception as error:  # reported on the page; the log keeps the traceback
+            logger.exception("distillation with rule %s failed", rule)
+            emit({"event": "failed", "rule": rule, "error": f"{type(error).__name__}: {error}"})
+            continue
+        yield rule, result
+
+
+def main(folder: str) -> int:
+    folder = Path(folder)
+    # the protocol owns the real standard output; anything else printed goes to the log (standard error)
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    lock = threading.Lock()
+
+    def emit(message: dict) -> None:
+        with lock:
+            protocol.write(json.dumps(message) + "\n")
+
+    stop = threading.Event()
+
+    def watch_input() -> None:
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                break
+        stop.set()  # "stop", or the end of the input: the app is gone
+
+    threading.Thread(target=watch_input, name="vlod-worker-stdin", daemon=True).start()
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from vlod_app.jobs import distill_configs
+    from vlod_core.pair import PairSpec, load_pair
+
+    hf_logging.disable_progress_bar()
+    job = json.loads((folder / "job.json").read_text())
+    torch.set_num_threads(int(job["threads"]))
+    pair = load_pair(PairSpec(**job["spec"]))
+    probes = [(Image.open(folder / p["image"]).convert("RGB"), p["question"]) for p in job["probes"]]
+    emit({"event": "ready"})
+    configs = distill_configs(job["settings"])
+    for rule, result in run_rules(pair, configs, probes, emit, stop.is_set):
+        student_folder = folder / f"student-{rule}"
+        result.student.save_pretrained(student_folder, safe_serialization=True)
+        pair.processor.save_pretrained(student_folder)
+        emit({"event": "done", "rule": rule, "card": result.card.to_dict(), "student": student_folder.name})
+    emit({"event": "end"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
