@@ -9,8 +9,6 @@ started it. Progress and results sit in the main column, the form in the sidebar
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 
 import pandas as pd
@@ -203,22 +201,6 @@ def draw_live() -> None:
     st.plotly_chart(training_curves(snapshot), config={"displayModeBar": False}, key="live_curves")
 
 
-def held_out_thumbnails(rows: list[dict]) -> list[str | None]:
-    """A small image (data URI) for each held-out answer row: the fixed samples they were asked about."""
-    from vlod_core.evaluation import fixed_examples
-
-    examples = fixed_examples(len(rows))
-    thumbnails = []
-    for row, example in zip(rows, examples):
-        if row.get("question") != example.question:
-            thumbnails.append(None)
-            continue
-        buffer = io.BytesIO()
-        example.image().save(buffer, format="PNG")
-        thumbnails.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
-    return thumbnails + [None] * (len(rows) - len(thumbnails))
-
-
 def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -> None:
     """Results: what ran and what did not, accuracies with standard errors, curves, answers, downloads."""
     not_run = job.not_run() if job else []
@@ -273,8 +255,12 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
     first = next(iter(cards.values()))
     if first.answers_before:
         table = []
-        for i, (before, thumbnail) in enumerate(zip(first.answers_before, held_out_thumbnails(first.answers_before))):
-            row = {"image": thumbnail, "question": before["question"], "right answer": before.get("reference", "")}
+        for i, before in enumerate(first.answers_before):
+            row = {
+                "image": before.get("thumbnail"),
+                "question": before["question"],
+                "right answer": before.get("reference", ""),
+            }
             row["before (image)"] = before["image"]
             row |= {f"{r} (image)": c.answers_after[i]["image"] for r, c in cards.items() if i < len(c.answers_after)}
             row["before (no image)"] = before["no_image"]

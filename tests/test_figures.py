@@ -145,9 +145,10 @@ def test_training_curves_and_accuracy_bars_follow_the_records():
 
 
 def test_accuracies_carry_a_standard_error_binomial_unless_the_card_gives_one():
-    block = {"accuracy_image": 0.8, "accuracy_no_image": 0.5, "n": 100}
+    block = {"accuracy_image": 0.8, "accuracy_no_image": 0.5, "eval_rows": 100}
     assert figures.accuracy_se(block, "accuracy_image") == pytest.approx((0.8, 0.04))
-    assert figures.accuracy_se(block | {"accuracy_image_se": 0.01}, "accuracy_image") == (0.8, 0.01)
+    assert figures.accuracy_se(block | {"stderr": {"accuracy_image": 0.01}}, "accuracy_image") == (0.8, 0.01)
+    assert figures.accuracy_se({"accuracy_image": 0.8, "n": 100}, "accuracy_image") == pytest.approx((0.8, 0.04))
     value, se = figures.accuracy_se({"accuracy_image": 0.8}, "accuracy_image")  # n unknown
     assert value == 0.8 and math.isnan(se)
     assert figures.accuracy_text(block, "accuracy_no_image") == "0.500 ± 0.050"

@@ -293,8 +293,19 @@ class JobRegistry:
         self._janitor = threading.Thread(target=self._tend, args=(poll_s,), name="vlod-job-janitor", daemon=True)
         self._janitor.start()
 
-    def submit(self, spec: PairSpec, settings: dict, probes: list[tuple[Image.Image, str]], threads: int = 1) -> Job:
-        """Queue a job (it starts at once when a slot is free); RegistryFull when the line is full too."""
+    def submit(
+        self,
+        spec: PairSpec,
+        settings: dict,
+        probes: list[tuple[Image.Image, str]],
+        threads: int = 1,
+        data: Path | None = None,
+    ) -> Job:
+        """Queue a job (it starts at once when a slot is free); RegistryFull when the line is full too.
+
+        `data`: a data-set folder or file (`vlod_core.sources.load_data` reads it) to train on, copied into the
+        job's folder; None trains on the toy world.
+        """
         distill_configs(settings)  # a bad setting fails here, in the page, not in the worker
         with self._lock:
             active = [job for job in self._jobs.values() if not job.done]
@@ -308,6 +319,10 @@ class JobRegistry:
             folder.mkdir()
             for i, (image, _) in enumerate(probes):
                 image.save(folder / f"probe-{i}.png")
+            copied = None
+            if data is not None:
+                copied = f"data{Path(data).suffix}"
+                (shutil.copytree if Path(data).is_dir() else shutil.copy)(data, folder / copied)
             (folder / "job.json").write_text(
                 json.dumps(
                     {
@@ -315,6 +330,7 @@ class JobRegistry:
                         "settings": settings,
                         "threads": threads,
                         "probes": [{"image": f"probe-{i}.png", "question": q} for i, (_, q) in enumerate(probes)],
+                        "data": copied,
                     }
                 )
             )

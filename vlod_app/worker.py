@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -35,11 +36,30 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 
-def run_rules(pair, configs: dict, probes: list, emit, should_stop) -> Iterator[tuple[str, object]]:
+MAX_SHOWN_ROWS = 50  # a user's rows whose before/after answers the page shows (all of a classroom-sized set)
+
+
+def training_data(folder: Path, data: str | None, eval_rows: int):
+    """The job's data: the toy world, or the user's set copied into the job folder (split as the CLI splits)."""
+    from vlod_core.data import TrainingData, split_rows
+    from vlod_core.sources import load_data
+    from vlod_core.toy.source import toy_data
+
+    if data is None:
+        return toy_data(eval_rows)
+    loaded = load_data(folder / data, cache_dir=str(folder / "datasets-cache"))
+    split = split_rows(loaded.rows)
+    extra = {"origin": "uploaded in the app", "skipped": len(loaded.skipped)}
+    return TrainingData.from_split(split, loaded.name, show=MAX_SHOWN_ROWS, extra=extra)
+
+
+def run_rules(pair, configs: dict, data, probes: list, emit, should_stop) -> Iterator[tuple[str, object]]:
     """Distil once per rule, one after the other, yielding (rule, DistillResult): the one place the app
     calls `distill` (reporting each step and failure through `emit`)."""
+    from vlod_core.data import Row
     from vlod_core.distill import distill
 
+    probes = [Row(image, question) for image, question in probes]
     for rule, config in configs.items():
         if should_stop():
             emit({"event": "skipped", "rule": rule})
@@ -49,6 +69,7 @@ def run_rules(pair, configs: dict, probes: list, emit, should_stop) -> Iterator[
             result = distill(
                 pair,
                 config,
+                data,
                 callback=lambda record, rule=rule: emit({"event": "record", "rule": rule, "record": record.to_dict()}),
                 should_stop=should_stop,
                 probes=probes,
@@ -86,7 +107,7 @@ def main(folder: str) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from vlod_app.jobs import distill_configs
+    from vlod_app.jobs import EVAL_EXAMPLES, distill_configs
     from vlod_core.pair import PairSpec, load_pair
 
     hf_logging.disable_progress_bar()
@@ -96,7 +117,10 @@ def main(folder: str) -> int:
     probes = [(Image.open(folder / p["image"]).convert("RGB"), p["question"]) for p in job["probes"]]
     emit({"event": "ready"})
     configs = distill_configs(job["settings"])
-    for rule, result in run_rules(pair, configs, probes, emit, stop.is_set):
+    data = training_data(folder, job.get("data"), EVAL_EXAMPLES)
+    if job.get("data") is not None:  # every row of the user's set is shown before and after
+        configs = {rule: replace(config, answer_examples=len(data.show_rows)) for rule, config in configs.items()}
+    for rule, result in run_rules(pair, configs, data, probes, emit, stop.is_set):
         student_folder = folder / f"student-{rule}"
         result.student.save_pretrained(student_folder, safe_serialization=True)
         pair.processor.save_pretrained(student_folder)

@@ -26,6 +26,7 @@ import torch
 
 from vlod_core.data import Row, binomial_stderr
 from vlod_core.engine import encode, sample
+from vlod_core.images import thumbnail_uri
 from vlod_core.inputs import PromptBatch, encode_rows, response_tensors, with_responses
 from vlod_core.losses import kl
 from vlod_core.sampling import GREEDY, SamplingConfig, decode
@@ -347,7 +348,7 @@ def greedy_answers(pair, model, rows: list[Row], ablation: str = "remove") -> li
         answers = {c: sample(model, pair, prompts, GREEDY, context=c) for c in SUFFIX}
     out = []
     for i, row in enumerate(rows):
-        entry = {"question": row.question, "label": row.label}
+        entry = {"question": row.question, "label": row.label, "thumbnail": thumbnail_uri(row.load_image())}
         if row.answer is not None:
             entry["reference"] = row.answer
         entry |= {suffix: decode(pair.tokenizer, answers[c][i]) for c, suffix in SUFFIX.items()}

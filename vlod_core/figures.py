@@ -579,15 +579,16 @@ def _finite(x) -> bool:
 def accuracy_se(block: dict, key: str) -> tuple[float, float]:
     """(accuracy, standard error) for `block[key]` (e.g. "accuracy_image" of a run card's `before`).
 
-    The card's own `<key>_se` when it carries one; else the binomial sqrt(p(1-p)/n) from the block's `n`
-    (NaN when n is unknown). Every accuracy the app shows goes through here.
+    The card's own standard error (`stderr[key]`, as `vlod_core.evaluation` writes it) when it carries one;
+    else the binomial sqrt(p(1-p)/n) from the block's row count (NaN when that is unknown). Every accuracy
+    the app shows goes through here.
     """
     value = block.get(key, math.nan)
     value = value if _finite(value) else math.nan
-    given = block.get(f"{key}_se")
+    given = (block.get("stderr") or {}).get(key)
     if _finite(given):
         return value, float(given)
-    n = block.get("n")
+    n = block.get("eval_rows", block.get("n"))
     if not (_finite(value) and isinstance(n, int) and n > 0):
         return value, math.nan
     return value, math.sqrt(value * (1 - value) / n)

@@ -130,3 +130,18 @@ def _normalise(image: Image.Image, notes: list[str]) -> Image.Image:
         )
         notes.append("tiny image scaled up")
     return image
+
+
+THUMBNAIL_SIDE = 48
+THUMBNAIL_PREFIX = "data:image/png;base64,"
+
+
+def thumbnail_uri(image: Image.Image, side: int = THUMBNAIL_SIDE) -> str:
+    """A small PNG of `image` as a data URI: run cards carry one per shown row, so a saved card shows its images."""
+    import base64
+
+    small = image.convert("RGB").copy()
+    small.thumbnail((side, side), Image.NEAREST if max(image.size) <= 2 * side else Image.BICUBIC)
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG")
+    return THUMBNAIL_PREFIX + base64.b64encode(buffer.getvalue()).decode()

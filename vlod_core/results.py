@@ -11,8 +11,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vlod_core.images import THUMBNAIL_PREFIX
+
 MAX_CARD_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 100_000
+MAX_THUMBNAIL = 64 * 1024  # characters of one row's thumbnail data URI
 SCHEMA = "vlod.run_card/2"
 OLD_SCHEMAS = ("vlod.run_card/1",)  # read, and upgraded on load
 
@@ -163,6 +166,11 @@ def validate_card(raw) -> None:
             for text_key in ("question", "image", "no_image", "teacher_image", "teacher_no_image", "reference"):
                 if text_key in answer and not isinstance(answer[text_key], str):
                     raise RunCardError(f"'{key}' entries need text in '{text_key}'")
+            thumbnail = answer.get("thumbnail")
+            if thumbnail is not None and not (
+                isinstance(thumbnail, str) and thumbnail.startswith(THUMBNAIL_PREFIX) and len(thumbnail) < MAX_THUMBNAIL
+            ):
+                raise RunCardError(f"'{key}' entries' thumbnail must be a small PNG data URI")
 
 
 def library_versions() -> dict[str, str]:
