@@ -79,14 +79,18 @@ def _timing(plan: Plan, arms: dict, outcome: Outcome, wall_seconds: float) -> di
         keys = [k for (p, _), ks in arms.items() if p == part for k in ks if k not in seen]
         keys = list(dict.fromkeys(keys))
         seen.update(keys)
-        if part == "geometry":  # measured inside the rules' standard runs: their geometry time is not separable
-            keys = []
         parts[part] = {
             "runs": len(keys),
             "executed_now": sum(k in executed for k in keys),
             "compute_seconds": round(sum(outcome.results[k]["seconds"] for k in keys), 1),
         }
-    parts["geometry"]["note"] = "measured before and after the rules' standard runs (in their compute seconds)"
+    geometry = list(dict.fromkeys(k for (p, _), ks in arms.items() if p == "rules" for k in ks))
+    parts["geometry"] = {
+        "runs": sum(bool(outcome.results[k].get("geometry_before")) for k in geometry),
+        "executed_now": sum(k in executed and bool(outcome.results[k].get("geometry_before")) for k in geometry),
+        "compute_seconds": round(sum(outcome.results[k].get("geometry_seconds", 0.0) for k in geometry), 1),
+        "note": "measured before and after the rules' standard runs; their compute seconds include it",
+    }
     return {
         "wall_seconds": round(wall_seconds, 1),
         "executed": len(outcome.executed),

@@ -19,7 +19,7 @@ def _layout(fig: go.Figure, height: int, title: str) -> go.Figure:
         height=height,
         margin={"l": 10, "r": 10, "t": 95, "b": 10},
         template="plotly_white",
-        title={"text": f"{title}<br><sup>{ERROR_NOTE}</sup>", "y": 0.98, "yanchor": "top"},
+        title={"text": f"{title}<br><sup>{ERROR_NOTE}</sup>", "y": 0.96, "yanchor": "top"},
         legend={"orientation": "h", "y": -0.18, "x": 0},
     )
     return fig

@@ -236,7 +236,7 @@ def report_html(results: dict) -> str:
         claims_table(results),
         "<h3>How a verdict is decided</h3>",
         f"<ul>{rules}<li>With {len(results['seeds'])} seeds, ± {results['z']:g} SE covers about "
-        f"{100 * coverage:.0f}% of a t distribution with {len(results['seeds']) - 1} degrees of freedom: a verdict "
+        f"{100 * coverage:.0f}% of a t distribution with {len(results['seeds']) - 1} degree(s) of freedom: a verdict "
         "is a screen, not a significance test. The evaluation rows' own sampling error (binomial) is shared by the "
         "arms of a paired comparison and is not in its SE.</li></ul>"
         if coverage is not None

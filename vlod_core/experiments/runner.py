@@ -182,12 +182,17 @@ def execute(
     """Run one task and write its result to the cache (atomically); raise `Cancelled` if stopped."""
     started = time.perf_counter()
     before = _geometry(pair, data, task) if task.geometry_rows else None
+    geometry_seconds = time.perf_counter() - started
     steps = task.config.steps
     callback = (lambda record: on_step(record.step, steps)) if on_step is not None else None
     result = distill(pair, task.config, data, callback=callback, should_stop=should_stop)
     if result.card.stopped and should_stop is not None and should_stop():
         raise Cancelled(result.card.stopped)
-    after = _geometry(dataclasses.replace(pair, student=result.student), data, task) if task.geometry_rows else None
+    after = None
+    if task.geometry_rows:
+        measuring = time.perf_counter()
+        after = _geometry(dataclasses.replace(pair, student=result.student), data, task)
+        geometry_seconds += time.perf_counter() - measuring
     record = {
         "schema": SCHEMA,
         "key": key,
@@ -196,6 +201,7 @@ def execute(
         "geometry_before": before,
         "geometry_after": after,
         "seconds": round(time.perf_counter() - started, 3),
+        "geometry_seconds": round(geometry_seconds, 3) if task.geometry_rows else 0.0,
     }
     write_atomically(cache_dir / f"{key}.json", json.dumps(record))
     return record
@@ -232,10 +238,16 @@ def _init_worker(spec: PairSpec, data: TrainingData, cache_dir: Path, messages, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers through `stop`
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
-    _WORKER.update(pair=load_pair(spec), data=data, cache_dir=cache_dir, messages=messages, stop=stop)
+    _WORKER.update(data=data, cache_dir=cache_dir, messages=messages, stop=stop)
+    try:
+        _WORKER["pair"] = load_pair(spec)
+    except Exception as error:  # raised by the first run instead: the caller gets the error, not a broken pool
+        _WORKER["error"] = error
 
 
 def _run_in_worker(task: Task, key: str) -> dict:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     messages, stop = _WORKER["messages"], _WORKER["stop"]
     last = [0.0]
 
@@ -308,11 +320,12 @@ def run_tasks(
     cache_dir = Path(cache_dir)
     labels = labels or {key: key[:8] for key in tasks}
     results = {key: record for key in tasks if (record := load_cached(cache_dir, key)) is not None}
-    todo = sorted(
-        (key for key in tasks if key not in results),
-        key=lambda k: -run_seconds(tasks[k].config, tasks[k].geometry_rows, len(data.eval_rows)),
-    )  # longest first: two workers finish together
-    estimates = {k: run_seconds(tasks[k].config, tasks[k].geometry_rows, len(data.eval_rows)) for k in todo}
+    estimates = {
+        k: run_seconds(task.config, task.geometry_rows, len(data.eval_rows))
+        for k, task in tasks.items()
+        if k not in results
+    }
+    todo = sorted(estimates, key=lambda k: -estimates[k])  # longest first: the workers finish together
     tracker = _Tracker(list(tasks), estimates, labels, len(results), workers, progress)
     tracker.report()
     stop_requested = should_stop or (lambda: False)
