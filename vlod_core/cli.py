@@ -435,6 +435,8 @@ def cmd_experiments(args) -> int:
     args.eval_examples = plan.eval_examples  # the toy world's held-out rows
     data = _training_data(args)
     pair = _load_pair(args)  # checks the pair (and builds the toy pair) before any worker starts
+    if args.workers:
+        pair = None  # each worker loads its own
     out = Path(args.out) if args.out else default_out_dir(plan)
     estimate = estimate_seconds(plan, args.workers, len(data.eval_rows))
     sys.stderr.write(
@@ -450,7 +452,7 @@ def cmd_experiments(args) -> int:
             data,
             out,
             workers=args.workers,
-            pair=pair if args.workers == 0 else None,
+            pair=pair,
             progress=_experiments_printer(),
             command=command,
         )

@@ -15,10 +15,15 @@ Verdict rules (`Z` = 2 standard errors; the interval is measured ± 2 SE):
   effect in the opposite direction), and is **inconclusive** otherwise;
 - a claim measured on fewer than two seeds, or not measured at all, is inconclusive.
 
+The SE over seeds measures training randomness only: every arm is evaluated on the same rows. A difference
+of two rates (accuracy, agreement) on those rows also carries the rows' own sampling error, which for a
+paired difference d (a share of n rows) is at least √((|d| − d²)/n) (McNemar's, with every discordant row
+in one direction: the fewest consistent with d). Rate differences add the mean of that floor over seeds to
+their SE in quadrature (`paired_rates`), so a difference of one or two rows out of 400 is not mistaken for an
+effect however repeatable it is across seeds.
+
 With n seeds, ± 2 SE is a t interval with n − 1 degrees of freedom (about 82 % coverage for 3 seeds, 95 %
-needs 4.3 SE): a verdict from 3 seeds is a screen, not a significance test. The evaluation set's own
-sampling error (binomial, about 2 points at 400 rows) is shared by the arms of a paired comparison and is
-not in its SE.
+needs 4.3 SE): a verdict from 3 seeds is a screen, not a significance test.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ Z = 2.0
 VERDICTS = ("agrees", "disagrees", "inconclusive")
 GAIN = 0.05  # "steps to +5 points"
 POINTS = 100.0  # rates are stored in [0, 1]; claims and tables speak in points
+VDS_FLOOR = 1e-3  # nats: below this the image barely changes the teacher's next-token distribution
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -53,6 +59,19 @@ def stat(values, scale: float = 1.0) -> dict:
 def paired(a: list, b: list, scale: float = 1.0) -> dict:
     """Per-seed differences a − b, for the seeds where both were measured."""
     return stat([x - y if finite(x) and finite(y) else None for x, y in zip(a, b)], scale)
+
+
+def paired_rates(a: list, b: list, rows: int | None, scale: float = POINTS) -> dict:
+    """`paired` for two rates measured on the same `rows` evaluation rows: the SE adds, in quadrature, the
+    smallest sampling error of the rows that each seed's difference d allows, √((|d| − d²)/rows)."""
+    block = paired(a, b, scale)
+    differences = [x - y for x, y in zip(a, b) if finite(x) and finite(y)]
+    if not differences or not rows:
+        return block
+    rows_error = scale * statistics.fmean(math.sqrt(max(abs(d) - d * d, 0.0) / rows) for d in differences)
+    seeds_error = block["stderr"]
+    total = math.sqrt(seeds_error**2 + rows_error**2) if seeds_error is not None else None
+    return block | {"stderr": total, "stderr_seeds": seeds_error, "stderr_rows": rows_error}
 
 
 def t_coverage(df: int, z: float = Z) -> float:
@@ -375,7 +394,9 @@ def arm_summary(cards: list[dict | None], steps: int, metric: str, window_count:
     for when in ("before", "after"):
         for context in ("image", "no_image"):
             out[f"{when}_{context}"] = stat([_value(c[when], f"{metric}_{context}") if c else None for c in cards])
-    out["gain_image"] = paired(out["after_image"]["values"], out["before_image"]["values"])
+    rows = [c["after"].get("eval_rows") for c in cards if c and c["after"]]
+    out["eval_rows"] = min(rows) if rows else None
+    out["gain_image"] = paired_rates(out["after_image"]["values"], out["before_image"]["values"], out["eval_rows"], 1.0)
     reach = [steps_to_gain(c, metric) if c else None for c in cards]
     out["steps_to_gain"] = {"values": reach, "reached": sum(r is not None for r in reach), "of": len(cards)} | {
         k: v for k, v in stat(reach).items() if k in ("mean", "stderr")
@@ -399,6 +420,11 @@ def arm_summary(cards: list[dict | None], steps: int, metric: str, window_count:
     out["stopped"] = [c.get("stopped") if c else None for c in cards]
     out["seconds"] = stat([c.get("seconds") if c else None for c in cards])
     return out
+
+
+def difference(arm: dict, baseline: dict, key: str = "after_image") -> dict:
+    """arm − baseline per seed, in points, of a rate both measured on the same evaluation rows."""
+    return paired_rates(arm[key]["values"], baseline[key]["values"], arm["eval_rows"] or baseline["eval_rows"])
 
 
 def lr_answer(points: list[dict], default_lr: float) -> str:
@@ -461,7 +487,7 @@ def analyse(plan, runs: dict[tuple[str, str], list[dict | None]]) -> dict:
     def versus_standard(key, context="image") -> dict:
         if standard is None or key not in summaries:
             return stat([])
-        return paired(summaries[key][f"after_{context}"]["values"], standard[f"after_{context}"]["values"], POINTS)
+        return difference(summaries[key], standard, f"after_{context}")
 
     out: dict = {"metric": metric}
     geometry_runs = runs.get(("rules", "standard"), [])
@@ -520,9 +546,9 @@ def learning_rate_part(plan, summaries: dict) -> dict:
         pair = {rule: summaries.get(("learning_rate", f"{rule} lr = {lr:g}")) for rule in ("standard", "vgs")}
         if not all(pair.values()):
             continue
-        difference = paired(pair["vgs"]["after_image"]["values"], pair["standard"]["after_image"]["values"], POINTS)
-        lower = difference["mean"] - Z * difference["stderr"] if difference["stderr"] is not None else None
-        upper = difference["mean"] + Z * difference["stderr"] if difference["stderr"] is not None else None
+        gap = difference(pair["vgs"], pair["standard"])
+        lower = gap["mean"] - Z * gap["stderr"] if gap["stderr"] is not None else None
+        upper = gap["mean"] + Z * gap["stderr"] if gap["stderr"] is not None else None
         label = (
             "vgs ahead"
             if lower is not None and lower > 0
@@ -538,7 +564,7 @@ def learning_rate_part(plan, summaries: dict) -> dict:
             {
                 "lr": lr,
                 "steps": steps,
-                "difference": difference,
+                "difference": gap,
                 "label": label,
                 "still_improving": improving,
                 **{
@@ -593,8 +619,18 @@ def claims(plan, out: dict, summaries: dict) -> list[dict]:
             "std_lang": geometry["global"].get("std-lang"),
             "std_vis": geometry["global"].get("std-vis"),
         }
+        flat = sum(1 for b in bins if finite(b["vds_high"]["mean"]) and b["vds_high"]["mean"] < VDS_FLOOR)
+        notes = {
+            "lang_vis_lowest_bin": "its tokens have VDS < 0.001 nats: the image barely changes the teacher there"
+            if flat
+            else "",
+            "lang_vis_rise": f"{flat} of {len(bins)} bins hold tokens with VDS < 0.001 nats (their order is noise)"
+            if flat
+            else "",
+        }
         for spec in geometry_claims(when):
-            row = claim_row(spec, measured[spec.id.removesuffix(f"_{when}")])
+            name = spec.id.removesuffix(f"_{when}")
+            row = claim_row(spec, measured[name], notes.get(name, ""))
             rows.append(row | {"claim": f"{row['claim']} ({label})"})
     standard = summaries.get(("rules", "standard"))
     for gamma in (1.0, 2.0, 3.0, 4.0):
@@ -606,16 +642,14 @@ def claims(plan, out: dict, summaries: dict) -> list[dict]:
     rows.append(
         claim_row(
             LAMBDA_GAIN,
-            paired(vgs["after_image"]["values"], no_lp["after_image"]["values"], POINTS) if vgs and no_lp else None,
+            difference(vgs, no_lp) if vgs and no_lp else None,
         )
     )
     lang = summaries.get(("rules", "lang_steer"))
     rows.append(
         claim_row(
             LANG_STEER,
-            paired(standard["after_image"]["values"], lang["after_image"]["values"], POINTS)
-            if standard and lang
-            else None,
+            difference(standard, lang) if standard and lang else None,
         )
     )
     rows.append(
@@ -640,6 +674,10 @@ def verdict_rules_text() -> list[str]:
         "Every number is a mean over seeds ± its standard error (SE: standard deviation over seeds / √n). "
         "Comparisons are per-seed paired differences: the same seed gives the same initial student, prompts, "
         "sampling seeds and evaluation rows to every arm.",
+        "A difference of two accuracies on the same evaluation rows also carries the rows' own sampling error: its "
+        "SE adds, in quadrature, the smallest such error its per-seed differences d allow, √((|d| − d²)/n) for n "
+        "rows (McNemar, every discordant row in one direction), so one or two rows out of 400 never count as an "
+        "effect, however repeatable across seeds.",
         f"Range claims (an angle, a cost ratio): agrees when mean ± {Z:g} SE lies inside the paper's range widened "
         "by the stated tolerance; disagrees when it lies entirely outside; otherwise inconclusive.",
         f"Direction claims ('A beats B', 'rises'; measured as the effect in the paper's direction): agrees when "

@@ -71,6 +71,10 @@ def claims_table(results: dict) -> str:
     return f"<table id='claims'><tr>{header}</tr>{''.join(rows)}</table>"
 
 
+def _sig(block: dict) -> str:
+    return "n/a" if block.get("mean") is None else f"{block['mean']:.2g}"
+
+
 def _geometry_tables(geometry: dict) -> str:
     out = []
     for when, title in (("start", "at the start"), ("after", f"after {geometry['steps']} standard steps")):
@@ -82,7 +86,7 @@ def _geometry_tables(geometry: dict) -> str:
             rows.append(
                 [
                     f"bin {b['bin']}",
-                    f"{pm(b['vds_low'], digits=3)} – {pm(b['vds_high'], digits=3)}",
+                    f"{_sig(b['vds_low'])} – {_sig(b['vds_high'])}",
                     pm(b["tokens"], digits=1),
                 ]
                 + [pm(b["angles"][k], digits=1, unit="°") for k in PAIR_NAMES]
@@ -91,7 +95,7 @@ def _geometry_tables(geometry: dict) -> str:
             ["fitted rise, bin 1 → last", "", ""] + [pm(block["rise"].get(k), digits=1, unit="°") for k in PAIR_NAMES]
         )
         out.append(f"<h3>{esc(title)} ({block['seeds']} seeds, {geometry['rows']} rows each)</h3>")
-        out.append(_table(["", "VDS range (nats)", "tokens"] + list(PAIR_NAMES.values()), rows))
+        out.append(_table(["", "VDS range (nats, mean over seeds)", "tokens"] + list(PAIR_NAMES.values()), rows))
     return "".join(out)
 
 
@@ -103,9 +107,11 @@ def _steps_to_gain(block: dict) -> str:
 def _rules_table(experiments: dict) -> str:
     rows = []
     for name, arm in experiments["rules"].items():
+        stopped = sum(bool(reason) for reason in arm["stopped"])
+        note = f"<br><span class='small'>stopped early in {stopped} seed(s): see results.json</span>" if stopped else ""
         rows.append(
             [
-                esc(name),
+                esc(name) + note,
                 pm(arm["before_image"]),
                 pm(arm["after_image"]),
                 pm(arm["before_no_image"]),
@@ -237,8 +243,7 @@ def report_html(results: dict) -> str:
         "<h3>How a verdict is decided</h3>",
         f"<ul>{rules}<li>With {len(results['seeds'])} seeds, ± {results['z']:g} SE covers about "
         f"{100 * coverage:.0f}% of a t distribution with {len(results['seeds']) - 1} degree(s) of freedom: a verdict "
-        "is a screen, not a significance test. The evaluation rows' own sampling error (binomial) is shared by the "
-        "arms of a paired comparison and is not in its SE.</li></ul>"
+        "is a screen, not a significance test.</li></ul>"
         if coverage is not None
         else f"<ul>{rules}</ul>",
         "<h2>1. Gradient geometry per VDS bin</h2>",
