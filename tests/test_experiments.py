@@ -21,6 +21,7 @@ from vlod_core.experiments.analysis import (
     fitted_rise,
     lr_answer,
     paired,
+    paired_rates,
     range_verdict,
     stat,
     step_seconds,
@@ -113,6 +114,18 @@ def test_stat_and_paired_differences():
     difference = paired([0.8, 0.7, 0.9, None], [0.6, 0.7, None, 0.5], scale=100)
     assert difference["values"] == [pytest.approx(20.0), pytest.approx(0.0), None, None]
     assert difference["mean"] == pytest.approx(10.0) and difference["n"] == 2
+
+
+def test_rate_differences_carry_the_rows_sampling_error():
+    """One row out of 400, the same in every seed: repeatable, but no effect."""
+    block = paired_rates([0.7525] * 3, [0.75] * 3, rows=400)
+    assert block["mean"] == pytest.approx(0.25) and block["stderr_seeds"] == pytest.approx(0.0)
+    assert block["stderr"] == pytest.approx(100 * math.sqrt((0.0025 - 0.0025**2) / 400))
+    assert direction_verdict(block["mean"], block["stderr"], 1.0) == "disagrees"  # and never "agrees"
+    large = paired_rates([0.80, 0.82, 0.81], [0.70, 0.71, 0.70], rows=400)  # ten points: clearly there
+    assert (
+        large["stderr"] > large["stderr_seeds"] and direction_verdict(large["mean"], large["stderr"], 1.0) == "agrees"
+    )
 
 
 def test_run_measures():
