@@ -425,9 +425,9 @@ def _experiments_printer():
 def cmd_experiments(args) -> int:
     import shlex
 
-    from vlod_core.experiments import PLANS, default_out_dir, estimate_seconds, run_experiments
+    from vlod_core.experiments import default_out_dir, estimate_seconds, plan_named, run_experiments
 
-    plan = PLANS["quick" if args.quick else "full"]
+    plan = plan_named("quick" if args.quick else "full")
     if args.seeds is not None:
         plan = plan.with_seeds(args.seeds)
     if not 0 <= args.workers <= 64:

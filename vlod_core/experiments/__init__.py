@@ -9,7 +9,7 @@ errors and a verdict per claim.
 """
 
 from vlod_core.experiments.check import CheckResult, default_out_dir, latest_results, load_results, run_experiments
-from vlod_core.experiments.plan import FULL, PLANS, QUICK, Plan, estimate_seconds
+from vlod_core.experiments.plan import FULL, PLANS, QUICK, Plan, estimate_seconds, plan_named
 from vlod_core.experiments.runner import Progress
 
 __all__ = [
@@ -23,5 +23,6 @@ __all__ = [
     "estimate_seconds",
     "latest_results",
     "load_results",
+    "plan_named",
     "run_experiments",
 ]

@@ -8,10 +8,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from vlod_core.figures import PAIR_COLOURS, PAIR_LABELS, RULE_COLOURS
+from vlod_core import figures as core
 
 ERROR_NOTE = "error bars: ± 1 standard error over seeds"
-ARM_COLOURS = RULE_COLOURS | {"fixed": "#e377c2"}
+FIXED_ETA_COLOUR = "#e377c2"  # vgs with the paper's fixed η
 
 
 def _layout(fig: go.Figure, height: int, title: str) -> go.Figure:
@@ -40,7 +40,7 @@ def _scaled(blocks: list[dict | None], scale: float = 1.0) -> tuple[list, list]:
 
 
 def _colour(arm: str) -> str:
-    return ARM_COLOURS["fixed"] if "fixed" in arm else ARM_COLOURS.get(arm.split(" ")[0], "#000")
+    return FIXED_ETA_COLOUR if "fixed" in arm else core.RULE_COLOURS.get(arm.split(" ")[0], "#000")
 
 
 def geometry_figure(results: dict) -> go.Figure:
@@ -56,7 +56,7 @@ def geometry_figure(results: dict) -> go.Figure:
             f"VDS {_mean(b['vds_low']) or 0:.3g}–{_mean(b['vds_high']) or 0:.3g}, {_mean(b['tokens']) or 0:.0f} tokens"
             for b in bins
         ]
-        for key, label in PAIR_LABELS.items():
+        for key, label in core.PAIR_LABELS.items():
             means, errors = _scaled([b["angles"][key] for b in bins])
             fig.add_scatter(
                 x=x,
@@ -64,7 +64,7 @@ def geometry_figure(results: dict) -> go.Figure:
                 error_y={"type": "data", "array": errors, "visible": True},
                 mode="lines+markers",
                 name=label,
-                line={"color": PAIR_COLOURS[key]},
+                line={"color": core.PAIR_COLOURS[key]},
                 legendgroup=key,
                 showlegend=col == 1,
                 customdata=hover,
@@ -77,7 +77,7 @@ def geometry_figure(results: dict) -> go.Figure:
                 x=[x[0], x[-1]],
                 y=[60, 92],
                 mode="lines",
-                line={"color": PAIR_COLOURS["lang-vis"], "dash": "dot"},
+                line={"color": core.PAIR_COLOURS["lang-vis"], "dash": "dot"},
                 name="paper: gLang–gVis 60° → 92°",
                 showlegend=col == 1,
                 row=1,
@@ -176,7 +176,7 @@ def sweeps_figure(results: dict) -> go.Figure:
         error_y={"type": "data", "array": errors, "visible": True},
         mode="markers+lines",
         name="γ sweep",
-        line={"color": RULE_COLOURS["vgs"]},
+        line={"color": core.RULE_COLOURS["vgs"]},
         row=1,
         col=1,
     )
@@ -189,7 +189,7 @@ def sweeps_figure(results: dict) -> go.Figure:
         error_y={"type": "data", "array": errors, "visible": True},
         mode="markers+lines",
         name="λ sweep",
-        line={"color": RULE_COLOURS["vgs_no_lp"]},
+        line={"color": core.RULE_COLOURS["vgs_no_lp"]},
         row=1,
         col=2,
     )
@@ -231,7 +231,7 @@ def learning_rate_figure(results: dict) -> go.Figure:
             error_y={"type": "data", "array": errors, "visible": True},
             mode="markers+lines",
             name=rule,
-            line={"color": RULE_COLOURS[rule]},
+            line={"color": core.RULE_COLOURS[rule]},
             legendgroup=rule,
             row=1,
             col=1,
@@ -247,7 +247,7 @@ def learning_rate_figure(results: dict) -> go.Figure:
                 name=f"{rule} lr {p['lr']:g}",
                 legendgroup=rule,
                 showlegend=False,
-                line={"color": RULE_COLOURS[rule], "dash": "solid" if rule == "standard" else "dot"},
+                line={"color": core.RULE_COLOURS[rule], "dash": "solid" if rule == "standard" else "dot"},
                 hovertemplate=f"{rule}, lr {p['lr']:g}<br>step %{{x}}: %{{y:.3f}}<extra></extra>",
                 row=1,
                 col=3,

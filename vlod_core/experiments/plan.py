@@ -32,7 +32,9 @@ PARTS = ("geometry", "rules", "gamma", "lambda", "learning_rate", "cost")
 
 # Seconds per unit of work with one intra-op thread, toy pair, batch 32 (bench/step_cost.py and
 # bench-like timings of evaluation and geometry on a quiet machine); only for the time estimate and the ETA.
-STEP_SECONDS = {"standard": 0.073, "steered": 0.126, "fixed_eta": 0.092}
+STANDARD_STEP_SECONDS = 0.073  # image passes only (the image-free ones every 10th step)
+STEERED_STEP_SECONDS = 0.126  # both contexts, η measured every step (two more backward passes)
+FIXED_ETA_STEP_SECONDS = 0.092  # both contexts, η fixed
 EVAL_SECONDS = 0.001  # per evaluation row (400 rows: 0.4 s)
 TEACHER_REFERENCE_SECONDS = 0.0025  # per evaluation row, once per run (the teacher's greedy answers)
 GEOMETRY_SECONDS = 0.012  # per geometry row (10 bins)
@@ -157,7 +159,15 @@ QUICK = Plan(
     geometry_rows=64,
 )
 FULL = Plan(name="full")
-PLANS = {"quick": QUICK, "full": FULL}
+PLANS = (QUICK, FULL)
+
+
+def plan_named(name: str) -> Plan:
+    """QUICK or FULL by name."""
+    for plan in PLANS:
+        if plan.name == name:
+            return plan
+    raise ValueError(f"no plan named {name!r}; choose from {', '.join(p.name for p in PLANS)}")
 
 
 def step_seconds(config: DistillConfig) -> float:
@@ -165,8 +175,8 @@ def step_seconds(config: DistillConfig) -> float:
     scale = config.batch / 32
     steering = config.steering
     if not steering.steers:
-        return STEP_SECONDS["standard"] * scale
-    return STEP_SECONDS["steered" if steering.eta == "auto" else "fixed_eta"] * scale
+        return STANDARD_STEP_SECONDS * scale
+    return (STEERED_STEP_SECONDS if steering.eta == "auto" else FIXED_ETA_STEP_SECONDS) * scale
 
 
 def run_seconds(config: DistillConfig, geometry_rows: int = 0, eval_rows: int | None = None) -> float:

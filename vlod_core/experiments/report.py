@@ -9,8 +9,8 @@ import json
 
 from vlod_core.experiments.figures import all_figures
 
-VERDICT_COLOURS = {"agrees": "#d8f0d8", "disagrees": "#f6d5d5", "inconclusive": "#eeeeee"}
-PAIR_NAMES = {"std-lang": "gStd ∠ gLang", "std-vis": "gStd ∠ gVis", "lang-vis": "gLang ∠ gVis"}
+VERDICT_COLOURS = (("agrees", "#d8f0d8"), ("disagrees", "#f6d5d5"), ("inconclusive", "#eeeeee"))
+PAIR_NAMES = (("std-lang", "gStd ∠ gLang"), ("std-vis", "gStd ∠ gVis"), ("lang-vis", "gLang ∠ gVis"))
 
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1200px;
@@ -61,7 +61,7 @@ def claims_table(results: dict) -> str:
                 measured += f" ± {claim['stderr']:.2f}"
             measured += f"{unit} <span class='small'>(n = {claim['n']})</span>"
         note = f"<br><span class='small'>{esc(claim['note'])}</span>" if claim.get("note") else ""
-        colour = VERDICT_COLOURS[claim["verdict"]]
+        colour = dict(VERDICT_COLOURS)[claim["verdict"]]
         rows.append(
             f"<tr><td>{esc(claim['claim'])}{note}</td><td>{esc(claim['paper'])}</td><td class='num'>{measured}</td>"
             f"<td class='verdict' style='background:{colour}'>{esc(claim['verdict'])}</td>"
@@ -80,7 +80,7 @@ def _geometry_tables(geometry: dict) -> str:
     for when, title in (("start", "at the start"), ("after", f"after {geometry['steps']} standard steps")):
         block = geometry[when]
         rows = [
-            ["all tokens", "", ""] + [pm(block["global"].get(k), digits=1, unit="°") for k in PAIR_NAMES],
+            ["all tokens", "", ""] + [pm(block["global"].get(k), digits=1, unit="°") for k, _ in PAIR_NAMES],
         ]
         for b in block["bins"]:
             rows.append(
@@ -89,13 +89,14 @@ def _geometry_tables(geometry: dict) -> str:
                     f"{_sig(b['vds_low'])} – {_sig(b['vds_high'])}",
                     pm(b["tokens"], digits=1),
                 ]
-                + [pm(b["angles"][k], digits=1, unit="°") for k in PAIR_NAMES]
+                + [pm(b["angles"][k], digits=1, unit="°") for k, _ in PAIR_NAMES]
             )
         rows.append(
-            ["fitted rise, bin 1 → last", "", ""] + [pm(block["rise"].get(k), digits=1, unit="°") for k in PAIR_NAMES]
+            ["fitted rise, bin 1 → last", "", ""]
+            + [pm(block["rise"].get(k), digits=1, unit="°") for k, _ in PAIR_NAMES]
         )
         out.append(f"<h3>{esc(title)} ({block['seeds']} seeds, {geometry['rows']} rows each)</h3>")
-        out.append(_table(["", "VDS range (nats, mean over seeds)", "tokens"] + list(PAIR_NAMES.values()), rows))
+        out.append(_table(["", "VDS range (nats, mean over seeds)", "tokens"] + [name for _, name in PAIR_NAMES], rows))
     return "".join(out)
 
 

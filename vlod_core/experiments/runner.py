@@ -17,7 +17,6 @@ runs in the calling process (tests, debugging).
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import dataclasses
 import hashlib
 import json
@@ -226,10 +225,10 @@ def load_cached(cache_dir: Path, key: str) -> dict | None:
 # ---------------------------------------------------------------------------------------------------
 # Worker processes
 
-_WORKER: dict = {}
 
-
-def _init_worker(spec: PairSpec, data: TrainingData, cache_dir: Path, messages, stop) -> None:
+def _worker(spec: PairSpec, data: TrainingData, cache_dir: Path, tasks, events, stop) -> None:
+    """A worker process: load the pair once, then run tasks from `tasks` until a None (or `stop`), reporting
+    ("step", key, (step, steps)), ("done", key, record), ("cancelled", key, None) or ("error", key, error)."""
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -238,26 +237,32 @@ def _init_worker(spec: PairSpec, data: TrainingData, cache_dir: Path, messages, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers through `stop`
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
-    _WORKER.update(data=data, cache_dir=cache_dir, messages=messages, stop=stop)
     try:
-        _WORKER["pair"] = load_pair(spec)
-    except Exception as error:  # raised by the first run instead: the caller gets the error, not a broken pool
-        _WORKER["error"] = error
+        pair = load_pair(spec)
+    except Exception as error:  # the parent raises it: one clear error, not a dead worker
+        events.put(("error", None, error))
+        return
+    while not stop.is_set():
+        item = tasks.get()
+        if item is None:
+            return
+        key, task = item
+        last = [0.0]
 
+        def on_step(step: int, steps: int, key=key) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.5 or step == steps:
+                last[0] = now
+                events.put(("step", key, (step, steps)))
 
-def _run_in_worker(task: Task, key: str) -> dict:
-    if "error" in _WORKER:
-        raise _WORKER["error"]
-    messages, stop = _WORKER["messages"], _WORKER["stop"]
-    last = [0.0]
-
-    def on_step(step: int, steps: int) -> None:
-        now = time.monotonic()
-        if now - last[0] > 0.5 or step == steps:
-            last[0] = now
-            messages.put((key, step, steps))
-
-    return execute(task, key, _WORKER["pair"], _WORKER["data"], _WORKER["cache_dir"], on_step, stop.is_set)
+        try:
+            events.put(("done", key, execute(task, key, pair, data, cache_dir, on_step, stop.is_set)))
+        except Cancelled:
+            events.put(("cancelled", key, None))
+            return
+        except Exception as error:
+            events.put(("error", key, error))
+            return
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -353,51 +358,64 @@ def run_tasks(
             tracker.finish(key)
             tracker.report()
     elif todo:
-        context = multiprocessing.get_context("spawn")
-        messages, stop = context.Queue(), context.Event()
-        pool = futures.ProcessPoolExecutor(
-            min(workers, len(todo)),
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(spec, data, cache_dir, messages, stop),
+        stopped = _run_in_processes(
+            tasks, todo, spec, data, cache_dir, workers, tracker, stop_requested, results, executed
         )
-        pending = {pool.submit(_run_in_worker, tasks[key], key): key for key in todo}
-        try:
-            while pending:
-                done, _ = futures.wait(pending, timeout=0.5, return_when=futures.FIRST_COMPLETED)
-                _drain(messages, tracker)
-                for future in done:
-                    key = pending.pop(future)
-                    if future.cancelled():
-                        continue
-                    try:
-                        results[key] = future.result()
-                    except Cancelled:
-                        stopped = True
-                        continue
-                    executed.append(key)
-                    tracker.finish(key)
-                tracker.report()
-                if not stopped and stop_requested():
-                    stopped = True
-                if stopped:
-                    stop.set()
-                    for future in pending:
-                        future.cancel()
-        except BaseException as error:  # Ctrl-C or a failed run: stop the workers; what finished stays cached
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            if isinstance(error, futures.process.BrokenProcessPool):
-                raise RuntimeError(f"a worker process died ({error}); the runs it finished are cached") from None
-            raise
-        pool.shutdown(wait=True, cancel_futures=True)
     return Outcome(results, executed, len(tasks) - len(todo), stopped)
 
 
-def _drain(messages, tracker: _Tracker) -> None:
-    while True:
-        try:
-            key, step, steps = messages.get_nowait()
-        except queue_module.Empty:
-            return
-        tracker.step(key, step, steps)
+def _run_in_processes(tasks, todo, spec, data, cache_dir, workers, tracker, stop_requested, results, executed) -> bool:
+    """Run `todo` on spawned worker processes; fill `results` and `executed`; True if stopped early."""
+    context = multiprocessing.get_context("spawn")
+    queue, events, stop = context.Queue(), context.Queue(), context.Event()
+    for key in todo:
+        queue.put((key, tasks[key]))
+    count = min(workers, len(todo))
+    for _ in range(count):
+        queue.put(None)
+    queue.cancel_join_thread()  # tasks left unread after a stop must not keep this process from exiting
+    processes = [
+        context.Process(target=_worker, args=(spec, data, cache_dir, queue, events, stop), daemon=True)
+        for _ in range(count)
+    ]
+    for process in processes:
+        process.start()
+    remaining, stopped = set(todo), False
+    try:
+        while remaining:
+            try:
+                kind, key, payload = events.get(timeout=0.5)
+            except queue_module.Empty:
+                if not any(process.is_alive() for process in processes) and events.empty():
+                    if stopped:
+                        break
+                    codes = ", ".join(str(process.exitcode) for process in processes)
+                    raise RuntimeError(
+                        f"the worker processes ended (exit codes {codes}) before every run finished; the runs "
+                        "they finished are cached: run again to resume"
+                    ) from None
+            else:
+                if kind == "error":
+                    raise payload
+                if kind == "step":
+                    tracker.step(key, *payload)
+                elif kind == "done":
+                    results[key] = payload
+                    executed.append(key)
+                    remaining.discard(key)
+                    tracker.finish(key)
+                elif kind == "cancelled":
+                    remaining.discard(key)
+                    stopped = True
+            tracker.report()
+            if not stopped and stop_requested():
+                stopped = True
+            if stopped:
+                stop.set()
+    finally:  # also on Ctrl-C or an error: stop the workers at their next step, keep what is cached
+        stop.set()
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.terminate()
+    return stopped
