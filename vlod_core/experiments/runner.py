@@ -9,8 +9,7 @@ ran it, so an interrupted check loses only the runs in flight, and a rerun with 
 every run it finds there.
 
 Runs go to `workers` spawned processes (one per core, each with one intra-op thread, each loading the pair
-once): the toy student is small enough that two single-threaded runs side by side beat one run on two
-threads. Workers report their steps through a queue; the parent turns them into a `Progress` with an ETA,
+once) that take tasks from a queue, longest first. Workers report their steps through a second queue; the parent turns them into a `Progress` with an ETA,
 and a shared event stops every worker at its next step when the caller asks (`should_stop`). `workers=0`
 runs in the calling process (tests, debugging).
 """
@@ -20,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import multiprocessing
 import os
 import queue as queue_module
@@ -36,7 +34,6 @@ from vlod_core.experiments.plan import run_seconds
 from vlod_core.pair import TOY, ModelPair, PairSpec, resolve_device
 from vlod_core.results import json_safe, library_versions
 
-logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when a change to vlod changes what a cached run would hold
 SCHEMA = "vlod.experiment_run/1"
