@@ -394,6 +394,88 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _experiments_printer():
+    """One progress line on stderr: the share of the estimated work done, runs, ETA and the runs in flight."""
+    ended = [False]
+
+    def report(progress) -> None:
+        if ended[0]:
+            return
+        filled = int(30 * progress.fraction)
+        running = "; ".join(progress.running)
+        sys.stderr.write(
+            f"\rexperiments: [{'#' * filled}{'.' * (30 - filled)}] {progress.fraction:5.1%} "
+            f"{progress.done}/{progress.total} runs, ETA {_duration(progress.eta_seconds):<7} {running[:70]:<70}"
+        )
+        if progress.done == progress.total:
+            ended[0] = True
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return report
+
+
+def cmd_experiments(args) -> int:
+    import shlex
+
+    from vlod_core.experiments import default_out_dir, estimate_seconds, plan_named, run_experiments
+
+    plan = plan_named("quick" if args.quick else "full")
+    if args.seeds is not None:
+        plan = plan.with_seeds(args.seeds)
+    if not 0 <= args.workers <= 64:
+        raise ValueError(f"--workers must be between 0 (run here) and 64, got {args.workers}")
+    args.eval_examples = plan.eval_examples  # the toy world's held-out rows
+    data = _training_data(args)
+    pair = _load_pair(args)  # checks the pair (and builds the toy pair) before any worker starts
+    if args.workers:
+        pair = None  # each worker loads its own
+    out = Path(args.out) if args.out else default_out_dir(plan)
+    estimate = estimate_seconds(plan, args.workers, len(data.eval_rows))
+    sys.stderr.write(
+        f"paper check, plan '{plan.name}': {estimate['runs']} runs ({plan.seeds} seeds), about "
+        f"{_duration(estimate['wall_seconds'])} on {max(args.workers, 1)} quiet core(s); cached runs are skipped; "
+        f"output in {out}\n"
+    )
+    command = "python -m vlod_core " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["experiments"] else ""
+    try:
+        result = run_experiments(
+            plan,
+            _pair_spec(args),
+            data,
+            out,
+            workers=args.workers,
+            pair=pair,
+            progress=_experiments_printer(),
+            command=command,
+        )
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nvlod: interrupted; finished runs are cached in {out / 'runs'}: rerun to resume\n")
+        return 130
+    results = result.results
+    print(
+        f"{result.executed} runs computed, {result.cached} found in the cache ({results['timing']['wall_seconds']:.0f} s)"
+    )
+    width = max(len(c["claim"]) for c in results["claims"])
+    for claim in results["claims"]:
+        measured = "n/a" if claim["measured"] is None else f"{claim['measured']:.2f}"
+        if claim["stderr"] is not None:
+            measured += f" ± {claim['stderr']:.2f}"
+        print(
+            f"{claim['verdict']:<13} {claim['claim']:<{width}}  paper {claim['paper']}; ours {measured}{claim['unit']}"
+        )
+    print(f"learning rates: {results['experiments']['learning_rate']['answer']}")
+    print(f"results: {result.results_path}\nreport:  {result.report_path}")
+    return 0
+
+
 def _default(name: str):
     """A `DistillConfig` field's default: the config is the one place a run's defaults are written."""
     from vlod_core.distill import DistillConfig
@@ -493,6 +575,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out-dir", help="also save every run card here")
     _add_run_args(compare)
     compare.set_defaults(func=cmd_compare)
+
+    experiments = commands.add_parser(
+        "experiments", help="check the paper's claims: every experiment, with seeds, error bars and verdicts"
+    )
+    experiments.add_argument("--quick", action="store_true", help="3 seeds, fewer steps and sweep points (~5 min)")
+    experiments.add_argument("--seeds", type=int, help="seeds per configuration (default: the plan's, 3)")
+    experiments.add_argument("--out", help="output folder (default: $VLOD_HOME/experiments/quick or .../full)")
+    experiments.add_argument("--workers", type=int, default=2, help="worker processes, one per core (0: run here)")
+    _add_data_args(experiments)
+    _add_pair_args(experiments)
+    experiments.set_defaults(func=cmd_experiments)
     return parser
 
 

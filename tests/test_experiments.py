@@ -1,0 +1,301 @@
+"""The paper check (`vlod_core.experiments`): a tiny plan end to end through `run_experiments` (the function
+the command calls), its files, its cache (a rerun computes nothing; a stopped run resumes where it stopped; a
+run computed in a worker process equals the same run computed here), and the verdict rules on hand-made
+numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+from plotly.offline import get_plotlyjs
+
+from test_cli import assert_one_line_error, run_cli
+from vlod_core.experiments import Plan, latest_results, run_experiments
+from vlod_core.experiments.analysis import (
+    Z,
+    direction_verdict,
+    fitted_rise,
+    lr_answer,
+    paired,
+    paired_rates,
+    range_verdict,
+    stat,
+    step_seconds,
+    steps_to_gain,
+)
+from vlod_core.experiments.figures import all_figures
+from vlod_core.experiments.plan import DEFAULTS
+from vlod_core.experiments.runner import data_identity
+from vlod_core.pair import PairSpec
+
+TINY = Plan(
+    name="tiny",
+    seeds=2,
+    steps=3,
+    batch=8,
+    evaluations=1,
+    eval_examples=8,
+    gammas=(2.0,),
+    lams=(0.0, 0.01),
+    learning_rates=((DEFAULTS.lr, 3),),  # the rules' runs: nothing extra to run
+    geometry_rows=8,
+    geometry_bins=2,
+    windows=2,
+)
+CLAIM_FIELDS = {"claim", "paper", "measured", "stderr", "verdict"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    from vlod_core.toy.source import toy_data
+
+    return toy_data(TINY.eval_examples, show_rows=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_check(tmp_path_factory, toy_pair, tiny_data):
+    """The tiny plan run here (workers=0), with every progress report kept."""
+    home = tmp_path_factory.mktemp("experiments")
+    reports = []
+    result = run_experiments(
+        TINY, PairSpec(), tiny_data, home / "tiny", workers=0, pair=toy_pair, progress=reports.append
+    )
+    return home, result, reports
+
+
+# ---------------------------------------------------------------------------------------------------
+# Verdict rules and statistics on hand-made numbers
+
+
+@pytest.mark.parametrize(
+    "mean, stderr, expected",
+    [
+        (45.0, 2.0, "agrees"),  # 41–49 inside 35–55
+        (53.0, 1.0, "agrees"),  # 51–55: touches the widened edge
+        (54.0, 1.0, "inconclusive"),  # 52–56 straddles 55
+        (57.0, 0.9, "disagrees"),  # 55.2–58.8 entirely above
+        (20.0, 5.0, "disagrees"),  # 10–30 entirely below 35
+        (45.0, 20.0, "inconclusive"),  # too noisy to say
+        (45.0, None, "inconclusive"),  # one seed: no standard error
+        (None, 1.0, "inconclusive"),
+        (math.nan, 1.0, "inconclusive"),
+    ],
+)
+def test_range_verdict(mean, stderr, expected):
+    assert range_verdict(mean, stderr, 40.0, 50.0, 5.0) == expected
+
+
+@pytest.mark.parametrize(
+    "mean, stderr, expected",
+    [
+        (3.0, 1.0, "agrees"),  # 1–5 > 0
+        (0.5, 0.2, "agrees"),  # 0.1–0.9: small, but there
+        (1.5, 1.0, "inconclusive"),  # −0.5–3.5
+        (0.2, 0.3, "disagrees"),  # −0.4–0.8: a 1-point effect is ruled out
+        (-4.0, 1.0, "disagrees"),  # the opposite direction
+        (0.0, 0.5, "inconclusive"),  # −1–1 reaches the margin
+        (2.0, None, "inconclusive"),
+    ],
+)
+def test_direction_verdict(mean, stderr, expected):
+    assert direction_verdict(mean, stderr, 1.0) == expected
+
+
+def test_stat_and_paired_differences():
+    block = stat([1.0, 2.0, None, 3.0])
+    assert block["n"] == 3 and block["mean"] == pytest.approx(2.0)
+    assert block["stderr"] == pytest.approx(1.0 / math.sqrt(3))
+    assert stat([4.0])["stderr"] is None
+    # per-seed differences, over the seeds both arms measured
+    difference = paired([0.8, 0.7, 0.9, None], [0.6, 0.7, None, 0.5], scale=100)
+    assert difference["values"] == [pytest.approx(20.0), pytest.approx(0.0), None, None]
+    assert difference["mean"] == pytest.approx(10.0) and difference["n"] == 2
+
+
+def test_rate_differences_carry_the_rows_sampling_error():
+    """One row out of 400, the same in every seed: repeatable, but no effect."""
+    block = paired_rates([0.7525] * 3, [0.75] * 3, rows=400)
+    assert block["mean"] == pytest.approx(0.25) and block["stderr_seeds"] == pytest.approx(0.0)
+    assert block["stderr"] == pytest.approx(100 * math.sqrt((0.0025 - 0.0025**2) / 400))
+    assert direction_verdict(block["mean"], block["stderr"], 1.0) == "disagrees"  # and never "agrees"
+    large = paired_rates([0.80, 0.82, 0.81], [0.70, 0.71, 0.70], rows=400)  # ten points: clearly there
+    assert (
+        large["stderr"] > large["stderr_seeds"] and direction_verdict(large["mean"], large["stderr"], 1.0) == "agrees"
+    )
+
+
+def test_run_measures():
+    assert fitted_rise([60.0, 70.0, 80.0, 90.0]) == pytest.approx(30.0)
+    assert fitted_rise([90.0, None, 90.0]) == pytest.approx(0.0)
+    records = [{"step": s, "seconds": 10.0 + 0.1 * s, "evaluation": None} for s in range(1, 22)]
+    records[9]["evaluation"] = {"accuracy_image": 0.80}  # step 10: the gap to step 11 holds an evaluation
+    records[10]["seconds"] += 5.0
+    for r in records[11:]:
+        r["seconds"] += 5.0
+    card = {"records": records, "before": {"accuracy_image": 0.74}, "after": {"accuracy_image": 0.76}}
+    assert step_seconds(card) == pytest.approx(0.1)  # the evaluation's 5 s are left out
+    assert steps_to_gain(card, "accuracy") == 10
+    card["records"][9]["evaluation"] = {"accuracy_image": 0.78}
+    assert steps_to_gain(card, "accuracy") is None
+
+
+def _lr_point(lr, difference, label, improving=()):
+    return {
+        "lr": lr,
+        "steps": 100,
+        "difference": stat(difference, 100),
+        "label": label,
+        "still_improving": list(improving),
+    }
+
+
+def test_learning_rate_answer():
+    ahead = [_lr_point(1e-4, [0.05, 0.06, 0.04], "vgs ahead"), _lr_point(1e-3, [-0.1, -0.12, -0.11], "standard ahead")]
+    answer = lr_answer(ahead, 1e-3)
+    assert answer.startswith("Yes: VGS ends ahead of standard at lr 0.0001 (+5.0 ± 0.6 points)")
+    assert "Standard is ahead at lr 0.001" in answer
+    level = [_lr_point(1e-4, [0.01, -0.01, 0.0], "no clear difference", ["standard", "vgs"])]
+    answer = lr_answer(level, 1e-3)
+    assert answer.startswith("No: at no rate below the default") and "lr 0.0001: 100 steps" in answer
+    assert "Still improving" in answer and "standard, vgs" in answer
+
+
+def test_data_identity_sees_the_rows(tiny_data):
+    from vlod_core.toy.source import toy_data
+
+    assert data_identity(tiny_data) == data_identity(toy_data(TINY.eval_examples, show_rows=0))
+    assert data_identity(tiny_data) != data_identity(toy_data(TINY.eval_examples + 1, show_rows=0))
+
+
+def test_plan_refuses_one_seed():
+    with pytest.raises(ValueError, match="seeds"):
+        TINY.with_seeds(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# End to end
+
+
+def test_results_file(tiny_check):
+    home, result, reports = tiny_check
+    results = json.loads(result.results_path.read_text())
+    assert results == result.results
+    for key in ("plan", "seeds", "configs", "versions", "pair", "data", "timing", "claims", "experiments"):
+        assert key in results, key
+    assert results["seeds"] == [0, 1]
+    assert {"torch", "transformers"} <= set(results["versions"])
+    assert set(results["timing"]["parts"]) == {"geometry", "rules", "gamma", "lambda", "learning_rate", "cost"}
+    assert results["timing"]["executed"] + results["timing"]["cached"] == len(
+        {k for c in results["configs"].values() for k in c["runs"]}
+    )
+    experiments = results["experiments"]
+    assert set(experiments["rules"]) == {
+        "standard",
+        "vgs",
+        "vgs_anchored",
+        "lang_steer",
+        "vgs_no_lp",
+        "vgs (η = 0.41 fixed)",
+    }
+    assert len(experiments["geometry"]["start"]["bins"]) == TINY.geometry_bins
+    assert [p["lr"] for p in experiments["learning_rate"]["points"]] == [lr for lr, _ in TINY.learning_rates]
+    assert experiments["learning_rate"]["points"][0]["vgs"]["after_image"] == experiments["rules"]["vgs"]["after_image"]
+    for arm in experiments["rules"].values():  # every number over both seeds
+        assert arm["after_image"]["n"] == 2 and len(arm["after_image"]["values"]) == 2
+    # progress: every run reported, ending complete
+    assert reports[-1].done == reports[-1].total and reports[-1].fraction == 1.0
+    assert all(0.0 <= r.fraction <= 1.0 for r in reports)
+
+
+def test_claims_follow_the_stated_rule(tiny_check):
+    """Each claim's verdict, recomputed here from its numbers and its spec, independently of the module."""
+    claims = tiny_check[1].results["claims"]
+    assert len({c["id"] for c in claims}) == len(claims) >= 20
+    for claim in claims:
+        assert CLAIM_FIELDS <= set(claim), claim
+        assert claim["verdict"] in ("agrees", "disagrees", "inconclusive")
+        spec, mean, se = claim["spec"], claim["measured"], claim["stderr"]
+        if mean is None or se is None:
+            expected = "inconclusive"
+        elif spec["kind"] == "range":
+            low, high = spec["low"] - spec["tolerance"], spec["high"] + spec["tolerance"]
+            if low <= mean - Z * se and mean + Z * se <= high:
+                expected = "agrees"
+            elif mean + Z * se < low or mean - Z * se > high:
+                expected = "disagrees"
+            else:
+                expected = "inconclusive"
+        else:
+            expected = (
+                "agrees" if mean - Z * se > 0 else ("disagrees" if mean + Z * se < spec["margin"] else "inconclusive")
+            )
+        assert claim["verdict"] == expected, claim
+    not_run = [c for c in claims if c["id"] in ("vgs_beats_standard_gamma_1", "vgs_beats_standard_gamma_3")]
+    assert all(c["measured"] is None and c["verdict"] == "inconclusive" for c in not_run)  # γ = 1, 3 not in TINY
+
+
+def test_report_is_one_self_contained_page(tiny_check):
+    page = tiny_check[1].report_path.read_text()
+    assert page.count("<html") == 1
+    claims_at = page.index("id='claims'")
+    assert claims_at < page.index('class="plotly-graph-div"')  # the claims table comes first
+    for claim in tiny_check[1].results["claims"]:
+        assert claim["verdict"] in page
+    assert "Plotly.newPlot" in page and get_plotlyjs() in page  # plotly.js itself is in the page
+    assert not re.search(r"<script[^>]*\ssrc=", page)
+    ours = page.replace(get_plotlyjs(), "")  # plotly.js holds links of its own (map tiles), never fetched here
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", ours)
+
+
+def test_every_plotted_number_has_an_error_bar(tiny_check):
+    for name, figure in all_figures(tiny_check[1].results).items():
+        for trace in figure.data:
+            if trace.name and trace.name.startswith("paper"):
+                continue  # the paper's reference line
+            assert trace.error_y is not None and trace.error_y.array is not None, (name, trace.name)
+
+
+def test_rerun_uses_the_cache(tiny_check, tiny_data):
+    home, first, _ = tiny_check
+    again = run_experiments(TINY, PairSpec(), tiny_data, home / "tiny", workers=2)  # no worker starts: all cached
+    assert again.executed == 0 and again.cached == first.executed + first.cached
+    assert again.results["claims"] == first.results["claims"]
+    found = latest_results(home)
+    assert found is not None and found[1] == home / "tiny"
+
+
+def test_stopped_check_resumes_and_workers_match(tmp_path, toy_pair, tiny_data, tiny_check):
+    """Stopped after its first run, a check writes no report and keeps that run; resumed on two worker
+    processes, it computes only the rest, and a run computed in a worker equals the same run computed here."""
+    plan = Plan(
+        **(TINY.to_dict() | dict(rules=("standard", "vgs"), paper_eta=0, gammas=(), lams=(), learning_rates=()))
+    )
+    out = tmp_path / "check"
+    first = run_experiments(
+        plan, PairSpec(), tiny_data, out, workers=0, pair=toy_pair,
+        should_stop=lambda: len(list(out.glob("runs/*.json"))) >= 1,
+    )  # fmt: skip
+    assert first.stopped and first.executed == 1 and not (out / "results.json").exists()
+    resumed = run_experiments(plan, PairSpec(), tiny_data, out, workers=2)
+    assert not resumed.stopped and resumed.cached == 1 and resumed.executed == 3
+    # The same runs (same keys) ran in the tiny check, in this process.
+    for path in (out / "runs").glob("*.json"):
+        there = json.loads(path.read_text())
+        here = json.loads((tiny_check[0] / "tiny" / "runs" / path.name).read_text())
+        assert there["card"]["after"] == here["card"]["after"]
+        assert [r["loss"] for r in there["card"]["records"]] == [r["loss"] for r in here["card"]["records"]]
+        assert there["geometry_after"] == here["geometry_after"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command
+
+
+def test_cli_help_and_errors(vlod_home):
+    shown = run_cli(vlod_home, "experiments", "--help")
+    assert shown.returncode == 0 and "--quick" in shown.stdout and "--seeds" in shown.stdout
+    assert_one_line_error(run_cli(vlod_home, "experiments", "--quick", "--seeds", "1"), "seeds must be at least 2")

@@ -1,0 +1,203 @@
+"""What the paper check runs: the plan (seeds, steps, sweep points) and the arms it expands into.
+
+The five experiments of issue 13 become *arms*, one training configuration each, run once per seed:
+
+1. geometry: angles per VDS bin at the start and after the `standard` arm's steps (measured inside that arm);
+2. rules: `standard`, `vgs`, `vgs_anchored`, `lang_steer`, `vgs_no_lp`, and `vgs` with the paper's fixed η;
+3. sweeps: γ ∈ {1, 2, 3, 4} and λ ∈ {0, 0.01, 0.1, 1} (γ = 2 is `vgs`, λ = 0 is `vgs_no_lp`);
+4. learning rates: `standard` and `vgs` at several rates, more steps at the small ones;
+5. step cost: VGS / standard from the runs of part 2.
+
+Every arm of one seed sees the same prompts and sampling seeds (`DistillConfig.seed`), so comparisons are
+paired. Arms whose configurations coincide (γ = 2 and `vgs`; the default rate of the learning-rate sweep
+and the rules) are the same run: the runner keys runs by their configuration and runs each once.
+
+`QUICK` and `FULL` are the one place the steps and sweep points are written: re-tune them here (with
+`estimate_seconds` and the step costs measured by `bench/step_cost.py`) when the toy world changes. Rate,
+batch and answer length come from `DistillConfig`'s defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from vlod_core.distill import DistillConfig
+from vlod_core.steering import RULES, SteeringConfig
+
+DEFAULTS = DistillConfig()
+COMPARED_RULES = ("standard", "vgs", "vgs_anchored", "lang_steer", "vgs_no_lp")
+PAPER_ETA = 0.41  # the paper's fixed η (2B student, γ = 2): the setting its 1.375× step cost is quoted for
+LR_RULES = ("standard", "vgs")
+PARTS = ("geometry", "rules", "gamma", "lambda", "learning_rate", "cost")
+
+# Seconds per unit of work with one intra-op thread, toy pair, batch 32 (bench/step_cost.py and
+# bench-like timings of evaluation and geometry on a quiet machine); only for the time estimate and the ETA.
+STANDARD_STEP_SECONDS = 0.073  # image passes only (the image-free ones every 10th step)
+STEERED_STEP_SECONDS = 0.126  # both contexts, η measured every step (two more backward passes)
+FIXED_ETA_STEP_SECONDS = 0.092  # both contexts, η fixed
+EVAL_SECONDS = 0.001  # per evaluation row (400 rows: 0.4 s)
+TEACHER_REFERENCE_SECONDS = 0.0025  # per evaluation row, once per run (the teacher's greedy answers)
+GEOMETRY_SECONDS = 0.012  # per geometry row (10 bins)
+RUN_OVERHEAD_SECONDS = 0.5  # copying the student, the optimiser, an Accelerator
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Seeds, steps and sweep points of one paper check. Frozen: it keys nothing, but it cannot drift."""
+
+    name: str = "full"
+    seeds: int = 3
+    steps: int = 300  # the rules and the γ / λ sweeps, at the default learning rate
+    lr: float = DEFAULTS.lr
+    batch: int = DEFAULTS.batch
+    evaluations: int = 6  # evaluations during a run (besides before and after), evenly spaced
+    eval_examples: int = DEFAULTS.eval_examples
+    rules: tuple[str, ...] = COMPARED_RULES
+    paper_eta: float = PAPER_ETA  # 0: no fixed-η arm (then no step-cost claim in the paper's setting)
+    gammas: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
+    lams: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0)
+    learning_rates: tuple[tuple[float, int], ...] = ((3e-5, 600), (1e-4, 600), (3e-4, 450), (1e-3, 300))
+    geometry_rows: int = 128  # rows whose gradients the angles are taken over (at the start and after)
+    geometry_bins: int = 10
+    windows: int = 10  # ℓLang on the top-30% VDS tokens is averaged over this many windows of steps
+
+    def __post_init__(self):
+        for name in (
+            "seeds",
+            "steps",
+            "batch",
+            "evaluations",
+            "eval_examples",
+            "geometry_rows",
+            "geometry_bins",
+            "windows",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if self.seeds < 2:
+            raise ValueError(f"seeds must be at least 2 (a standard error needs two), got {self.seeds}")
+        if self.seeds > 100:
+            raise ValueError(f"seeds must be at most 100, got {self.seeds}")
+        if self.evaluations < 0 or self.windows < 1 or self.geometry_rows < 1 or self.geometry_bins < 1:
+            raise ValueError("evaluations must be >= 0; windows, geometry_rows and geometry_bins >= 1")
+        if "standard" not in self.rules:
+            raise ValueError("rules must include 'standard': every comparison is against it")
+        unknown = [r for r in self.rules if r not in RULES]
+        if unknown:
+            raise ValueError(f"unknown rules {unknown}; choose from {', '.join(RULES)}")
+        if self.paper_eta < 0:
+            raise ValueError(f"paper_eta must be >= 0 (0: no fixed-η arm), got {self.paper_eta}")
+        for lr, steps in self.learning_rates:
+            if not 0 < lr <= 1 or steps < 1:
+                raise ValueError(f"learning_rates: need 0 < lr <= 1 and steps >= 1, got ({lr}, {steps})")
+        DistillConfig(steps=self.steps, batch=self.batch, lr=self.lr, eval_examples=self.eval_examples)  # its checks
+
+    def with_seeds(self, seeds: int) -> "Plan":
+        return replace(self, seeds=seeds)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def arms(self) -> list["Arm"]:
+        """Every (part, name) → configuration of this plan; the same configuration may appear in two parts."""
+        arms = [Arm("rules", rule, rule) for rule in self.rules]
+        if self.paper_eta:
+            arms.append(Arm("cost", f"vgs (η = {self.paper_eta:g} fixed)", "vgs", eta=self.paper_eta))
+        arms += [Arm("gamma", f"γ = {g:g}", "vgs", gamma=g) for g in self.gammas]
+        arms += [
+            Arm("lambda", f"λ = {lam:g}", "vgs_no_lp" if lam == 0 else "vgs", lam=lam if lam else 0.01)
+            for lam in self.lams
+        ]
+        arms += [
+            Arm("learning_rate", f"{rule} lr = {lr:g}", rule, lr=lr, steps=steps)
+            for lr, steps in self.learning_rates
+            for rule in LR_RULES
+        ]
+        return arms
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of one part; `config(plan, seed)` is the run it stands for."""
+
+    part: str
+    name: str
+    rule: str
+    gamma: float = 2.0
+    lam: float = 0.01
+    eta: float | str = "auto"
+    lr: float | None = None  # None: the plan's
+    steps: int | None = None  # None: the plan's
+
+    def config(self, plan: Plan, seed: int) -> DistillConfig:
+        steps = self.steps or plan.steps
+        every = -(-steps // (plan.evaluations + 1)) if plan.evaluations else 0  # ceil: `evaluations` of them
+        return DistillConfig(
+            steps=steps,
+            batch=plan.batch,
+            lr=self.lr if self.lr is not None else plan.lr,
+            seed=seed,
+            steering=SteeringConfig(rule=self.rule, gamma=self.gamma, lam=self.lam, eta=self.eta),
+            eval_every=every if every < steps else 0,
+            eval_examples=plan.eval_examples,
+            answer_examples=0,
+        )
+
+    def geometry_rows(self, plan: Plan) -> int:
+        """The geometry (part 1) is measured in the rules' `standard` run, before and after its steps."""
+        return plan.geometry_rows if (self.part, self.name) == ("rules", "standard") else 0
+
+
+QUICK = Plan(
+    name="quick",
+    steps=100,
+    evaluations=3,
+    gammas=(1.0, 2.0, 4.0),
+    lams=(0.0, 0.01, 1.0),
+    learning_rates=((3e-4, 150), (1e-3, 100)),
+    geometry_rows=64,
+)
+FULL = Plan(name="full")
+PLANS = (QUICK, FULL)
+
+
+def plan_named(name: str) -> Plan:
+    """QUICK or FULL by name."""
+    for plan in PLANS:
+        if plan.name == name:
+            return plan
+    raise ValueError(f"no plan named {name!r}; choose from {', '.join(p.name for p in PLANS)}")
+
+
+def step_seconds(config: DistillConfig) -> float:
+    """Estimated seconds of one training step of `config` (one thread, quiet machine, toy pair at batch 32)."""
+    scale = config.batch / 32
+    steering = config.steering
+    if not steering.steers:
+        return STANDARD_STEP_SECONDS * scale
+    return (STEERED_STEP_SECONDS if steering.eta == "auto" else FIXED_ETA_STEP_SECONDS) * scale
+
+
+def run_seconds(config: DistillConfig, geometry_rows: int = 0, eval_rows: int | None = None) -> float:
+    """Estimated seconds of one run: its steps, its evaluations, its geometry."""
+    rows = min(config.eval_examples, eval_rows if eval_rows is not None else config.eval_examples)
+    evaluations = 2 + ((config.steps - 1) // config.eval_every if config.eval_every else 0)  # before, during, after
+    return (
+        RUN_OVERHEAD_SECONDS
+        + config.steps * step_seconds(config)
+        + rows * (TEACHER_REFERENCE_SECONDS + evaluations * EVAL_SECONDS)
+        + 2 * geometry_rows * GEOMETRY_SECONDS
+    )
+
+
+def estimate_seconds(plan: Plan, workers: int = 2, eval_rows: int | None = None) -> dict:
+    """Estimated compute (one thread) and wall time of a plan on `workers` processes, from the constants above."""
+    runs = {}
+    for arm in plan.arms():
+        for seed in range(plan.seeds):
+            config = arm.config(plan, seed)
+            key = (config, arm.geometry_rows(plan))
+            runs[key] = max(runs.get(key, 0.0), run_seconds(config, arm.geometry_rows(plan), eval_rows))
+    compute = sum(runs.values())
+    return {"runs": len(runs), "compute_seconds": compute, "wall_seconds": compute / max(workers, 1)}
