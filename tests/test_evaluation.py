@@ -3,6 +3,7 @@ direct computation, caching of the teacher's answers, and distillation on a user
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -164,3 +165,21 @@ def test_several_samples_per_prompt_answer_each_prompt_k_times(toy_pair):
     assert questions[:4] == [questions[0]] * 4
     result = distill(toy_pair, config, data, evaluate_model=False)
     assert result.card.records[0]["response_tokens"] > 0
+
+
+def test_runs_on_the_same_data_share_the_teachers_answers(toy_pair, monkeypatch):
+    from vlod_core.toy.source import toy_data
+
+    calls = []
+    real = evaluation_module.sample
+    monkeypatch.setattr(
+        evaluation_module,
+        "sample",
+        lambda model, *a, **k: calls.append(model is toy_pair.teacher) or real(model, *a, **k),
+    )
+    data = toy_data(eval_rows=8, show_rows=0)
+    config = DistillConfig(steps=1, batch=4, eval_examples=8, answer_examples=0, eval_max_new_tokens=MAX_NEW)
+    distill(toy_pair, config, data)
+    first = sum(calls)
+    distill(toy_pair, dataclasses.replace(config, seed=1), data)
+    assert first > 0 and sum(calls) == first  # the second run asked the teacher nothing

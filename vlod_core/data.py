@@ -193,6 +193,9 @@ class TrainingData:
     seen_in_training: bool = False
     show_rows: list[Row] = field(default_factory=list)
     description: dict = field(default_factory=dict)
+    # The loop's evaluation sets of these rows, by settings: every run on this data reuses what they cache
+    # (the encoded prompts, the teacher's greedy answers), so a comparison of rules computes them once.
+    eval_sets: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_split(cls, split: DataSplit, name: str, show: int = 6, extra: dict | None = None):

@@ -223,12 +223,11 @@ def distill(
     main = accelerator.is_main_process
     eval_set = None
     if data is not None and evaluate_model and main:
-        eval_set = EvalSet(
-            data.eval_rows[: config.eval_examples],
-            data.seen_in_training,
-            config.ablation,
-            config.eval_max_new_tokens,
-        )
+        key = (config.eval_examples, config.ablation, config.eval_max_new_tokens)
+        if key not in data.eval_sets:
+            rows = data.eval_rows[: config.eval_examples]
+            data.eval_sets[key] = EvalSet(rows, data.seen_in_training, config.ablation, config.eval_max_new_tokens)
+        eval_set = data.eval_sets[key]
     show = data.show_rows[: config.answer_examples] if data is not None and main else []
     probes = probes if main else []
     teacher_show = greedy_answers(pair, teacher, show, config.ablation) if show else []
