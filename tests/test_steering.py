@@ -75,7 +75,10 @@ def _reference_loss(rule, tokens, how="response", gamma=GAMMA, lam=LAM):
     high = (vds > np.quantile(vds[real], 0.7)).astype(float)
     low = (vds > np.quantile(vds[real], 0.4)).astype(float)
     std, lang, vis = tokens["std"], tokens["lang"], tokens["vis"]
-    mean = lambda x: _mean(x, MASK, how)
+
+    def mean(x):
+        return _mean(x, MASK, how)
+
     if rule == "standard":
         return mean(std)
     if rule in ("vgs", "vgs_anchored"):
@@ -216,7 +219,10 @@ def test_sampled_token_losses_values_and_reinforce_gradient(logprobs):
     ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(8))
     four = _four(z_image, z_ablated, logprobs, ids)
     out = sampled_token_losses(four)
-    pick = lambda x: np.take_along_axis(_np(x), _np(ids)[..., None].astype(int), -1)[..., 0]
+
+    def pick(x):
+        return np.take_along_axis(_np(x), _np(ids)[..., None].astype(int), -1)[..., 0]
+
     tokens = _reference_tokens((four.student_image, four.student_ablated, *logprobs[2:]))
     s_i, t_i = pick(four.student_image), pick(four.teacher_image)
     m = _np(MASK.double())
