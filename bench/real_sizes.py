@@ -407,6 +407,42 @@ def distill_config(variant: str, batch: int, new_tokens: int, seed: int):
     )
 
 
+def step_flops(pair, data, variant: str, batch: int, new_tokens: int) -> int:
+    """FLOPs of the second step of a `distill` call (matmuls, convolutions, attention; forward and backward).
+
+    Counted by `torch.utils.flop_counter`, entered and left in the step's hooks: unlike a time, the same on
+    any machine, but blind to memory-bound work (norms, copies, the decoder reading its weights per token).
+    """
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+    from vlod_core.distill import distill
+
+    aten = torch.ops.aten
+    mapping = {}  # the CPU's fused attention kernels, which the counter does not know
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = lambda q, k, v, *a, out_shape=None, **kw: (
+            sdpa_flop_count(q, k, v)
+        )
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
+            lambda g, q, k, v, *a, out_shape=None, **kw: sdpa_backward_flop_count(g, q, k, v)
+        )
+    counter, done = FlopCounterMode(display=False, custom_mapping=mapping), []
+
+    def should_stop() -> bool:
+        if len(done) == STEPS_PER_CALL - 1:
+            counter.__enter__()
+        return False
+
+    def callback(record) -> None:
+        if len(done) == STEPS_PER_CALL - 1:
+            counter.__exit__(None, None, None)
+        done.append(record)
+
+    config = distill_config(variant, batch, new_tokens, seed=0)
+    distill(pair, config, data, callback=callback, should_stop=should_stop, evaluate_model=False)
+    return counter.get_total_flops()
+
+
 def prompt_shapes(pair, image, batch: int) -> dict:
     """Image tokens per image and prompt lengths (image and image-free context) of a batch, as encoded."""
     from vlod_core.engine import encode
@@ -555,6 +591,10 @@ def measure(spec: dict) -> dict:
                 f"round {round_ + 1}/{spec['rounds']} done after {time.perf_counter() - started:.0f} s", file=sys.stderr
             )
     out["steps"], out["peaks"] = steps, peaks
+    if spec["flops"] and spec["train"]:
+        torch.set_num_threads(threads[0])
+        with min_new_tokens(pair, new_tokens):
+            out["flops"] = {v: step_flops(pair, data, v, batch, new_tokens) for v in VARIANTS}
     dtype = getattr(torch, spec["dtype"])
     lengths = (out["shapes"]["prompt"], new_tokens)
     estimate = estimate_training_memory(pair.teacher.config, pair.student.config, dtype, batch, lengths)
@@ -660,6 +700,10 @@ def report(args, spec: dict, why: str, build_seconds: float, out: dict) -> None:
                 row += f"{med[variant, t]:>9.2f} s {cpu[variant, t]:>7.2f} cpu-s [{len(steps)}]"
                 row += f" {100 * share:>3.0f}% / {100 * share_cpu:>2.0f}% {tokens:>3} tok"
             print(row)
+    if "flops" in out:
+        flops = out["flops"]
+        print(f"{'FLOPs/step':<12}" + ", ".join(
+            f"{v} {flops[v] / 1e9:.1f} G ({flops[v] / flops['standard']:.2f}x)" for v in VARIANTS))  # fmt: skip
     row = f"{'inspect':<12}"
     for t in threads:
         runs = out["inspect"][str(t)]
@@ -737,6 +781,9 @@ def main(argv=None) -> int:
                         "(4x4 tiles + 1 global = 1088 image tokens), 1 fits this CPU's 10 minutes")  # fmt: skip
     parser.add_argument("--image-side", type=int, default=512, help="side of the square input image in pixels")
     parser.add_argument("--inspect-runs", type=int, default=2)
+    parser.add_argument(
+        "--flops", action="store_true", help="also count each variant's FLOPs per step (one more call each)"
+    )
     parser.add_argument("--no-train", action="store_true", help="only the shapes, inspect and the memory estimate")
     parser.add_argument("--trl", action=argparse.BooleanOptionalAction, default=None,
                         help="also TRL's DistillationTrainer (default: on for qwen3)")  # fmt: skip
@@ -744,6 +791,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="shrink depth and widths: the code path in seconds")
     parser.add_argument("--quick", action="store_true", help="smoke run: one round, one thread, one inspect")
     parser.add_argument("--keep", type=Path, default=None, help="save the built pair here (and keep it)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw measurements (every step) here")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -785,6 +833,7 @@ def main(argv=None) -> int:
             threads=threads, rounds=rounds, batch=args.batch, new_tokens=args.new_tokens, image_side=args.image_side,
             inspect_runs=inspect_runs, trl=trl, trl_steps=trl_steps, budget=args.budget,
             train=not args.no_train,
+            flops=args.flops,
         )  # fmt: skip
         spec_file = root / "spec.json"
         spec_file.write_text(json.dumps(spec))
@@ -802,6 +851,8 @@ def main(argv=None) -> int:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
     report(args, spec, why, build_seconds, out)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"spec": spec, "dtype_reason": why, "measured": out}, indent=1) + "\n")
     return 0
 
 

@@ -3,7 +3,8 @@
 The tiny run builds the SmolVLM pair with the real vocabulary (the tokenizer's special tokens at the real ids),
 saves it in the stock layout, loads it with `load_pair` in a fresh process and runs every row once. What is
 checked is what a timing cannot show: every sample is exactly the asked length (EOS held off), the image
-tokens the processor writes are the ones the model expects, and each row and closing ratio is printed.
+tokens the processor writes are the ones the model expects, the counted work grows from standard to VGS to
+VGS with η measured, and each row and closing ratio is printed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def run_bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_tiny_quick_run_prints_every_row_with_fixed_length_samples():
-    result = run_bench("--tiny", "--quick", "--new-tokens", "5")
+    result = run_bench("--tiny", "--quick", "--flops", "--new-tokens", "5")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     # Tiny tiles are 64 px of 8-px patches, pixel-shuffled by 4: (64 / 8 / 4)^2 = 4 tokens per tile, one tile.
@@ -41,6 +42,11 @@ def test_tiny_quick_run_prints_every_row_with_fixed_length_samples():
         assert re.search(r"cpu-s \[1\] +\d+% / +\d+% +5 tok$", row), (
             row
         )  # one timed step, every sample exactly 5 tokens
+    # Work, not time: VGS adds the image-free passes' backward to standard's, measuring η one more backward.
+    flops = dict(
+        re.findall(r"(\w+) ([\d.]+) G \(", next(line for line in out.splitlines() if line.startswith("FLOPs")))
+    )
+    assert 0 < float(flops["standard"]) < float(flops["vgs_fixed"]) < float(flops["vgs_auto"]), flops
     passes = "the image context only" if DistillConfig().decompose_every > 1 else "both contexts"
     assert f"standard's timed steps scored {passes}" in out
     assert re.search(r"^inspect +\d+\.\d+ s +\d+\.\d+ cpu-s \[1\] one question, \d+ tok", out, re.M), out
