@@ -220,9 +220,8 @@ def save_smolvlm(model_id: str, path: Path, teacher: bool, opts) -> None:
         image_seq_len=(tile // patch) ** 2 // config.scale_factor**2,
         chat_template=template,
     )
-    build_model(Idefics3ForConditionalGeneration, config, tokenizer, opts.torch_dtype, opts.device).save_pretrained(
-        path
-    )
+    model = build_model(Idefics3ForConditionalGeneration, config, tokenizer, opts.torch_dtype, opts.device)
+    model.save_pretrained(path)
     processor.save_pretrained(path)
 
 
@@ -236,7 +235,9 @@ def save_qwen3_vl(model_id: str, path: Path, teacher: bool, opts) -> None:
         QWEN_VOCAB, QWEN_SPECIALS, QWEN3_VL_TEMPLATE, bos=None, eos="<|im_end|>", pad="<|endoftext|>"
     )
     config = model_config(model_id, opts.tiny, teacher)
-    build_model(Qwen3VLForConditionalGeneration, config, tokenizer, opts.torch_dtype, opts.device).save_pretrained(path)
+    model = build_model(Qwen3VLForConditionalGeneration, config, tokenizer, opts.torch_dtype, opts.device)
+    model.save_pretrained(path)
+    del model
     pixels = {"longest_edge": 64 * 64, "shortest_edge": 64 * 64} if opts.tiny else {
         "longest_edge": 16777216, "shortest_edge": 65536}  # fmt: skip
     common = dict(
@@ -251,7 +252,7 @@ def save_qwen3_vl(model_id: str, path: Path, teacher: bool, opts) -> None:
             fps=2,
             do_sample_frames=True,
             video_processor_type="Qwen3VLVideoProcessor",
-        ),  # fmt: skip
+        ),
     }
     _save_processor_files(path, tokenizer, files, QWEN3_VL_TEMPLATE)
 
@@ -443,11 +444,35 @@ def step_flops(pair, data, variant: str, batch: int, new_tokens: int) -> int:
     return counter.get_total_flops()
 
 
+def vision_activation_bytes(pair, image) -> int:
+    """Bytes the student's vision tower keeps for the backward pass of one image (its tiles), measured.
+
+    The image features are computed with gradients, as in a training step, under a saved-tensors hook that
+    adds up the storages autograd keeps (parameters left out). `vlod_core.memory` does not count these.
+    """
+    from vlod_core.engine import encode
+
+    encoded = encode(pair, [image], [QUESTIONS[0]], contexts=("image",)).encoded[("student", "image")]
+    text = {"input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids"}
+    weights = {p.untyped_storage().data_ptr() for p in pair.student.parameters()}
+    saved: dict[int, int] = {}
+
+    def keep(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        pair.student.get_image_features(**{k: v for k, v in encoded.items() if k not in text})
+    return sum(saved.values())
+
+
 def prompt_shapes(pair, image, batch: int) -> dict:
     """Image tokens per image and prompt lengths (image and image-free context) of a batch, as encoded."""
     from vlod_core.engine import encode
 
-    prompts = encode(pair, [image] * batch, list(QUESTIONS[:batch]))
+    prompts = encode(pair, [image] * batch, [QUESTIONS[i % len(QUESTIONS)] for i in range(batch)])
     with_image = prompts.encoded[("student", "image")]
     ablated = prompts.encoded[("student", "ablated")]
     image_token = pair.student.config.image_token_id
@@ -624,6 +649,7 @@ def measure(spec: dict) -> dict:
         except Exception as error:  # noqa: BLE001 - reported, never a made-up number
             tb = traceback.extract_tb(error.__traceback__)[-1]
             out["trl_error"] = f"{type(error).__name__}: {error} (at {os.path.basename(tb.filename)}:{tb.lineno})"
+    out["vision_activations"] = vision_activation_bytes(pair, image)  # last: what it frees may stay resident
     return out
 
 
@@ -741,6 +767,9 @@ def report(args, spec: dict, why: str, build_seconds: float, out: dict) -> None:
     peaks += [f"inspect {fmt_gib(out['inspect_peak'] - base)}"]
     est = out["estimate"]
     print(f"memory ({what}): {', '.join(peaks)}")
+    vision = out["vision_activations"]
+    print(f"the student's vision tower keeps {vision / 2**20:.1f} MiB per image for its backward pass (measured on one "
+          f"image), {fmt_gib(spec['batch'] * vision)} at batch {spec['batch']}: not in the estimate below")  # fmt: skip
     print(f"memory estimate (vlod_core.memory, batch {spec['batch']}, {shapes['prompt']} + {spec['new_tokens']} tokens): "
           f"{fmt_gib(est['total'])} ({est['describe']}); baseline resident set {fmt_gib(out['baseline'])}")  # fmt: skip
     print(f"{out['rounds']} round(s) of {spec['rounds'] if spec['train'] else 0} (--budget {spec['budget']:g} s); "

@@ -51,6 +51,7 @@ def test_tiny_quick_run_prints_every_row_with_fixed_length_samples():
     assert f"standard's timed steps scored {passes}" in out
     assert re.search(r"^inspect +\d+\.\d+ s +\d+\.\d+ cpu-s \[1\] one question, \d+ tok", out, re.M), out
     assert re.search(r"memory \(peak resident set - baseline\): standard [\d.]+ GiB, vgs_fixed", out), out
+    assert float(re.search(r"vision tower keeps ([\d.]+) MiB per image", out).group(1)) > 0, out
     ratio = r"\d+\.\d\d \(cpu \d+\.\d\d\)"
     assert re.search(rf"^threads 1: vgs_fixed/standard = {ratio}, vgs_auto/standard = {ratio}$", out, re.M), out
 
