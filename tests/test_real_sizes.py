@@ -37,12 +37,10 @@ def test_tiny_quick_run_prints_every_row_with_fixed_length_samples():
     out = result.stdout
     # Tiny tiles are 64 px of 8-px patches, pixel-shuffled by 4: (64 / 8 / 4)^2 = 4 tokens per tile, one tile.
     assert "4 image tokens per image" in out, out
-    for variant in ("standard", "vgs_fixed", "vgs_auto"):
+    for variant in ("standard", "vgs_fixed", "vgs_auto"):  # one timed step each, every sample exactly 5 tokens
         row = next(line for line in out.splitlines() if line.startswith(variant + " "))
-        assert re.search(r"cpu-s \[1\] +\d+% / +\d+% +5 tok$", row), (
-            row
-        )  # one timed step, every sample exactly 5 tokens
-    # Work, not time: VGS adds the image-free passes' backward to standard's, measuring η one more backward.
+        assert re.search(r"cpu-s \[1\] +\d+% / +\d+% +5 tok$", row), row
+    # Work, not time: VGS adds the image-free passes and their backward; measuring η adds one more backward.
     flops = dict(
         re.findall(r"(\w+) ([\d.]+) G \(", next(line for line in out.splitlines() if line.startswith("FLOPs")))
     )
