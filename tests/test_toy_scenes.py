@@ -80,3 +80,15 @@ def test_ambiguous_or_unknown_questions_have_no_reference_answer():
     notes = " ".join(grammar_notes(two_circles))
     assert "circle appears more than once" in notes and "leftmost" in notes
     assert "empty" in " ".join(grammar_notes(()))
+
+
+def test_scene_changes_name_the_edited_cells():
+    from vlod_core.toy.scenes import scene_changes
+
+    before = decode_scene("r0c1-circle-red,r2c3-square-blue")
+    after = decode_scene("r0c1-circle-blue,r2c3-square-blue,r3c0-cross-yellow")
+    assert scene_changes(before, after) == [
+        "row 1, column 2: red circle → blue circle",
+        "row 4, column 1: nothing → yellow cross",
+    ]
+    assert scene_changes(after, after) == []

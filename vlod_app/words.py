@@ -5,6 +5,8 @@ Kept in one place so a page, the glossary and an exported table all say the same
 
 from __future__ import annotations
 
+from vlod_core.toy.world import COLOURS, SHAPES
+
 GLOSSARY = {
     "ℓStd": "The standard distillation loss, KL(pI‖qI): how far the student's guess for the next token, "
     "with the image, is from the teacher's. 0 means they agree exactly.",
@@ -73,3 +75,11 @@ TOUR = [
         "Finish the tour",
     ),
 ]
+
+# Under the uploader while the toy pair is in use: what it can and cannot read.
+TOY_UNDERSTANDS = (
+    "The toy pair understands only its own world: 64×64 scenes of coloured shapes on a dark background, "
+    f"at most one per cell of a 4×4 grid, {len(SHAPES)} shapes ({', '.join(SHAPES)}) and {len(COLOURS)} colours "
+    f"({', '.join(COLOURS)}). Anything else is scaled to 64×64 and read as such a scene: a photo gets nonsense. "
+    "To try a scene of your own, choose *Build a scene*."
+)

@@ -112,3 +112,19 @@ def reference_answer(objects, question: str) -> str | None:
     if words == ["how", "many", "shapes", "are", "there"] and 1 <= len(objects) <= len(COUNT_WORDS):
         return f"{COUNT_WORDS[len(objects) - 1]} {'shape' if len(objects) == 1 else 'shapes'}"
     return None
+
+
+def describe_object(obj: SceneObject | None) -> str:
+    return f"{obj.colour} {obj.shape}" if obj is not None else "nothing"
+
+
+def scene_changes(before, after) -> list[str]:
+    """The cells whose object differs between two scenes, in reading order, e.g. 'row 1, column 2: red
+    circle → blue circle' (rows and columns counted from 1, as a person reads the grid)."""
+    old = {(o.row, o.col): o for o in before}
+    new = {(o.row, o.col): o for o in after}
+    return [
+        f"row {row + 1}, column {col + 1}: {describe_object(old.get((row, col)))} → {describe_object(new.get((row, col)))}"
+        for row, col in sorted(old.keys() | new.keys())
+        if old.get((row, col)) != new.get((row, col))
+    ]
