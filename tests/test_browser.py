@@ -136,9 +136,9 @@ def test_tour_upload_downloads_and_a_shared_link(server, browser, examples, tmp_
     page.screenshot(path=str(tmp_path / "home.png"))
 
     # the tour's first step leads to the token strip on page 1
-    expect(page.get_by_text("Guided tour, step 1 of 4.", exact=False)).to_be_visible()
+    expect(page.get_by_text("Guided tour, step 1 of 5.", exact=False)).to_be_visible()
     page.get_by_role("link", name="Start: Answers and tokens").click()
-    expect(page.get_by_text("Guided tour, step 2 of 4.", exact=False)).to_be_visible()
+    expect(page.get_by_text("Guided tour, step 2 of 5.", exact=False)).to_be_visible()
     expect(page.get_by_text("token strip", exact=False).first).to_be_visible()
 
     # upload a PNG, ask a question: four greedy answers and the tokens

@@ -273,8 +273,10 @@ def image_picker() -> Probe | None:
             start = decode_scene(starting_scene(current, toy_samples()))
             set_probe(scene_probe(start, current.question or DEFAULT_QUESTION))
         st.session_state["image_source_for"] = get_probe().digest
-        st.caption("Choose a shape and colour per cell in the grid beside the results; the image is drawn by the "
-                   "toy world's own renderer.")
+        st.caption(
+            "Choose a shape and colour per cell in the grid beside the results; the image is drawn by the toy "
+            "world's own renderer."
+        )
         return get_probe()
     if source == SOURCES[0]:
         samples = toy_samples()

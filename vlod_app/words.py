@@ -47,8 +47,9 @@ TOKEN_COLUMNS = {
 TOUR = [
     (
         "home",
-        "This lab shows how a small **student** learns from a larger **teacher** about images. Three pages, "
-        "about a minute each: the answers token by token, the gradients' angles, and a short training run.",
+        "This lab shows how a small **student** learns from a larger **teacher** about images. Four pages, "
+        "about a minute each: the answers token by token, the gradients' angles, a short training run, and the "
+        "paper's claims checked on the toy world.",
         "pages/1_Answers_and_tokens.py",
         "Start: Answers and tokens",
     ),
@@ -71,6 +72,13 @@ TOUR = [
         "distill",
         "Run a short training, then compare the **before/after table**: accuracy with and without the image, "
         "with its error bars, and which answers changed.",
+        "pages/4_Paper_check.py",
+        "Next: Paper check",
+    ),
+    (
+        "paper",
+        "The **claims table** says, claim by claim, whether the toy world agrees with the paper: our number "
+        "with its error over seeds and a verdict by the stated rule. The figures below it are the evidence.",
         None,
         "Finish the tour",
     ),

@@ -123,8 +123,8 @@ def scene_changes(before, after) -> list[str]:
     circle → blue circle' (rows and columns counted from 1, as a person reads the grid)."""
     old = {(o.row, o.col): o for o in before}
     new = {(o.row, o.col): o for o in after}
+    cells = sorted(cell for cell in old.keys() | new.keys() if old.get(cell) != new.get(cell))
     return [
-        f"row {row + 1}, column {col + 1}: {describe_object(old.get((row, col)))} → {describe_object(new.get((row, col)))}"
-        for row, col in sorted(old.keys() | new.keys())
-        if old.get((row, col)) != new.get((row, col))
+        f"row {r + 1}, column {c + 1}: {describe_object(old.get((r, c)))} → {describe_object(new.get((r, c)))}"
+        for r, c in cells
     ]
