@@ -274,7 +274,7 @@ def image_picker() -> Probe | None:
             set_probe(scene_probe(start, current.question or DEFAULT_QUESTION))
         st.session_state["image_source_for"] = get_probe().digest
         st.caption(
-            "Choose a shape and colour per cell in the grid beside the results; the image is drawn by the toy "
+            "Choose a shape and colour per cell in the grid above the results; the image is drawn by the toy "
             "world's own renderer."
         )
         return get_probe()
