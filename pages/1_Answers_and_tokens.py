@@ -22,7 +22,7 @@ import streamlit as st
 from vlod_app.compute import inspect_cached, occlusion_cached
 from vlod_app.links import Params, from_link
 from vlod_app.scene import probe_objects, scene_grid, scene_probe, take_cells
-from vlod_app.state import current_spec, get_pair, get_probe, set_question, shown
+from vlod_app.state import current_spec, get_pair, get_probe, set_question, shown, uses_toy
 from vlod_app.widgets import (
     adopt_probe,
     diff_markdown,
@@ -243,9 +243,11 @@ if probe.source == "scene":
     with grid_col:
         st.markdown("**Your scene**: a shape and a colour per cell (— for none)")
         scene_grid(edit_scene)
+    toy = uses_toy(spec)
     with image_col:
-        show_image(probe.image, "What the model sees: the 64×64 input, enlarged without smoothing", width=256)
-    for note in probe.notes:
+        what = "What the model sees: the 64×64 input" if toy else "The 64×64 scene (the pair's processor resizes it)"
+        show_image(probe.image, f"{what}, enlarged without smoothing", width=256)
+    for note in probe.notes if toy else ():
         st.warning(f"Outside what the toy pair was trained on: {note}.")
 
 if ERROR_KEY in st.session_state:
