@@ -14,7 +14,7 @@ import streamlit as st
 
 from vlod_app.jobs import ExperimentsJob, RegistryFull, eta_text
 from vlod_app.links import Params, from_link
-from vlod_app.paper import SECTIONS, claims_frame, summary_line
+from vlod_app.paper import SECTIONS, claims_frame, summary_line, verdict_counts
 from vlod_app.server import job_registry
 from vlod_app.state import shown, toy_ready
 from vlod_app.widgets import page_setup
@@ -134,9 +134,17 @@ if latest is None:
 else:
     results, folder = latest
     view.context = f"{results['plan']['name']} {results['created'][:10]}"
-    st.subheader("Claims")
+    st.subheader(f"Claims: {verdict_counts(results)}")
     st.caption(summary_line(results, folder))
-    view.table(claims_frame(results), "claims", key="claims")
+    view.table(
+        claims_frame(results),
+        "claims",
+        column_config={
+            "claim": st.column_config.TextColumn("claim", width="large"),
+            "verdict": st.column_config.TextColumn("verdict", width="small", help="by the rule in the last column"),
+        },
+        key="claims",
+    )
     rules = "\n".join(f"- {rule}" for rule in results["verdict_rules"])
     st.markdown(f"**How a verdict is decided**\n{rules}")
     st.markdown(f"**Learning rates**: {results['experiments']['learning_rate']['answer']}")

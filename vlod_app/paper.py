@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-VERDICT_MARKS = {"agrees": "✅ agrees", "disagrees": "❌ disagrees", "inconclusive": "➖ inconclusive"}
+VERDICTS = ("agrees", "disagrees", "inconclusive")
 SECTIONS = {  # figure name (vlod_core.experiments.figures.all_figures) -> heading on the page
     "geometry": "1. Gradient angles per VDS bin",
     "accuracy": "2. Update rules from identical seeds: accuracy",
@@ -31,19 +31,27 @@ def measured_text(claim: dict) -> str:
 
 
 def claims_frame(results: dict) -> pd.DataFrame:
-    """The claims table: each claim, the paper's figure, ours, the verdict and the rule that decided it."""
+    """The claims table: each claim, its verdict, ours, the paper's figure and the rule that decided it (the
+    verdict second, so it is in view on a projector however long the claim)."""
     return pd.DataFrame(
         [
             {
                 "claim": claim["claim"],
-                "paper": claim["paper"],
+                "verdict": claim["verdict"],
                 "ours (mean ± SE over seeds)": measured_text(claim),
-                "verdict": VERDICT_MARKS.get(claim["verdict"], claim["verdict"]),
+                "paper": claim["paper"],
                 "rule": claim.get("rule", ""),
             }
             for claim in results["claims"]
         ]
     )
+
+
+def verdict_counts(results: dict) -> str:
+    """'5 agree, 4 disagree, 9 inconclusive' (the plural of each verdict's verb)."""
+    counts = {verdict: sum(c["verdict"] == verdict for c in results["claims"]) for verdict in VERDICTS}
+    words = {"agrees": "agree", "disagrees": "disagree", "inconclusive": "inconclusive"}
+    return ", ".join(f"{n} {words[verdict]}" for verdict, n in counts.items())
 
 
 def summary_line(results: dict, folder) -> str:
