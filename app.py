@@ -41,6 +41,7 @@ look at the image.
   language-driven or image-driven.
 - **Gradient angles** — how the three gradients point relative to each other, per module and per VDS bin.
 - **Distill and compare** — train standard and steered students from the same seed and compare them.
+- **Paper check** — the paper's claims measured on the toy world over seeds, each with a verdict.
 """
     )
 with picture:

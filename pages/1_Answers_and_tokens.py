@@ -5,28 +5,52 @@ What was asked lives in session state and in the URL (`sample`, `question`, `see
 `temperature` or `answer` when the decomposed answer is a sample or typed; `token` and `fill` for the
 occlusion map): a reload or a shared link shows the same result. Asking goes through a callback, so the
 whole page (the sidebar's caption included) is drawn after the question has changed.
+
+With *Build a scene*, the image is a toy scene composed cell by cell (`scene` in the URL). Editing a cell
+after asking asks the same question about the edited scene at once and keeps the scene before the edit
+(`before` in the URL): the page shows both answers side by side and each token's visual term on both
+images, a counterfactual edit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import streamlit as st
 
 from vlod_app.compute import inspect_cached, occlusion_cached
 from vlod_app.links import Params, from_link
-from vlod_app.state import current_spec, get_pair, get_probe, set_question, shown
-from vlod_app.widgets import adopt_probe, image_picker, page_setup, probe_params, sample_number, show_image
+from vlod_app.scene import probe_objects, scene_grid, scene_probe, take_cells
+from vlod_app.state import current_spec, get_pair, get_probe, set_question, shown, uses_toy
+from vlod_app.widgets import (
+    adopt_probe,
+    diff_markdown,
+    image_picker,
+    page_setup,
+    probe_params,
+    sample_number,
+    show_image,
+)
 from vlod_app.words import TOKEN_COLUMNS
 from vlod_core.decomposition import PER_TOKEN_FIELDS
-from vlod_core.figures import kl_bars, logratio_split, logratio_words, occlusion_figure, token_strip
+from vlod_core.figures import (
+    kl_bars,
+    logratio_split,
+    logratio_words,
+    occlusion_figure,
+    token_strip,
+    visual_term_change,
+)
 from vlod_core.inputs import ABLATIONS
 from vlod_core.occlusion import FILLS
 from vlod_core.text import check_question
+from vlod_core.toy.scenes import SceneError, decode_scene, reference_answer, scene_changes
 
 ASKED_KEY = "vlod_asked"
+BEFORE_KEY = "vlod_scene_before"  # (the scene before the last edit, what was asked about it)
 ERROR_KEY = "vlod_ask_error"
+SCORED = ("the teacher's answer before the edit", "the answer decomposed below")
 MODES = ("The student's greedy answer", "A sample from the student", "An answer I type")
 ABLATION_HELP = {
     "remove": "remove (drop the image)",
@@ -75,11 +99,31 @@ def set_form(asked: Asked) -> None:
     state["ask_answer"] = asked.answer or ""
 
 
+@dataclass(frozen=True)
+class Before:
+    """The scene before the last edit and what was asked about it: the other half of a counterfactual."""
+
+    scene: str
+    asked: Asked
+
+
+def edit_scene() -> None:
+    """A cell of the scene changed: after an answer, ask the same about the edited scene and keep the old one."""
+    state = st.session_state
+    old, new = take_cells()
+    asked = state.get(ASKED_KEY)
+    state.pop(BEFORE_KEY, None)
+    if asked is not None and asked.digest == old.digest and new.digest != old.digest:
+        state[BEFORE_KEY] = Before(old.scene, asked)
+        state[ASKED_KEY] = replace(asked, digest=new.digest)
+
+
 def ask() -> None:
     """The Ask button: check the inputs; on success they become what the page shows, else nothing is shown."""
     state, probe = st.session_state, get_probe()
     state.pop(ASKED_KEY, None)  # a failed Ask must not leave the previous result on screen
     state.pop(ERROR_KEY, None)
+    state.pop(BEFORE_KEY, None)  # a comparison is between two scenes asked the same, by an edit
     try:
         question, notes = check_question(state["ask_question"])
     except ValueError as error:
@@ -113,7 +157,10 @@ spec = current_spec()
 
 # ------------------------------------------------------------------------------------- a link's inputs
 params = Params()
-if "question" in params.raw and from_link():
+if "scene" in params.raw and "question" not in params.raw and from_link():
+    adopt_probe(params)  # a scene being built, nothing asked yet
+    params.show_problems()
+elif "question" in params.raw and from_link():
     adopt_probe(params)
     probe = get_probe()
     try:
@@ -130,9 +177,17 @@ if "question" in params.raw and from_link():
         params.text("answer"),
         tuple(notes),
     )
+    st.session_state.pop(BEFORE_KEY, None)
     if probe is not None and question is not None:
         set_form(linked)
         st.session_state[ASKED_KEY] = linked
+        if probe.source == "scene" and "before" in params.raw:
+            try:
+                before = scene_probe(decode_scene(params.raw["before"]), question)
+            except SceneError as error:
+                params.problems.append(f"`before={params.raw['before']}` in the link was ignored: {error}")
+            else:
+                st.session_state[BEFORE_KEY] = Before(before.scene, replace(linked, digest=before.digest))
         if (token := params.integer("token", 1, 64)) is not None:
             st.session_state["occlusion_on"] = True
             st.session_state["occlusion_token"] = token - 1
@@ -147,7 +202,8 @@ with view.inputs:
     if probe is not None:
         asked = st.session_state.get(ASKED_KEY)
         shown_question = asked.question if asked and asked.digest == probe.digest else probe.question
-        show_image(probe.image, f"{probe.label}: {shown_question}", width=160)
+        if probe.source != "scene":  # a built scene is shown larger, beside its grid
+            show_image(probe.image, f"{probe.label}: {shown_question}", width=160)
         if st.session_state.get("ask_for") != probe.digest:  # a new image: its own question in the form
             st.session_state["ask_for"] = probe.digest
             st.session_state["ask_question"] = shown_question
@@ -182,6 +238,18 @@ if probe is None:
     view.share({})
     st.stop()
 
+if probe.source == "scene":
+    grid_col, image_col = st.columns([3, 2], gap="medium")
+    with grid_col:
+        st.markdown("**Your scene**: a shape and a colour per cell (— for none)")
+        scene_grid(edit_scene)
+    toy = uses_toy(spec)
+    with image_col:
+        what = "What the model sees: the 64×64 input" if toy else "The 64×64 scene (the pair's processor resizes it)"
+        show_image(probe.image, f"{what}, enlarged without smoothing", width=256)
+    for note in probe.notes if toy else ():
+        st.warning(f"Outside what the toy pair was trained on: {note}.")
+
 if ERROR_KEY in st.session_state:
     st.error(st.session_state[ERROR_KEY])
 asked: Asked | None = st.session_state.get(ASKED_KEY)
@@ -212,15 +280,15 @@ if result is None:
     st.stop()
 inspection = result.inspection
 view.context = f"sample {sample_number(probe)}" if probe.source == "toy" else probe.label
+reference = probe.reference if probe.question == inspection.question else None
+if probe.source == "scene":
+    reference = reference_answer(probe_objects(probe), inspection.question)
 for note in [*asked.notes, *inspection.notes]:
     st.info(note)
 
 st.subheader(f"“{inspection.question}”")
-right = (
-    f" Right answer for this toy sample: **{probe.reference}**."
-    if probe.reference and probe.question == inspection.question
-    else ""
-)
+where = "scene" if probe.source == "scene" else "toy sample"
+right = f" Right answer for this {where}: **{reference}**." if reference else ""
 st.caption(f"**Greedy answers**: each model's most likely word at every step.{right}")
 grid = st.columns(4)
 for column, key in zip(grid, ANSWER_TITLES):
@@ -229,6 +297,66 @@ for column, key in zip(grid, ANSWER_TITLES):
         st.markdown(f"**{inspection.answers[key] or '(nothing)'}**")
 
 view.note(f"the image ({probe.label})", probe.image)
+
+# ------------------------------------------------------------------------------------- a counterfactual edit
+before: Before | None = st.session_state.get(BEFORE_KEY)
+if before is not None and (probe.source != "scene" or replace(before.asked, digest=asked.digest) != asked):
+    before = None  # not the same question about the scene before an edit
+if before is not None:
+    before_probe = scene_probe(decode_scene(before.scene), asked.question)
+    earlier = shown(
+        "Asking about the scene before the edit",
+        inspect_cached,
+        pair,
+        spec,
+        before_probe.digest,
+        before_probe.image,
+        asked.question,
+        asked.answer,
+        asked.ablation,
+        asked.seed,
+        asked.temperature,
+    )
+    if earlier is not None:
+        scored = SCORED[0] if st.session_state.get("scene_scored", SCORED[0]) == SCORED[0] else SCORED[1]
+        text = earlier.inspection.answers["teacher_image"] if scored == SCORED[0] else inspection.response
+        # one answer scored on both images: the same tokens, so their visual terms compare one to one
+        both = [
+            shown(
+                "Scoring the answer on both scenes",
+                inspect_cached,
+                pair,
+                spec,
+                image_probe.digest,
+                image_probe.image,
+                asked.question,
+                text,
+                asked.ablation,
+                asked.seed,
+            )
+            for image_probe in (before_probe, probe)
+        ]
+    if earlier is not None and None not in both:
+        changes = scene_changes(probe_objects(before_probe), probe_objects(probe))
+        st.subheader("Before the edit → after")
+        st.caption(f"Edited: {'; '.join(changes)}. The same question, asked about both scenes.")
+        old_col, new_col, answers_col = st.columns([1, 1, 3], gap="medium")
+        show_image(before_probe.image, "before", old_col, width=128)
+        show_image(probe.image, "after", new_col, width=128)
+        with answers_col:
+            for key, title in ANSWER_TITLES.items():
+                old, new = earlier.inspection.answers[key], inspection.answers[key]
+                st.markdown(f"{title}: {old or '(nothing)'} → {diff_markdown(old, new)}")
+        st.radio("Answer scored on both scenes", SCORED, key="scene_scored", horizontal=True)
+        rows_before, rows_after = (result.inspection.decomposition.rows(0) for result in both)
+        view.chart(visual_term_change(rows_before, rows_after), "visual term before and after")
+        st.caption(
+            f"**{text or '(end of turn only)'}** scored on both scenes. Each token's visual term is student PMI − "
+            "teacher PMI: it moves where the edit changes what the teacher reads from the image and the student does "
+            "not follow; tokens that do not depend on the edited object stay put."
+        )
+    else:
+        before = None
 view.note(
     f"“{inspection.question}”: the four greedy answers",
     pd.DataFrame(
@@ -330,6 +458,7 @@ view.share(
         "ablation": asked.ablation,
         "temperature": asked.temperature,
         "answer": asked.answer,
+        "before": before.scene if before is not None else None,
     }
     | occlusion_values
 )

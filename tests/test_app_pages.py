@@ -157,7 +157,7 @@ def test_home_draws_the_glossary_and_the_first_tour_step(vlod_home):
     words = " ".join(texts(glossary[0].markdown))
     for term in ("ℓStd", "ℓLang", "ℓVis", "VDS", "log-ratio", "PMI", "η", "γ", "λ", "nats"):
         assert f"**{term}**" in words
-    assert any("Guided tour, step 1 of 4" in m for m in texts(at.markdown))
+    assert any("Guided tour, step 1 of 5" in m for m in texts(at.markdown))
     # skipping is remembered for this session at once, and for the browser by a cookie written in the page
     at.button(key="tour_skip").click().run()
     assert_clean(at)

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_app_paper_check import experiments_home  # noqa: F401 (a fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,9 +137,9 @@ def test_tour_upload_downloads_and_a_shared_link(server, browser, examples, tmp_
     page.screenshot(path=str(tmp_path / "home.png"))
 
     # the tour's first step leads to the token strip on page 1
-    expect(page.get_by_text("Guided tour, step 1 of 4.", exact=False)).to_be_visible()
+    expect(page.get_by_text("Guided tour, step 1 of 5.", exact=False)).to_be_visible()
     page.get_by_role("link", name="Start: Answers and tokens").click()
-    expect(page.get_by_text("Guided tour, step 2 of 4.", exact=False)).to_be_visible()
+    expect(page.get_by_text("Guided tour, step 2 of 5.", exact=False)).to_be_visible()
     expect(page.get_by_text("token strip", exact=False).first).to_be_visible()
 
     # upload a PNG, ask a question: four greedy answers and the tokens
@@ -217,4 +218,51 @@ def test_a_reload_during_a_run_shows_its_progress_and_stop(server, browser, tmp_
     expect(page.get_by_text("Your image, before → after", exact=False)).to_be_visible()
     expect(page.get_by_role("button", name="Run card (standard, JSON)")).to_be_visible()
     page.screenshot(path=str(tmp_path / "distill.png"), full_page=True)
+    assert not page.get_by_text("Traceback").count()
+
+
+def test_a_scene_edit_changes_the_answer_and_paper_check_renders(server, browser, toy_pair, experiments_home):
+    """Build a scene (by its link, then the grid), ask, change one object: the teacher's answer changes beside
+    the old one. Then the Paper check page draws a tiny report's claims table and figures."""
+    import urllib.parse
+
+    from playwright.sync_api import expect
+    from test_app_paper_check import TINY
+    from test_app_scene import QUESTION as COLOUR_QUESTION
+    from test_app_scene import colour_edit
+
+    from vlod_core.experiments import run_experiments
+    from vlod_core.pair import PairSpec
+    from vlod_core.toy.scenes import decode_scene
+    from vlod_core.toy.source import toy_data
+
+    before, after, teacher_before, teacher_after = colour_edit(toy_pair)
+    new_colour = decode_scene(after)[0].colour
+    page = new_page(browser)
+    page.context.add_cookies([{"name": "vlod_tour", "value": "done", "url": server}])
+    page.goto(f"{server}/Answers_and_tokens")
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Build a scene", exact=True).click()
+    expect(page.get_by_text("What the model sees: the 64×64 input", exact=False)).to_be_visible()
+    page.goto(f"{server}/Answers_and_tokens?scene={urllib.parse.quote(before)}")
+    expect(page.get_by_label("Row 2, column 2")).to_be_visible()
+    sidebar.get_by_label("Question", exact=True).fill(COLOUR_QUESTION)
+    sidebar.get_by_role("button", name="Ask").click()
+    expect(page.get_by_text("Teacher, with the image", exact=True)).to_be_visible()
+    page.get_by_test_id("stSelectbox").filter(has=page.get_by_label("Row 2, column 2")).click()
+    page.get_by_role("option", name=f"{new_colour} ●", exact=True).click()
+    expect(page.get_by_text("Before the edit → after", exact=True)).to_be_visible()
+    line = page.get_by_test_id("stMarkdownContainer").filter(has_text="Teacher, with the image:").first
+    expect(line).to_contain_text(f"{teacher_before} →")
+    expect(line).to_contain_text(teacher_after.split()[-1])
+    expect(page.get_by_text("Each token's visual term, the same answer", exact=False)).to_be_visible()
+    assert "before=" in page.url and "scene=" in page.url
+
+    data = toy_data(TINY.eval_examples, show_rows=0)
+    run_experiments(TINY, PairSpec(), data, experiments_home / "tiny", workers=0, pair=toy_pair)
+    page.goto(f"{server}/Paper_check")
+    expect(page.get_by_text("How a verdict is decided", exact=False)).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_test_id("stSidebar").get_by_role("button", name="Run the quick check")).to_be_enabled()
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
     assert not page.get_by_text("Traceback").count()

@@ -8,6 +8,10 @@ touched. At most `max_running` jobs run at once; up to `max_queued` more wait in
 shown) and any more are refused with a clear message. A job whose page nobody has polled for `idle_stop_s`
 stops itself (its tab was closed), and finished jobs are forgotten after `keep_s`, with their folder.
 
+A second kind of job, `ExperimentsJob`, runs the paper check (`vlod_core.experiments`) for the *Paper check*
+page (`?check=…`): at most one at a time per server (a second request joins the running one), and it is
+not stopped when nobody watches, since its runs are cached and its report, under VLOD_HOME, is for everyone.
+
 Nothing here imports Streamlit: the pages poll `Job.snapshot()` from a fragment.
 """
 
@@ -93,13 +97,16 @@ class RuleRun:
 class Job:
     """One submitted run: its settings, its worker process and what the worker has reported so far."""
 
+    kind = "distill"
+    idle_stops = True  # stopped when nobody has looked at it for a while
+
     def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int):
         self.id = job_id
         self.spec = spec
         self.settings = settings
         self.folder = folder
         self.threads = threads
-        self.runs = {rule: RuleRun(rule, int(settings["steps"])) for rule in settings["rules"]}
+        self.runs = {rule: RuleRun(rule, int(settings["steps"])) for rule in settings.get("rules", ())}
         self.state = "queued"  # queued, starting, running, finished
         self.error: str | None = None
         self.stop_reason: str | None = None
@@ -261,6 +268,43 @@ class Job:
         self.state, self.finished = "finished", time.time()
 
 
+class ExperimentsJob(Job):
+    """A paper check in a worker process: the runner's latest `Progress` (as a dict) and where it wrote."""
+
+    kind = "experiments"
+    idle_stops = False  # its finished runs are cached and its report is for every visitor
+
+    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int):
+        super().__init__(job_id, spec, settings, folder, threads)
+        self.progress: dict | None = None
+        self.out_dir: Path | None = None  # set when the check ended with a report (or stopped)
+        self.stopped = False  # it ended before every run finished (no report; the runs so far are cached)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self.progress or {})
+
+    def fraction(self) -> float:
+        with self._lock:
+            return float((self.progress or {}).get("fraction", 0.0))
+
+    def eta_seconds(self) -> float | None:
+        with self._lock:
+            return (self.progress or {}).get("eta_seconds")
+
+    def _apply(self, message: dict) -> None:
+        event = message.get("event")
+        with self._lock:
+            if event == "ready":
+                self.state = "running"
+            elif event == "progress":
+                self.progress = message["progress"]
+            elif event == "finished":
+                self.out_dir, self.stopped = Path(message["out_dir"]), bool(message["stopped"])
+            elif event == "failed":
+                self.error = message["error"]
+
+
 def _log_tail(path: Path) -> str:
     try:
         lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
@@ -339,8 +383,36 @@ class JobRegistry:
         self._schedule()
         return job
 
+    def submit_experiments(self, spec: PairSpec, settings: dict, threads: int = 1) -> ExperimentsJob:
+        """Queue a paper check; while one is going, return that one instead (they would share one folder).
+
+        `settings`: `plan` (a plan's name, or `Plan.to_dict()`), `workers` (its processes, 0: in the worker
+        itself), `out` (the output folder)."""
+        with self._lock:
+            going = [j for j in self._jobs.values() if isinstance(j, ExperimentsJob) and not j.done]
+            if going:
+                return going[0]
+            active = [job for job in self._jobs.values() if not job.done]
+            if len(active) >= self.max_running + self.max_queued:
+                raise RegistryFull("this server is full: try again when a run has finished")
+            job_id = secrets.token_urlsafe(6)
+            folder = self.root / job_id
+            folder.mkdir()
+            (folder / "job.json").write_text(
+                json.dumps({"kind": "experiments", "spec": asdict(spec), "settings": settings, "threads": threads})
+            )
+            job = ExperimentsJob(job_id, spec, dict(settings), folder, threads)
+            self._jobs[job_id] = job
+        self._schedule()
+        return job
+
     def get(self, job_id: str | None) -> Job | None:
         return self._jobs.get(job_id) if job_id else None
+
+    def experiments(self) -> ExperimentsJob | None:
+        """The paper check going on now, if any."""
+        with self._lock:
+            return next((j for j in self._jobs.values() if isinstance(j, ExperimentsJob) and not j.done), None)
 
     def position(self, job: Job) -> int | None:
         """1 for the next job to start, 2 after it …; None unless the job is waiting."""
@@ -376,7 +448,7 @@ class JobRegistry:
         while not self._closed.wait(poll_s):
             now = time.monotonic()
             for job in list(self._jobs.values()):
-                if not job.done and now - job.last_seen > self.idle_stop_s:
+                if not job.done and job.idle_stops and now - job.last_seen > self.idle_stop_s:
                     job.stop(f"stopped because nobody looked at it for {_duration(self.idle_stop_s)}")
                 if job.done and job.finished is not None and time.time() - job.finished > self.keep_s:
                     with self._lock:

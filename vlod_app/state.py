@@ -175,9 +175,10 @@ class Probe:
     label: str  # e.g. "toy sample 3" or the uploaded file's name
     digest: str  # content hash: keys the caches
     question: str
-    source: str  # "toy" or "upload"
+    source: str  # "toy", "scene" (built in the scene builder) or "upload"
     notes: tuple[str, ...] = ()
     reference: str | None = None  # the right answer, for toy samples asked their own question
+    scene: str | None = None  # a built scene's text (`vlod_core.toy.scenes`), which a link carries
 
 
 def image_digest(image: Image.Image) -> str:

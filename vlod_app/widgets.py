@@ -21,6 +21,7 @@ from vlod_app import tour
 from vlod_app.compute import N_SAMPLES, toy_samples
 from vlod_app.jobs import eta_text
 from vlod_app.links import from_link, spec_from_params, view_link, write_view
+from vlod_app.scene import scene_probe, starting_scene
 from vlod_app.server import figure_file, toy_builds
 from vlod_app.state import (
     Probe,
@@ -32,14 +33,17 @@ from vlod_app.state import (
     set_spec,
     toy_root,
     toy_ready,
+    uses_toy,
 )
-from vlod_app.words import GLOSSARY
+from vlod_app.words import GLOSSARY, TOY_UNDERSTANDS
 from vlod_core.export import file_stem, find_browser, view_html
 from vlod_core.figures import word_diff
 from vlod_core.images import MAX_SIDE, MAX_UPLOAD_BYTES, ImageError, load_image
+from vlod_core.toy.scenes import SceneError, decode_scene
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"]
-SOURCES = ("Built-in toy sample", "Upload an image")
+SOURCES = ("Built-in toy sample", "Upload an image", "Build a scene")
+SOURCE_OF = {"toy": SOURCES[0], "upload": SOURCES[1], "scene": SOURCES[2]}
 DEFAULT_QUESTION = "what color is the circle ?"
 CHART_CONFIG = {"displayModeBar": False}
 # Streamlit's default top padding (6rem) pushes results below the fold on a 1280x720 projector.
@@ -225,14 +229,29 @@ def sample_number(probe: Probe) -> int | None:
 
 
 def probe_params(probe: Probe, question: bool = True) -> dict:
-    """The probe in a link: its toy sample number (and question), or that an upload was used."""
-    where = {"sample": sample_number(probe)} if probe.source == "toy" else {"image": "upload"}
+    """The probe in a link: its toy sample number or built scene (and question), or that an upload was used."""
+    if probe.source == "toy":
+        where = {"sample": sample_number(probe)}
+    elif probe.source == "scene":
+        where = {"scene": probe.scene}
+    else:
+        where = {"image": "upload"}
     return where | ({"question": probe.question} if question else {})
 
 
 def adopt_probe(params) -> None:
-    """Take the probe a link names: toy `sample` (and `question`); `image=upload` can only be noted."""
+    """Take the probe a link names: toy `sample` or built `scene` (and `question`); `image=upload` can only
+    be noted."""
     sample, question = params.integer("sample", 1, N_SAMPLES), params.text("question")
+    scene = params.text("scene")
+    if scene is not None:
+        try:
+            objects = decode_scene(scene)
+        except SceneError as error:
+            params.problems.append(f"`scene={scene}` in the link was ignored: {error}")
+        else:
+            set_probe(scene_probe(objects, question or DEFAULT_QUESTION))
+            return
     if sample is not None:
         set_probe(toy_probe(sample, question))
     elif params.raw.get("image") == "upload" and (get_probe() is None or get_probe().source != "upload"):
@@ -246,8 +265,19 @@ def _choose_sample() -> None:
 def image_picker() -> Probe | None:
     """Choose a toy sample or upload an image; the choice becomes the session's probe."""
     current = probe_or_default()
-    st.session_state.setdefault("image_source", SOURCES[1] if current.source == "upload" else SOURCES[0])
+    if st.session_state.get("image_source_for") != current.digest:  # a link's or a page's probe: its source
+        st.session_state["image_source"] = SOURCE_OF[current.source]
     source = st.radio("Image", SOURCES, horizontal=True, key="image_source")
+    if source == SOURCES[2]:
+        if current.source != "scene":
+            start = decode_scene(starting_scene(current, toy_samples()))
+            set_probe(scene_probe(start, current.question or DEFAULT_QUESTION))
+        st.session_state["image_source_for"] = get_probe().digest
+        st.caption(
+            "Choose a shape and colour per cell in the grid above the results; the image is drawn by the toy "
+            "world's own renderer."
+        )
+        return get_probe()
     if source == SOURCES[0]:
         samples = toy_samples()
         st.session_state["toy_sample"] = sample_number(current) or 1
@@ -260,6 +290,7 @@ def image_picker() -> Probe | None:
         )
         if current.source != "toy":
             set_probe(toy_probe(st.session_state["toy_sample"]))
+        st.session_state["image_source_for"] = get_probe().digest
         return get_probe()
     limit = MAX_UPLOAD_BYTES // 2**20
     upload = st.file_uploader(
@@ -267,6 +298,8 @@ def image_picker() -> Probe | None:
         type=UPLOAD_TYPES,
         key="image_upload",
     )
+    if uses_toy(current_spec()):
+        st.caption(TOY_UNDERSTANDS)
     if upload is None:
         if current.source == "upload":
             st.caption(f"Using the image uploaded before: {current.label}. Upload another to replace it.")
@@ -284,6 +317,7 @@ def image_picker() -> Probe | None:
     if current.source != "upload" or current.digest != digest:
         question = current.question or DEFAULT_QUESTION
         set_probe(Probe(loaded.image, upload.name, digest, question, "upload", notes))
+    st.session_state["image_source_for"] = digest
     for note in notes:
         st.info(f"{upload.name}: {note}")
     return get_probe()

@@ -5,6 +5,8 @@ Kept in one place so a page, the glossary and an exported table all say the same
 
 from __future__ import annotations
 
+from vlod_core.toy.world import COLOURS, SHAPES
+
 GLOSSARY = {
     "ℓStd": "The standard distillation loss, KL(pI‖qI): how far the student's guess for the next token, "
     "with the image, is from the teacher's. 0 means they agree exactly.",
@@ -45,8 +47,9 @@ TOKEN_COLUMNS = {
 TOUR = [
     (
         "home",
-        "This lab shows how a small **student** learns from a larger **teacher** about images. Three pages, "
-        "about a minute each: the answers token by token, the gradients' angles, and a short training run.",
+        "This lab shows how a small **student** learns from a larger **teacher** about images. Four pages, "
+        "about a minute each: the answers token by token, the gradients' angles, a short training run, and the "
+        "paper's claims checked on the toy world.",
         "pages/1_Answers_and_tokens.py",
         "Start: Answers and tokens",
     ),
@@ -69,7 +72,22 @@ TOUR = [
         "distill",
         "Run a short training, then compare the **before/after table**: accuracy with and without the image, "
         "with its error bars, and which answers changed.",
+        "pages/4_Paper_check.py",
+        "Next: Paper check",
+    ),
+    (
+        "paper",
+        "The **claims table** says, claim by claim, whether the toy world agrees with the paper: our number "
+        "with its error over seeds and a verdict by the stated rule. The figures below it are the evidence.",
         None,
         "Finish the tour",
     ),
 ]
+
+# Under the uploader while the toy pair is in use: what it can and cannot read.
+TOY_UNDERSTANDS = (
+    "The toy pair understands only its own world: 64×64 scenes of coloured shapes on a dark background, "
+    f"at most one per cell of a 4×4 grid, {len(SHAPES)} shapes ({', '.join(SHAPES)}) and {len(COLOURS)} colours "
+    f"({', '.join(COLOURS)}). Anything else is scaled to 64×64 and read as such a scene: a photo gets nonsense. "
+    "To try a scene of your own, choose *Build a scene*."
+)

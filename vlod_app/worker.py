@@ -13,6 +13,15 @@ standard output, one JSON object per line:
     {"event": "skipped", "rule": r}                     stopped before this rule started
     {"event": "end"}
 
+A job of kind "experiments" (`job.json` has `"kind": "experiments"`) runs the paper check instead
+(`vlod_core.experiments.run_experiments`, which spreads its runs over processes of its own) and reports
+
+    {"event": "ready"}
+    {"event": "progress", "progress": {...}}           a `Progress`, at most twice a second
+    {"event": "finished", "out_dir": "...", "stopped": false}
+    {"event": "failed", "error": "..."}
+    {"event": "end"}
+
 A line "stop" on its standard input stops it after the current step; so does the end of its input (the app
 went away), so a worker never outlives its server. The trained student is saved as safetensors with its
 processor into the job folder. Everything else the libraries print goes to the standard error (the log).
@@ -81,6 +90,57 @@ def run_rules(pair, configs: dict, data, probes: list, emit, should_stop) -> Ite
         yield rule, result
 
 
+def plan_from(value):
+    """A paper check's plan from a job's settings: a plan's name, or a `Plan.to_dict()` (JSON's lists back to
+    the tuples the plan holds)."""
+    from vlod_core.experiments import Plan, plan_named
+
+    if isinstance(value, str):
+        return plan_named(value)
+    fields = dict(value)
+    for name in ("rules", "gammas", "lams"):
+        fields[name] = tuple(fields[name])
+    fields["learning_rates"] = tuple(tuple(point) for point in fields["learning_rates"])
+    return Plan(**fields)
+
+
+def run_check(job: dict, emit, should_stop) -> None:
+    """The paper check of an experiments job, its progress reported through `emit`."""
+    import time
+    from dataclasses import asdict
+
+    from vlod_core.experiments import run_experiments
+    from vlod_core.pair import PairSpec
+
+    settings = job["settings"]
+    plan = plan_from(settings["plan"])
+    emit({"event": "ready"})
+    last = [0.0]
+
+    def progress(report) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.5 or report.done == report.total:
+            last[0] = now
+            emit({"event": "progress", "progress": asdict(report)})
+
+    try:
+        result = run_experiments(
+            plan,
+            PairSpec(**job["spec"]),
+            None,
+            settings["out"],
+            workers=int(settings["workers"]),
+            progress=progress,
+            should_stop=should_stop,
+            command=f"the app's Paper check page (plan {plan.name})",
+        )
+    except Exception as error:  # reported on the page; the log keeps the traceback
+        logger.exception("the paper check failed")
+        emit({"event": "failed", "error": f"{type(error).__name__}: {error}"})
+        return
+    emit({"event": "finished", "out_dir": str(result.out_dir), "stopped": result.stopped})
+
+
 def main(folder: str) -> int:
     folder = Path(folder)
     # the protocol owns the real standard output; anything else printed goes to the log (standard error)
@@ -113,6 +173,10 @@ def main(folder: str) -> int:
     hf_logging.disable_progress_bar()
     job = json.loads((folder / "job.json").read_text())
     torch.set_num_threads(int(job["threads"]))
+    if job.get("kind") == "experiments":
+        run_check(job, emit, stop.is_set)
+        emit({"event": "end"})
+        return 0
     pair = load_pair(PairSpec(**job["spec"]))
     probes = [(Image.open(folder / p["image"]).convert("RGB"), p["question"]) for p in job["probes"]]
     emit({"event": "ready"})

@@ -173,6 +173,27 @@ def logratio_split(rows: list[dict]) -> go.Figure:
     return _layout(fig, 340, title="Log-ratio per token: the two parts add up exactly")
 
 
+def visual_term_change(before: list[dict], after: list[dict]) -> go.Figure:
+    """The visual part of the log-ratio (student PMI − teacher PMI) of the same answer's tokens on two images:
+    a counterfactual edit of the image moves it only where the answer depends on what was edited."""
+    labels = token_labels(after)
+    fig = go.Figure()
+    for rows, name, colour in ((before, "before the edit", "#fdd0a2"), (after, "after the edit", VIS)):
+        fig.add_bar(
+            x=labels,
+            y=[r["logratio_vis"] for r in rows],
+            name=name,
+            marker_color=colour,
+            customdata=[[r["vis_kl"], r["vds"]] for r in rows],
+            hovertemplate="%{x}: %{y:+.3f} nats (ℓVis %{customdata[0]:.3f}, VDS %{customdata[1]:.3f})<extra>"
+            + name
+            + "</extra>",
+        )
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.25})
+    fig.update_yaxes(title="student PMI − teacher PMI, nats", zeroline=True, zerolinecolor="#999")
+    return _layout(fig, 300, title="Each token's visual term, the same answer before and after the edit")
+
+
 def kl_bars(rows: list[dict]) -> go.Figure:
     """The KL view per token. These do not add up: std_kl ≠ lang_kl + vis_kl in general."""
     labels = token_labels(rows)

@@ -4,7 +4,9 @@
 
 Starts `streamlit run app.py` on the default toy pair ($VLOD_HOME, default ~/.cache/vlod; built first if
 missing) and saves, in this folder: the home page as a first visitor sees it (with the tour's first step),
-then, with the tour skipped, a shared link to each page's result, a run going on, and that run's results.
+then, with the tour skipped, a shared link to each page's result, a scene edited in the scene builder, the
+Paper check page (the latest report under $VLOD_HOME/experiments: run `vlod experiments --quick` first), a
+run going on, and that run's results.
 What is on screen is what the viewport shows, not the whole page: where the eye is.
 """
 
@@ -23,6 +25,7 @@ ROOT = HERE.parents[1]
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1280, "height": 720}
 QUESTION = "what+color+is+the+circle+%3F"
+SCENE = "r0c0-square-blue%2Cr0c2-circle-yellow%2Cr3c3-triangle-red"  # its circle is edited to green
 
 
 def wait_until_healthy(url: str, limit: float = 120) -> None:
@@ -77,6 +80,20 @@ def shoot(url: str) -> None:
             expect(page.get_by_text("Token by token, the student", exact=False)).to_be_visible()
             settle(page)
             page.screenshot(path=str(HERE / "answers_and_tokens.png"))
+
+            page.goto(f"{url}/Answers_and_tokens?scene={SCENE}&question={QUESTION}&seed=0&ablation=remove")
+            expect(page.get_by_text("Teacher, with the image", exact=True)).to_be_visible()
+            page.get_by_test_id("stSelectbox").filter(has=page.get_by_label("Row 1, column 3")).click()
+            page.get_by_role("option", name="green ●", exact=True).click()  # one object edited
+            expect(page.get_by_text("Before the edit → after", exact=True)).to_be_visible()
+            page.get_by_text("Answer scored on both scenes", exact=True).scroll_into_view_if_needed()
+            settle(page)
+            page.screenshot(path=str(HERE / "scene_builder.png"))
+
+            page.goto(f"{url}/Paper_check")
+            expect(page.get_by_text("How a verdict is decided", exact=False)).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(HERE / "paper_check.png"))
 
             page.goto(
                 f"{url}/Gradient_angles?samples=31&seed=0&ablation=remove&bins=5&include=1&sample=3&question={QUESTION}"

@@ -1,0 +1,83 @@
+"""The *Paper check* page, headless (AppTest): "no report yet" and the start button on an empty VLOD_HOME, the
+claims table and figures of a tiny experiments folder, and a check run as a job in a worker process, watched
+through its `check=` link until its report shows.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from test_app_pages import assert_clean, button, jobs, open_page, texts  # noqa: F401 (jobs: a fixture)
+from test_experiments import TINY
+
+from vlod_core.experiments import run_experiments
+
+PAGE_4 = "pages/4_Paper_check.py"
+
+
+@pytest.fixture
+def experiments_home(vlod_home, tmp_path):
+    """$VLOD_HOME/experiments, empty for the test (whatever was there is put back afterwards)."""
+    home = vlod_home / "experiments"
+    kept = tmp_path / "kept"
+    if home.exists():
+        shutil.move(home, kept)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+    if kept.exists():
+        shutil.move(kept, home)
+
+
+def test_no_report_yet_offers_the_quick_check(experiments_home):
+    at = open_page(PAGE_4)
+    assert any("No report yet" in i and "experiments --quick" in i for i in texts(at.info)), texts(at.info)
+    start = button(at, "Run the quick check")
+    assert not start.disabled
+    assert not at.dataframe and not at.get("plotly_chart")
+
+
+def test_the_latest_report_shows_its_claims_and_figures(experiments_home, toy_pair):
+    from vlod_core.pair import PairSpec
+    from vlod_core.toy.source import toy_data
+
+    result = run_experiments(
+        TINY, PairSpec(), toy_data(TINY.eval_examples, show_rows=0), experiments_home / "tiny", workers=0, pair=toy_pair
+    )
+    at = open_page(PAGE_4)
+    assert not at.error, texts(at.error)
+    claims = result.results["claims"]
+    table = at.dataframe[0].value
+    assert list(table["claim"]) == [c["claim"] for c in claims]
+    assert list(table["verdict"]) == [c["verdict"] for c in claims]
+    for row, claim in zip(table["ours (mean ± SE over seeds)"], claims):
+        assert row == "n/a" if claim["measured"] is None else row.startswith(f"{claim['measured']:.2f}")
+    agree = sum(c["verdict"] == "agrees" for c in claims)
+    assert any(s.startswith(f"Claims: {agree} agree, ") for s in texts(at.subheader)), texts(at.subheader)
+    assert any("plan **tiny**" in c for c in texts(at.caption))
+    assert len(at.get("plotly_chart")) == 7  # the report's seven figures
+    labels = [d.label for d in at.get("download_button")]
+    assert "report.html" in labels and "results.json" in labels
+
+
+def test_a_check_runs_as_a_job_and_its_link_shows_progress_then_the_report(experiments_home, jobs):
+    from vlod_core.pair import PairSpec
+
+    settings = {"plan": TINY.to_dict(), "workers": 0, "out": str(experiments_home / "tiny")}
+    job = jobs.submit_experiments(PairSpec(), settings)
+    assert jobs.submit_experiments(PairSpec(), {"plan": "quick", "workers": 2, "out": "x"}) is job  # one at a time
+    at = open_page(PAGE_4, {"check": job.id})
+    if not job.done:  # a worker process loads the pair first: it is still going on a machine of any speed
+        assert button(at, "Run the quick check").disabled
+        assert any(p.proto.text.startswith(f"Check `{job.id}`") for p in at.get("progress")), "no live progress"
+    deadline = time.monotonic() + 600
+    while not job.done and time.monotonic() < deadline:
+        time.sleep(1)
+    assert job.done and job.error is None and not job.stopped, job.error
+    assert job.snapshot()["done"] == job.snapshot()["total"] > 0
+    at.run()
+    assert_clean(at)
+    assert at.query_params["check"] == job.id
+    assert any("plan **tiny**" in c for c in texts(at.caption)) and at.dataframe
+    assert not button(at, "Run the quick check").disabled
