@@ -106,9 +106,13 @@ def memory_text(pair, batch: int, lora_rank: int, prompt_tokens: int) -> str:
         f"every weight trained: {estimate.trainable_parameters:,} parameters"
     )
     return (
-        f"Memory for this run, estimated: about {estimate.total / GIB:.2f} GiB on {pair.device.type} "
+        f"Memory for this run, estimated: about {_size(estimate.total)} on {pair.device.type} "
         f"({what}; {estimate.describe()}; prompts of {prompt_tokens} tokens, answers of {response})."
     )
+
+
+def _size(size: int) -> str:
+    return f"{size / GIB:.2f} GiB" if size >= GIB else f"{size / 2**20:.1f} MiB"
 
 
 def prompt_tokens(pair, image, question: str) -> int:
