@@ -149,19 +149,23 @@ running = job is not None and not job.done
 probe = probe_or_default()
 view.show_probe(probe)
 
-# ------------------------------------------------------------------------------------- the training data
-data_picker.train_on(uses_toy(current_spec()), disabled=running)
-if running:
-    data_name = job.settings.get("data")
-    st.caption(f"This run trains on {'your set ' + repr(data_name) if data_name else 'the toy world'}.")
-elif data_picker.trains_on_my_images():
-    data_picker.preview(pair, current_spec())
-elif not uses_toy(current_spec()):
-    st.warning(
-        "Training questions come from the toy world (shapes and colours), and accuracy is measured there too; "
-        "with a real pair this is a smoke test of the loop, not a meaningful distillation: train on your own "
-        "images instead."
-    )
+
+
+def training_data() -> None:
+    """Train on: the toy world or my images, with the preview (below a run's results, so they stay in view)."""
+    st.subheader("Training data")
+    data_picker.train_on(uses_toy(current_spec()), disabled=running)
+    if running:
+        data_name = job.settings.get("data")
+        st.caption(f"This run trains on {'your set ' + repr(data_name) if data_name else 'the toy world'}.")
+    elif data_picker.trains_on_my_images():
+        data_picker.preview(pair, current_spec())
+    elif not uses_toy(current_spec()):
+        st.warning(
+            "Training questions come from the toy world (shapes and colours), and accuracy is measured there too; "
+            "with a real pair this is a smoke test of the loop, not a meaningful distillation: train on your own "
+            "images instead."
+        )
 
 # ------------------------------------------------------------------------------------- the form (sidebar)
 if running:
@@ -295,7 +299,8 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
     plain = {rule: card.to_dict() for rule, card in cards.items()}
     bars, answers = st.columns([3, 2], gap="large")
     with bars:
-        view.chart(accuracy_bars(plain), "accuracy bars", key=f"{prefix}_accuracy_bars")
+        if headline == "accuracy":  # rows without right answers: the closeness table above says it all
+            view.chart(accuracy_bars(plain), "accuracy bars", key=f"{prefix}_accuracy_bars")
     with answers:
         st.markdown("**Your image, before → after** (greedy answers; changed words: red struck out, green new)")
         for rule, card in cards.items():
@@ -356,6 +361,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
 # ------------------------------------------------------------------------------------- progress or results
 url_values = probe_params(probe) | form_settings() | {"run": job.id if job else None}
 if running:
+    training_data()
     st.subheader("Training")
     st.fragment(run_every=1.0)(draw_live)()
     view.share(url_values)
@@ -367,8 +373,11 @@ if job is not None:
     if job.error and not any(run.state == "failed" for run in job.runs.values()):
         st.error(f"Distillation failed: {job.error}")
     show_cards(job.cards(), "run", job)
-elif ERROR_KEY not in st.session_state:
-    st.info("Choose the update rules and settings in the sidebar, then Run. Results appear here.")
+    training_data()
+else:
+    training_data()
+    if ERROR_KEY not in st.session_state:
+        st.info("Choose the update rules and settings in the sidebar, then Run. Results appear here.")
 
 st.subheader("View a saved run card")
 uploaded = st.file_uploader(

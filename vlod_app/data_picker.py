@@ -121,9 +121,13 @@ def _typed_rows() -> None:
         key="mydata_table",
     )
     rows = edited.to_dict("records")
-    st.caption("Add rows (＋ below the table) to ask more than one question about an image.")
     if any(str(r.get("question") or "").strip() for r in rows):
         _load(_digest(ids, rows), "Your table", MyData.from_table, rows, checked.images)
+        st.caption("Add rows (＋ below the table) to ask more than one question about an image.")
+    else:
+        current = chosen_set()
+        using = f" (until then the run uses {current.data.name})" if current is not None else ""
+        st.caption(f"Type a question for at least one image to use these rows{using}.")
 
 
 def _zip_folder() -> None:
