@@ -589,7 +589,7 @@ def test_a_run_on_my_images_shows_every_row_before_and_after_beside_the_teacher(
         "token agreement with the teacher",
         "KL(student ‖ teacher) per token (lower is closer)",
     }  # no right answers: no accuracy row
-    assert all("±" in v for v in metrics["with image, before"]) and all("±" in v for v in metrics["with image, after"])
+    assert all("±" in v for column in ("with image, before", "with image, after") for v in metrics[column])
     assert any("seen in training" in m for m in texts(at.markdown))
     card = jobs.get(at.query_params["run"]).cards()["standard"]
     assert card.data["eval_rows"] == 2 and card.data["eval_seen_in_training"] is True

@@ -73,6 +73,9 @@ def answer_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
     first = next(iter(cards.values()))
     held = first.data.get("shown_held_out")
     seen = first.data.get("eval_seen_in_training", False)
+    def said(text: str) -> str:
+        return text if text.strip() else "(empty)"
+
     table = []
     for i, before in enumerate(first.answers_before):
         row = {"image": before.get("thumbnail"), "question": before["question"]}
@@ -81,12 +84,16 @@ def answer_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
             row["used as"] = "train + eval (seen in training)" if seen else ("held out" if i < held else "train")
         if "teacher_image" in before:
             row["teacher (image)"] = before["teacher_image"]
-        row["before (image)"] = before["image"]
-        row |= {f"{r} (image)": c.answers_after[i]["image"] for r, c in cards.items() if i < len(c.answers_after)}
+        row["before (image)"] = said(before["image"])
+        row |= {
+            f"{r} (image)": said(c.answers_after[i]["image"]) for r, c in cards.items() if i < len(c.answers_after)
+        }
         if "teacher_no_image" in before:
             row["teacher (no image)"] = before["teacher_no_image"]
-        row["before (no image)"] = before["no_image"]
-        row |= {f"{r} (no image)": c.answers_after[i]["no_image"] for r, c in cards.items() if i < len(c.answers_after)}
+        row["before (no image)"] = said(before["no_image"])
+        row |= {
+            f"{r} (no image)": said(c.answers_after[i]["no_image"]) for r, c in cards.items() if i < len(c.answers_after)
+        }
         table.append(row)
     return pd.DataFrame(table)
 
