@@ -125,6 +125,13 @@ registry = job_registry()
 params = Params()
 if from_link():
     adopt_probe(params)  # the image and question whose before/after answers the run shows
+    if params.raw.get("data") == "mine":  # made with the sender's own images, which a link cannot carry
+        st.session_state["train_on"] = data_picker.MY_IMAGES
+        if data_picker.chosen_set() is None:
+            st.info(
+                "This link was made training on the sender's own images, which a link cannot carry: upload "
+                "yours below, or use the example set."
+            )
     if "run" in params.raw:
         if registry.get(params.raw["run"]) is None:
             st.warning(
@@ -360,6 +367,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
 
 # ------------------------------------------------------------------------------------- progress or results
 url_values = probe_params(probe) | form_settings() | {"run": job.id if job else None}
+url_values["data"] = "mine" if data_picker.trains_on_my_images() else None
 if running:
     training_data()
     st.subheader("Training")

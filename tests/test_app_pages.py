@@ -545,6 +545,14 @@ def test_my_images_typed_questions_preview_and_skipped_rows(vlod_home):
     assert any("only 2 rows: trained and evaluated on the same rows" in c for c in captions(at)), captions(at)
 
 
+def test_a_link_made_with_my_images_says_the_images_cannot_travel(vlod_home):
+    at = choose_my_images(open_page(PAGE_3))
+    assert at.query_params["data"] == "mine"
+    at = open_page(PAGE_3, {"data": "mine", "rules": "standard"})
+    assert at.radio(key="train_on").value == "My images"
+    assert any("a link cannot carry" in i for i in texts(at.info)), texts(at.info)
+
+
 def test_my_images_a_bad_zip_gets_its_specific_error(vlod_home):
     at = choose_my_images(open_page(PAGE_3))
     at.radio(key="mydata_how").set_value("A zipped image folder").run()
