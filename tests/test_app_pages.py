@@ -541,8 +541,31 @@ def test_my_images_typed_questions_preview_and_skipped_rows(vlod_home):
     assert list(preview["question"]) == ["what color is the circle ?", "how many shapes are there ?"]
     assert list(preview["right answer"]) == ["", "one shape"]
     assert set(preview["used as"]) == {"train + eval (seen in training)"}
-    assert any("1 rows skipped" in w and "no question" in w for w in texts(at.warning)), texts(at.warning)
+    assert any("1 row skipped" in w and "no question" in w for w in texts(at.warning)), texts(at.warning)
     assert any("only 2 rows: trained and evaluated on the same rows" in c for c in captions(at)), captions(at)
+
+
+def test_my_images_a_jsonl_with_a_zip_of_images_skips_a_row_that_names_no_image(vlod_home):
+    at = choose_my_images(open_page(PAGE_3))
+    at.radio(key="mydata_how").set_value("A JSONL file and a zip of its images").run()
+    turns = [{"role": "user", "content": "<image>what color is it ?"}, {"role": "assistant", "content": "it is red"}]
+    lines = [
+        {"messages": turns, "images": ["pics/red.png"]},  # LLaMA-Factory / ms-swift
+        {"prompt": "what color is it ?", "images": ["pics/notes.txt"]},  # TRL, naming a member that is no image
+        {"prompt": "how many shapes are there ?", "image": "pics/red.png"},
+    ]
+    images = zipped({"pics/red.png": png_bytes(Image.new("RGB", (64, 64), "red")), "pics/notes.txt": b"hello"})
+    at.file_uploader(key="mydata_jsonl").upload("rows.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode())
+    at.file_uploader(key="mydata_jsonl_zip").upload("pics.zip", images, "application/zip")
+    at.run()
+    assert_clean(at)
+    assert not at.error, texts(at.error)
+    preview = frame(at, "preview")
+    assert list(preview["question"]) == ["what color is it ?", "how many shapes are there ?"]
+    assert list(preview["right answer"]) == ["it is red", ""]
+    assert any("1 row skipped" in w and "notes.txt" in w and "not an image" in w for w in texts(at.warning)), texts(
+        at.warning
+    )
 
 
 def test_a_link_made_with_my_images_says_the_images_cannot_travel(vlod_home):

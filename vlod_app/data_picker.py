@@ -198,7 +198,8 @@ def preview(pair, spec) -> None:
     if data.skipped:
         shown = "\n".join(f"- {reason}" for reason in data.skipped[:5])
         more = f"\n- … and {len(data.skipped) - 5} more" if len(data.skipped) > 5 else ""
-        st.warning(f"{len(data.skipped)} rows skipped:\n{shown}{more}")
+        count = len(data.skipped)
+        st.warning(f"{count} row{'' if count == 1 else 's'} skipped:\n{shown}{more}")
     st.caption(f"Split: {split.how}. Training on {len(split.train)} rows, evaluating on {len(split.eval)}.")
     rows = data.rows[:PREVIEW_ROWS]
     key = (chosen.token, repr(spec))

@@ -67,33 +67,30 @@ def shows_every_row(card: RunCard) -> bool:
     return "shown_held_out" in card.data
 
 
+def _said(answer: str) -> str:
+    return answer if answer.strip() else "(empty)"
+
+
 def answer_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
     """Every shown row: image, question, right answer, how it was used, the teacher's answer, and each rule's
     student answer before and after (with the image, then without)."""
     first = next(iter(cards.values()))
     held = first.data.get("shown_held_out")
     seen = first.data.get("eval_seen_in_training", False)
-    def said(text: str) -> str:
-        return text if text.strip() else "(empty)"
-
     table = []
     for i, before in enumerate(first.answers_before):
         row = {"image": before.get("thumbnail"), "question": before["question"]}
         row["right answer"] = before.get("reference", "")
         if held is not None:
             row["used as"] = "train + eval (seen in training)" if seen else ("held out" if i < held else "train")
-        if "teacher_image" in before:
-            row["teacher (image)"] = before["teacher_image"]
-        row["before (image)"] = said(before["image"])
-        row |= {
-            f"{r} (image)": said(c.answers_after[i]["image"]) for r, c in cards.items() if i < len(c.answers_after)
-        }
-        if "teacher_no_image" in before:
-            row["teacher (no image)"] = before["teacher_no_image"]
-        row["before (no image)"] = said(before["no_image"])
-        row |= {
-            f"{r} (no image)": said(c.answers_after[i]["no_image"]) for r, c in cards.items() if i < len(c.answers_after)
-        }
+        for context in ("image", "no_image"):
+            words = "image" if context == "image" else "no image"
+            if f"teacher_{context}" in before:
+                row[f"teacher ({words})"] = _said(before[f"teacher_{context}"])
+            row[f"before ({words})"] = _said(before[context])
+            for rule, card in cards.items():
+                if i < len(card.answers_after):
+                    row[f"{rule} ({words})"] = _said(card.answers_after[i][context])
         table.append(row)
     return pd.DataFrame(table)
 
