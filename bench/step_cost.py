@@ -30,6 +30,7 @@ the table reports medians. The last line is `vgs_fixed/standard = X.XX` (batch 3
 
     python bench/step_cost.py                 # full run, ~3-5 minutes on 2 shared cores
     python bench/step_cost.py --rounds 4 --no-trl --no-breakdown   # quick smoke run
+    python bench/step_cost.py --real-sizes [--quick] [--pair qwen3 ...]   # the real-size rows (bench/real_sizes.py)
 """
 
 from __future__ import annotations
@@ -318,7 +319,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-trl", action="store_true", help="skip TRL's DistillationTrainer")
     parser.add_argument("--no-geometry", action="store_true")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-phase breakdown")
+    parser.add_argument(
+        "--real-sizes", nargs=argparse.REMAINDER, default=None, metavar="ARGS",
+        help="instead: the real-size rows (SmolVLM 256M/500M, random weights), `bench/real_sizes.py` with ARGS",
+    )
     args = parser.parse_args(argv)
+    if args.real_sizes is not None:  # kept out of the default run: minutes, not seconds
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import real_sizes
+
+        return real_sizes.main(args.real_sizes)
     logging.disable(logging.WARNING)
     try:
         from transformers.utils import logging as hf_logging

@@ -373,3 +373,17 @@ def test_lora_run_trains_only_adapters_and_leaves_every_base_weight_bit_identica
         evaluate_model=False,
     ).card.records[0]["geometry"]  # fmt: skip
     assert geometry["global"]["norms"]["std"] > 0  # over the adapters: the trainable parameters
+
+
+def test_a_bf16_pair_trains_float32_master_weights_that_small_steps_move(vlod_home, examples):
+    """AdamW at lr 1e-6 on bf16 weights rounds every update away; the private copy keeps float32 weights."""
+    from vlod_core.pair import PairSpec, load_pair
+
+    pair = load_pair(PairSpec(dtype="bfloat16", device="cpu"))
+    start = {k: v.float() for k, v in _state(pair.student).items()}
+    result = distill(pair, _config(steps=2, lr=1e-6), rollouts=_fixed(pair, examples[:4]), evaluate_model=False)
+    assert result.card.stopped is None and result.card.records[-1]["loss"] > 0
+    assert {p.dtype for p in result.student.parameters()} == {torch.float32}
+    moved = _max_difference(_state(result.student), start)
+    assert 0 < moved < 1e-4  # moved, by about the learning rate
+    assert next(pair.student.parameters()).dtype == torch.bfloat16  # the shared pair is as it was

@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "real_sizes.py"
 
 
-def run_bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def run_bench(*args: str, timeout: float = 180, script: Path = SCRIPT) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -54,12 +54,15 @@ def test_tiny_quick_run_prints_every_row_with_fixed_length_samples():
     assert re.search(rf"^threads 1: vgs_fixed/standard = {ratio}, vgs_auto/standard = {ratio}$", out, re.M), out
 
 
-def test_gpu_pair_without_cuda_is_one_clear_error():
+@pytest.mark.parametrize("entry", ["real_sizes.py", "step_cost.py --real-sizes"])
+def test_gpu_pair_without_cuda_is_one_clear_error(entry):
+    """The same rows run from `step_cost.py --real-sizes` (kept out of its default run) and on their own."""
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = run_bench("--pair", "qwen3", timeout=60)
+    script, *flag = entry.split()
+    result = run_bench(*flag, "--pair", "qwen3", timeout=60, script=REPO / "bench" / script)
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()

@@ -14,6 +14,7 @@ Toy defaults: lr 1e-3 with AdamW (the paper's 1e-6 is for pretrained billion-par
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -128,11 +129,35 @@ class DistillResult:
     card: RunCard
 
 
+HALF = (torch.bfloat16, torch.float16)
+
+
+def _compute_precision(pair: ModelPair, config: DistillConfig):
+    """A context for the student's passes: autocast to the pair's half dtype when the private copy holds float32
+    master weights (`private_student`) and accelerate's own mixed precision is off.
+
+    Not accelerate's `mixed_precision`: its state is one per process and refuses a second value, so two runs
+    of different pairs in one process (the tests, a notebook) could not both train."""
+    dtype = next(pair.student.parameters()).dtype
+    if dtype in HALF and config.mixed_precision == "no":
+        return lambda: torch.autocast(pair.device.type, dtype=dtype)
+    return contextlib.nullcontext
+
+
 def private_student(pair: ModelPair, config: DistillConfig):
-    """The session's trainable student: a full copy, or LoRA adapters over the shared weights."""
+    """The session's trainable student: a full copy, or LoRA adapters over the shared weights.
+
+    A full copy of a bf16/fp16 student trains float32 master weights (under autocast in the pair's dtype):
+    AdamW steps of 1e-6 on a bf16 weight of 0.02 round away to nothing. LoRA adapters are float32 already.
+    """
     from vlod_core.lora import enable_gradient_checkpointing, lora_student
 
-    student = lora_student(pair.student, config.lora_rank) if config.lora_rank else copy.deepcopy(pair.student)
+    if config.lora_rank:
+        student = lora_student(pair.student, config.lora_rank)
+    else:
+        student = copy.deepcopy(pair.student)
+        if next(student.parameters()).dtype in HALF:
+            student = student.float()
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(student)
     return student
@@ -197,6 +222,7 @@ def distill(
     accelerator = accelerator or Accelerator(
         mixed_precision=config.mixed_precision, cpu=pair.device.type == "cpu", kwargs_handlers=[ddp]
     )
+    compute = _compute_precision(pair, config)
     processes, process = accelerator.num_processes, accelerator.process_index
     if config.batch % processes:
         raise ValueError(f"batch ({config.batch}) must be divisible by the number of processes ({processes})")
@@ -234,11 +260,15 @@ def distill(
     teacher_probes = greedy_answers(pair, teacher, probes, config.ablation) if probes else []
 
     def measure() -> Evaluation | None:
-        return evaluate(pair, eval_set, plain) if eval_set is not None else None
+        with compute():
+            return evaluate(pair, eval_set, plain) if eval_set is not None else None
+
+    def answers(rows, teacher_answers) -> list:
+        with compute():
+            return _answers_with_teacher(pair, plain, rows, teacher_answers, config.ablation)
 
     before = measure()
-    answers_before = _answers_with_teacher(pair, plain, show, teacher_show, config.ablation)
-    probe_before = _answers_with_teacher(pair, plain, probes, teacher_probes, config.ablation)
+    answers_before, probe_before = answers(show, teacher_show), answers(probes, teacher_probes)
     records: list[StepRecord] = []
     stopped = None
     eta = 1.0 if not config.steering.steers or config.steering.eta == "auto" else float(config.steering.eta)
@@ -251,7 +281,7 @@ def distill(
         if given:
             images, questions, responses = images[shard], questions[shard], responses[shard]
         contexts = CONTEXTS if config.needs_ablated(step) else ("image",)
-        with accelerator.autocast():
+        with accelerator.autocast(), compute():
             scored = rollout(
                 pair,
                 images,
@@ -323,7 +353,8 @@ def distill(
             response_tokens=int(mask.sum()),
         )
         if main and config.geometry_every and (step + 1) % config.geometry_every == 0:
-            record.geometry = geometry_now(pair, plain, named_params, scored, config, anchor)
+            with compute():
+                record.geometry = geometry_now(pair, plain, named_params, scored, config, anchor)
         if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
             evaluation = measure()
             record.evaluation = evaluation.to_dict() if evaluation is not None else None
@@ -343,9 +374,9 @@ def distill(
         after=after.to_dict() if after else {},
         records=[r.to_dict() for r in records],
         answers_before=answers_before,
-        answers_after=_answers_with_teacher(pair, plain, show, teacher_show, config.ablation),
+        answers_after=answers(show, teacher_show),
         probe_before=probe_before,
-        probe_after=_answers_with_teacher(pair, plain, probes, teacher_probes, config.ablation),
+        probe_after=answers(probes, teacher_probes),
         stopped=stopped,
     )
     plain.eval()

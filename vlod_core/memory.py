@@ -5,8 +5,9 @@ counts every parameter exactly, vision tower and untied heads included, in well 
 8B config. The estimate adds up, in the chosen dtype:
 
 - teacher weights (frozen, shared, in inference mode);
-- student weights (the shared, cached copy) and the session's trainable copy of them; with LoRA the copy
-  shares the weights and only the adapters are new (`vlod_core.lora`);
+- student weights (the shared, cached copy) and the session's trainable copy of them, in float32 (master
+  weights, whatever the pair's dtype); with LoRA the copy shares the weights and only the adapters are new
+  (`vlod_core.lora`);
 - gradients and AdamW's two moments for every trainable parameter (LoRA adapters are kept in float32);
 - an activations allowance, stated here so it can be checked: the student's two contexts (image kept and
   image removed) run as one batch of 2·batch rows of `prompt + response` tokens; each language-model layer
@@ -14,8 +15,9 @@ counts every parameter exactly, vision tower and untied heads included, in well 
   at 2 bytes a value, without the attention-score term that SDPA/flash attention do not store), or one value
   per hidden unit (the layer input) with gradient checkpointing, plus one layer's full set; the logits of
   all positions in the model dtype (student: values and gradient; teacher: values), and float32 log-probs of
-  the response positions (student: log-probs, probabilities and gradient; teacher: log-probs). The vision
-  towers' activations are not counted (each image is encoded once per context and is small beside these).
+  the response positions (student: log-probs, probabilities and gradient; teacher: log-probs); and the
+  student's vision tower: 17 values per hidden unit per patch and layer for each image tile of the image
+  context (measured on SmolVLM-256M: 293 MiB per 512-px tile, `bench/real_sizes.py`; the formula gives 321).
 
 The check compares the total with the free memory of the target device (CUDA: `torch.cuda.mem_get_info`;
 CPU: available RAM) and refuses with the numbers and the ways out.
@@ -100,6 +102,20 @@ def _activations(config, dtype_bytes: int, rows: int, tokens: int, response: int
     return kept * dtype_bytes + 2 * logits + 3 * rows * response * vocab * 4
 
 
+def _vision_activations(config, dtype_bytes: int, images: int, checkpointing: bool) -> int:
+    """The student's vision tower, kept for its backward pass: the same 17 values per hidden unit per patch and
+    layer, for every image tile of the image context (0 where the config gives no fixed patch grid)."""
+    vision = getattr(config, "vision_config", None)
+    hidden = getattr(vision, "hidden_size", 0) or 0
+    layers = getattr(vision, "num_hidden_layers", None) or getattr(vision, "depth", 0) or 0
+    side, patch = getattr(vision, "image_size", 0) or 0, getattr(vision, "patch_size", 0) or 0
+    if not (hidden and layers and side and patch):
+        return 0
+    per_layer = ACTIVATION_VALUES_PER_HIDDEN * hidden * (side // patch) ** 2 * images
+    kept = hidden * (side // patch) ** 2 * images * layers + per_layer if checkpointing else per_layer * layers
+    return kept * dtype_bytes
+
+
 def estimate_training_memory(
     teacher_config,
     student_config,
@@ -108,8 +124,12 @@ def estimate_training_memory(
     lengths: tuple[int, int],
     lora_rank: int | None = None,
     gradient_checkpointing: bool = False,
+    image_tiles: int = 1,
 ) -> MemoryEstimate:
     """Bytes needed to distil `teacher_config` into `student_config`; `lengths` = (prompt, response) tokens.
+
+    `image_tiles` is how many vision-tower inputs one image becomes (SmolVLM splits a large image into up to
+    16 tiles plus a global view: 17); each costs the student's vision tower its activations.
 
     The prompt length counts the image tokens (a 448x448 image is 256 tokens for Qwen2.5-VL, 64 per crop for
     SmolVLM-256M); see the module docstring for what each part holds.
@@ -123,11 +143,12 @@ def estimate_training_memory(
     teacher, student = meta_model(teacher_config), meta_model(student_config)
     teacher_params, student_params = parameter_count(teacher), parameter_count(student)
     rows, tokens = 2 * batch, prompt + response  # both contexts in one pass
-    if lora_rank is None:
-        trainable, trainable_bytes, copy_bytes = student_params, size, student_params * size
+    if lora_rank is None:  # float32 master weights whatever the pair's dtype (vlod_core.distill.private_student)
+        trainable, trainable_bytes, copy_bytes = student_params, 4, student_params * 4
     else:
         trainable, trainable_bytes, copy_bytes = lora_parameter_count(student, lora_rank), ADAPTER_BYTES, 0
     student_acts = _activations(student_config, size, rows, tokens, response, gradient_checkpointing)
+    student_acts += _vision_activations(student_config, size, batch * image_tiles, gradient_checkpointing)
     text = teacher_config.get_text_config()
     teacher_acts = rows * tokens * text.vocab_size * size + rows * response * text.vocab_size * 4  # no backward
     return MemoryEstimate(

@@ -153,24 +153,33 @@ def _gradients(loss: torch.Tensor, params: list[torch.Tensor], retain: bool) -> 
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
+def _squared_norm(grads: list[torch.Tensor]) -> float:
+    return sum(float(torch.linalg.vector_norm(g, dtype=torch.float64) ** 2) for g in grads)
+
+
 def steered_gradients(terms: Objective, params: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
     """η measured from this batch, and the update's gradient η·(g_std + g_steer + g_preserve), from three VJPs.
 
     The gradient is assembled from the same VJPs that measure η, so no further backward pass runs. With one
     forward per context (`scoring.py`), g_std and g_steer (ℓVis) traverse the image context's graph only and
     g_preserve (ℓLang) the short image-free one, so measuring η costs about one backward more than a fixed η.
+    The sums are taken in place: at most two gradient-sized lists are alive at once.
     """
-    grad_std = _gradients(terms.std, params, retain=True)
-    grad_steer = _gradients(terms.steer, params, retain=terms.preserve is not None)
-    eta = eta_from_gradients(grad_std, grad_steer)
-    total = [a + b for a, b in zip(grad_std, grad_steer)]
+    total = _gradients(terms.std, params, retain=True)
+    std_norm = _squared_norm(total) ** 0.5
+    for into, steer in zip(total, _gradients(terms.steer, params, retain=terms.preserve is not None)):
+        into.add_(steer)
+    eta = std_norm / max(_squared_norm(total) ** 0.5, 1e-12)
     if terms.preserve is not None:
-        total = [t + c for t, c in zip(total, _gradients(terms.preserve, params, retain=False))]
-    return eta, [eta * g for g in total]
+        for into, preserve in zip(total, _gradients(terms.preserve, params, retain=False)):
+            into.add_(preserve)
+    for grad in total:
+        grad.mul_(eta)
+    return eta, total
 
 
 def eta_from_gradients(grad_std: list[torch.Tensor], grad_steer: list[torch.Tensor]) -> float:
     """η = ‖g_std‖ / ‖g_std + g_steer‖ (g_steer already γ-weighted), the step-size-preserving scale."""
-    num = sum(float(g.double().pow(2).sum()) for g in grad_std if g is not None)
-    den = sum(float((a.double() + b.double()).pow(2).sum()) for a, b in zip(grad_std, grad_steer) if a is not None)
+    num = _squared_norm([g for g in grad_std if g is not None])
+    den = _squared_norm([a + b for a, b in zip(grad_std, grad_steer) if a is not None])
     return (num**0.5) / max(den**0.5, 1e-12)
