@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 TOY_WORLD, MY_IMAGES = "The toy world", "My images"
 HOW = ("Upload images and type questions", "A zipped image folder", "A JSONL file and a zip of its images")
 PREVIEW_ROWS = 50  # rows previewed, with the teacher's answers (the worker shows as many before and after)
+TEACHER_CHUNK = 8  # rows the teacher answers at once in the preview
 FOLDER_KEY, SET_KEY, ERROR_KEY, TEACHER_KEY = "vlod_mydata", "vlod_myset", "vlod_myset_error", "vlod_myset_teacher"
 LOAD_ERRORS = (ValueError, OSError)  # DataError, ArchiveError, ImageError are ValueErrors; a full disk, OSError
 
@@ -186,6 +187,26 @@ def train_on(toy_pair: bool, disabled: bool) -> None:
         st.error(st.session_state[ERROR_KEY][1])
 
 
+def teacher_answers(pair, spec, token: str, rows: list) -> list[dict] | None:
+    """The teacher's greedy answers to the previewed rows, once per set and pair (None, with a message, on
+    failure). In chunks of TEACHER_CHUNK rows, so a real pair never encodes fifty images at once."""
+    key = (token, repr(spec))
+    if st.session_state.get(TEACHER_KEY, (None,))[0] != key:
+        with st.spinner("The teacher answers your rows…"):
+            try:
+                answers = [
+                    answer
+                    for start in range(0, len(rows), TEACHER_CHUNK)
+                    for answer in greedy_answers(pair, pair.teacher, rows[start : start + TEACHER_CHUNK])
+                ]
+            except Exception as error:  # noqa: BLE001 - a model's failure on the user's rows, in one line
+                logger.exception("teacher answers failed")
+                st.error(f"The teacher could not answer these rows: {type(error).__name__}: {error}")
+                return None
+        st.session_state[TEACHER_KEY] = (key, answers)
+    return st.session_state[TEACHER_KEY][1]
+
+
 def preview(pair, spec) -> None:
     """The current set: where it came from, what was skipped, the split, and every row with the teacher's
     greedy answers (with the image and without)."""
@@ -202,17 +223,12 @@ def preview(pair, spec) -> None:
         st.warning(f"{count} row{'' if count == 1 else 's'} skipped:\n{shown}{more}")
     st.caption(f"Split: {split.how}. Training on {len(split.train)} rows, evaluating on {len(split.eval)}.")
     rows = data.rows[:PREVIEW_ROWS]
-    key = (chosen.token, repr(spec))
-    if st.session_state.get(TEACHER_KEY, (None,))[0] != key:
-        with st.spinner("The teacher answers your rows…"):
-            try:
-                answers = greedy_answers(pair, pair.teacher, rows)
-            except Exception as error:  # noqa: BLE001 - a model's failure on the user's rows, in one line
-                logger.exception("teacher answers failed")
-                st.error(f"The teacher could not answer these rows: {type(error).__name__}: {error}")
-                return
-        st.session_state[TEACHER_KEY] = (key, answers)
-    answers = st.session_state[TEACHER_KEY][1]
+    answers = [{}] * len(rows)
+    # a real teacher on up to 50 rows takes a while on a CPU: an expensive view, behind a toggle
+    if st.toggle("The teacher's answers in the preview", value=uses_toy(spec), key="mydata_teacher"):
+        answers = teacher_answers(pair, spec, chosen.token, rows)
+        if answers is None:
+            return
     frame = pd.DataFrame(
         [
             {
@@ -220,9 +236,8 @@ def preview(pair, spec) -> None:
                 "question": row.question,
                 "right answer": row.answer or "",
                 "used as": split_label(row, split),
-                "teacher (image)": answer["image"],
-                "teacher (no image)": answer["no_image"],
             }
+            | ({"teacher (image)": answer["image"], "teacher (no image)": answer["no_image"]} if answer else {})
             for row, answer in zip(rows, answers)
         ]
     )
