@@ -1,5 +1,7 @@
 """Page 3: distil with standard OPD and with steering from the same seed, live, then compare before/after.
 
+"Train on" is the toy world or the session's own images (`vlod_app.data_picker`: uploads, typed questions,
+zips, the shipped example set, with a preview); with my images, every row is shown before and after.
 A run is a job on the server (`vlod_app.jobs`, one worker process each), kept by id in the URL as `run`:
 a reload or a shared link shows the same run, its progress and its Stop. The settings (`rules`, `steps`,
 `lr`, `batch`, `seed`, `gamma`, `lam`, `eval_every`, `geometry_every`) are in the URL too. Run starts the
@@ -14,8 +16,13 @@ import json
 import pandas as pd
 import streamlit as st
 
+import shutil
+
+from vlod_app import data_picker
 from vlod_app.jobs import DEFAULT_SETTINGS, RegistryFull, Job, eta_text, student_zip
 from vlod_app.links import Params, from_link
+from vlod_app.run_view import answer_rows, evaluated_on, headline_metric, memory_text, metric_rows, prompt_tokens
+from vlod_app.run_view import shows_every_row
 from vlod_app.server import job_registry
 from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
 from vlod_app.widgets import adopt_probe, diff_markdown, page_setup, probe_or_default, probe_params
@@ -51,13 +58,21 @@ NUMBERS = {
     "lam": ("λ, preservation weight", 0.0, 10.0, 0.01, "%.3f", "How strongly the language prior is kept (ℓLP)"),
     "eval_every": ("Held-out accuracy every k steps (0: before/after only)", 0, 5000, 10, None, None),
     "geometry_every": ("Angles every k steps (0: never; costs 3+ backward passes)", 0, 5000, 10, None, None),
+    "lora_rank": (
+        "LoRA rank (0: train every weight)",
+        0,
+        1024,
+        4,
+        None,
+        "Train low-rank adapters of this rank only: far less memory for gradients and AdamW on a big student",
+    ),
 }
 
 
 def set_form(settings: dict) -> None:
     st.session_state["run_rules"] = list(settings["rules"])
     for name in NUMBERS:
-        st.session_state[f"run_{name}"] = settings[name]
+        st.session_state[f"run_{name}"] = settings.get(name, DEFAULT_SETTINGS[name])
 
 
 def form_settings() -> dict:
@@ -76,20 +91,32 @@ def start_run() -> None:
     probe = probe_or_default()
     registry = job_registry()
     spec = current_spec()
+    settings, folder = form_settings(), None
+    if data_picker.trains_on_my_images():
+        chosen = data_picker.chosen_set()
+        if chosen is None:
+            state[ERROR_KEY] = "Not started: load your images first (or the example set), or train on the toy world."
+            return
+        settings["data"] = chosen.data.name
     try:
         threads = worker_threads(cached_pair(spec), registry.max_running)
-        job = registry.submit(spec, form_settings(), [(probe.image, probe.question)], threads)
-    except (ValueError, RegistryFull) as error:
+        if data_picker.trains_on_my_images():  # the set as an image folder in the session's private folder
+            folder = data_picker.my_data().for_job(chosen.data, chosen.split)
+        job = registry.submit(spec, settings, [(probe.image, probe.question)], threads, data=folder)
+    except (ValueError, OSError, RegistryFull) as error:
         state[ERROR_KEY] = f"Not started: {error}."
         return
+    finally:
+        if folder is not None:  # the job has its own copy
+            shutil.rmtree(folder, ignore_errors=True)
     state[JOB_KEY] = job.id
 
 
 view = page_setup(
     "Distill and compare",
     "distill",
-    "Train private copies of the student on fresh toy questions it answers itself, with standard on-policy "
-    "distillation and with steering, from the same seed. The loaded pair is never changed.",
+    "Train private copies of the student on questions it answers itself (fresh toy scenes, or your own images), "
+    "with standard on-policy distillation and with steering, from the same seed. The loaded pair is never changed.",
 )
 pair = get_pair()
 registry = job_registry()
@@ -98,6 +125,13 @@ registry = job_registry()
 params = Params()
 if from_link():
     adopt_probe(params)  # the image and question whose before/after answers the run shows
+    if params.raw.get("data") == "mine":  # made with the sender's own images, which a link cannot carry
+        st.session_state["train_on"] = data_picker.MY_IMAGES
+        if data_picker.chosen_set() is None:
+            st.info(
+                "This link was made training on the sender's own images, which a link cannot carry: upload "
+                "yours below, or use the example set."
+            )
     if "run" in params.raw:
         if registry.get(params.raw["run"]) is None:
             st.warning(
@@ -121,11 +155,24 @@ job: Job | None = registry.get(st.session_state.get(JOB_KEY))
 running = job is not None and not job.done
 probe = probe_or_default()
 view.show_probe(probe)
-if not uses_toy(current_spec()):
-    st.warning(
-        "Training questions come from the toy world (shapes and colours), and accuracy is measured there too; "
-        "with a real pair this is a smoke test of the loop, not a meaningful distillation."
-    )
+
+
+
+def training_data() -> None:
+    """Train on: the toy world or my images, with the preview (below a run's results, so they stay in view)."""
+    st.subheader("Training data")
+    data_picker.train_on(uses_toy(current_spec()), disabled=running)
+    if running:
+        data_name = job.settings.get("data")
+        st.caption(f"This run trains on {'your set ' + repr(data_name) if data_name else 'the toy world'}.")
+    elif data_picker.trains_on_my_images():
+        data_picker.preview(pair, current_spec())
+    elif not uses_toy(current_spec()):
+        st.warning(
+            "Training questions come from the toy world (shapes and colours), and accuracy is measured there too; "
+            "with a real pair this is a smoke test of the loop, not a meaningful distillation: train on your own "
+            "images instead."
+        )
 
 # ------------------------------------------------------------------------------------- the form (sidebar)
 if running:
@@ -154,6 +201,18 @@ with view.inputs, st.form("distill"):  # each widget's own default is DEFAULT_SE
     st.form_submit_button("Run", type="primary", disabled=running, on_click=start_run)
     if running:
         st.caption("These are the running job's settings. Stop it, or wait for it, to start another.")
+with view.inputs:
+    memory = shown(
+        "Estimating the memory",
+        lambda: memory_text(
+            pair,
+            int(st.session_state.get("run_batch", DEFAULT_SETTINGS["batch"])),
+            int(st.session_state.get("run_lora_rank", DEFAULT_SETTINGS["lora_rank"])),
+            prompt_tokens(pair, probe.image, probe.question),
+        ),
+    )
+    if memory:
+        st.caption(memory)
 
 if ERROR_KEY in st.session_state:
     st.error(st.session_state[ERROR_KEY])
@@ -215,6 +274,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
     for rule, error in failed.items():
         st.error(f"**{rule}** failed: {error}")
 
+    headline = headline_metric(cards)
     rows = []
     for rule, card in cards.items():
         rows.append(
@@ -223,22 +283,31 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
                 "state": f"stopped after {len(card.records)} steps" if card.stopped else "done",
                 "steps": len(card.records),
                 "seconds": card.seconds,
-                "with image, before": accuracy_text(card.before, "accuracy_image"),
-                "with image, after": accuracy_text(card.after, "accuracy_image"),
-                "without image, before": accuracy_text(card.before, "accuracy_no_image"),
-                "without image, after": accuracy_text(card.after, "accuracy_no_image"),
+                "with image, before": accuracy_text(card.before, f"{headline}_image"),
+                "with image, after": accuracy_text(card.after, f"{headline}_image"),
+                "without image, before": accuracy_text(card.before, f"{headline}_no_image"),
+                "without image, after": accuracy_text(card.after, f"{headline}_no_image"),
             }
         )
     rows += [{"rule": rule, "state": "not run", "steps": 0} for rule in not_run]
     rows += [{"rule": rule, "state": "failed", "steps": 0} for rule in failed]
-    st.markdown("**Held-out accuracy** (exact match, ± one standard error)")
-    view.table(pd.DataFrame(rows), "accuracy before and after", key=f"{prefix}_summary")
+    if headline == "accuracy":
+        st.markdown(f"**Accuracy** (exact match, ± one standard error) {evaluated_on(cards)}")
+    else:
+        st.markdown(
+            f"**Agreement with the teacher** (the student's greedy answer equals the teacher's; ± one standard "
+            f"error) {evaluated_on(cards)}; your rows have no right answers, so there is no accuracy"
+        )
+    view.table(pd.DataFrame(rows), f"{headline} before and after", key=f"{prefix}_summary")
     if not cards:
         return
+    st.markdown(f"**Closeness to the teacher, before and after** ({evaluated_on(cards)}, ± one standard error)")
+    view.table(metric_rows(cards), "metrics before and after", key=f"{prefix}_metrics")
     plain = {rule: card.to_dict() for rule, card in cards.items()}
     bars, answers = st.columns([3, 2], gap="large")
     with bars:
-        view.chart(accuracy_bars(plain), "accuracy bars", key=f"{prefix}_accuracy_bars")
+        if headline == "accuracy":  # rows without right answers: the closeness table above says it all
+            view.chart(accuracy_bars(plain), "accuracy bars", key=f"{prefix}_accuracy_bars")
     with answers:
         st.markdown("**Your image, before → after** (greedy answers; changed words: red struck out, green new)")
         for rule, card in cards.items():
@@ -251,26 +320,16 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
     curves = {r: {"records": c.records, "before": c.before, "after": c.after} for r, c in cards.items()}
     view.chart(training_curves(curves), "training curves", key=f"{prefix}_final_curves")
 
-    st.subheader("Fixed held-out samples, before and after")
     first = next(iter(cards.values()))
+    if shows_every_row(first):
+        st.subheader("Every row of your set, before and after")
+        st.caption("Greedy answers; the teacher's beside them. Rows used as 'held out' were never trained on.")
+    else:
+        st.subheader("Fixed held-out samples, before and after")
     if first.answers_before:
-        table = []
-        for i, before in enumerate(first.answers_before):
-            row = {
-                "image": before.get("thumbnail"),
-                "question": before["question"],
-                "right answer": before.get("reference", ""),
-            }
-            row["before (image)"] = before["image"]
-            row |= {f"{r} (image)": c.answers_after[i]["image"] for r, c in cards.items() if i < len(c.answers_after)}
-            row["before (no image)"] = before["no_image"]
-            row |= {
-                f"{r} (no image)": c.answers_after[i]["no_image"] for r, c in cards.items() if i < len(c.answers_after)
-            }
-            table.append(row)
         view.table(
-            pd.DataFrame(table),
-            "held-out answers before and after",
+            answer_rows(cards),
+            "answers before and after",
             column_config={"image": st.column_config.ImageColumn("image", width="small")},
             key=f"{prefix}_held_out",
         )
@@ -308,7 +367,9 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
 
 # ------------------------------------------------------------------------------------- progress or results
 url_values = probe_params(probe) | form_settings() | {"run": job.id if job else None}
+url_values["data"] = "mine" if data_picker.trains_on_my_images() else None
 if running:
+    training_data()
     st.subheader("Training")
     st.fragment(run_every=1.0)(draw_live)()
     view.share(url_values)
@@ -320,8 +381,11 @@ if job is not None:
     if job.error and not any(run.state == "failed" for run in job.runs.values()):
         st.error(f"Distillation failed: {job.error}")
     show_cards(job.cards(), "run", job)
-elif ERROR_KEY not in st.session_state:
-    st.info("Choose the update rules and settings in the sidebar, then Run. Results appear here.")
+    training_data()
+else:
+    training_data()
+    if ERROR_KEY not in st.session_state:
+        st.info("Choose the update rules and settings in the sidebar, then Run. Results appear here.")
 
 st.subheader("View a saved run card")
 uploaded = st.file_uploader(

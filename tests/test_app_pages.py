@@ -409,7 +409,12 @@ def test_distill_page_runs_three_steps_and_shows_before_and_after(vlod_home, sha
     assert all("±" in value for value in summary["with image, before"])  # accuracies with a standard error
     assert "Your image, before → after" in " ".join(texts(at.markdown))
     assert any(m.startswith("with the image:") and "→" in m for m in texts(at.markdown))
-    held_out = at.dataframe[1].value
+    metrics = at.dataframe[1].value  # every measure before and after, ± a standard error
+    assert {"agreement with the teacher (exact)", "accuracy (exact match with the right answer)"} <= set(
+        metrics["metric"]
+    )
+    assert all("±" in value for value in metrics["with image, after"])
+    held_out = at.dataframe[2].value
     assert {"image", "question", "right answer", "before (image)", "standard (image)", "vgs (image)"} <= set(
         held_out.columns
     )
@@ -466,6 +471,178 @@ def test_distill_page_says_when_the_server_is_full(vlod_home, jobs, monkeypatch)
     assert_clean(at)
     assert any("this server is full" in e for e in texts(at.error)), texts(at.error)
     assert "run" not in at.query_params and not button(at, "Run").disabled
+
+
+def choose_my_images(at: AppTest) -> AppTest:
+    at.radio(key="train_on").set_value("My images").run()
+    assert_clean(at)
+    return at
+
+
+TABLES = {  # a table of page 3 by columns only it has (AppTest does not expose a dataframe's key)
+    "preview": {"used as", "teacher (image)", "right answer"},
+    "answers": {"used as", "before (image)"},
+    "metrics": {"metric", "with image, after"},
+}
+
+
+def frame(at: AppTest, name: str):
+    matches = [d.value for d in at.dataframe if TABLES[name] <= set(d.value.columns)]
+    if name == "preview":
+        matches = [m for m in matches if "before (image)" not in m.columns]
+    assert matches, f"no {name} table among {[list(d.value.columns) for d in at.dataframe]}"
+    return matches[0]
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_my_images_says_what_the_toy_pair_knows_and_loads_the_example_set(vlod_home):
+    at = choose_my_images(open_page(PAGE_3))
+    assert any("64×64 scenes of coloured shapes" in i and "nonsense" in i for i in texts(at.info)), texts(at.info)
+    at.button(key="mydata_examples").click().run()
+    assert_clean(at)
+    assert not at.error, texts(at.error)
+    preview = frame(at, "preview")
+    lines = [json.loads(line) for line in (APP.parent / "examples/shapes/metadata.jsonl").read_text().splitlines()]
+    assert list(preview["question"]) == [line["question"] for line in lines]
+    assert list(preview["right answer"]) == [line["answer"] for line in lines]
+    assert all(str(image).startswith("data:image/png;base64,") for image in preview["image"])
+    held = (preview["used as"] == "held out").sum()
+    assert held == round(0.2 * len(lines)) and set(preview["used as"]) == {"train", "held out"}
+    assert any(f"Split: {held} of {len(lines)} rows held out" in c for c in captions(at)), captions(at)
+    assert preview["teacher (image)"].str.len().gt(0).all()  # the teacher's greedy answers
+
+
+def test_my_images_typed_questions_preview_and_skipped_rows(vlod_home):
+    at = choose_my_images(open_page(PAGE_3))
+    red, blue = (png_bytes(Image.new("RGB", (64, 64), colour)) for colour in ("red", "blue"))
+    at.file_uploader(key="mydata_images").set_value(
+        [("red.png", red, "image/png"), ("blue.png", blue, "image/png"), ("notes.png", b"text", "image/png")]
+    )
+    at.run()
+    assert_clean(at)
+    assert any(e.startswith("notes.png: not an image") for e in texts(at.error)), texts(at.error)
+    at.session_state["mydata_table"] = {
+        "edited_rows": {0: {"question": "what color is the circle ?"}, 1: {"answer": "blue"}},
+        "added_rows": [{"image": "red.png", "question": "how many shapes are there ?", "answer": "one shape"}],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert_clean(at)
+    preview = frame(at, "preview")
+    assert list(preview["question"]) == ["what color is the circle ?", "how many shapes are there ?"]
+    assert list(preview["right answer"]) == ["", "one shape"]
+    assert set(preview["used as"]) == {"train + eval (seen in training)"}
+    assert any("1 row skipped" in w and "no question" in w for w in texts(at.warning)), texts(at.warning)
+    assert any("only 2 rows: trained and evaluated on the same rows" in c for c in captions(at)), captions(at)
+
+
+def test_my_images_a_jsonl_with_a_zip_of_images_skips_a_row_that_names_no_image(vlod_home):
+    at = choose_my_images(open_page(PAGE_3))
+    at.radio(key="mydata_how").set_value("A JSONL file and a zip of its images").run()
+    turns = [{"role": "user", "content": "<image>what color is it ?"}, {"role": "assistant", "content": "it is red"}]
+    lines = [
+        {"messages": turns, "images": ["pics/red.png"]},  # LLaMA-Factory / ms-swift
+        {"prompt": "what color is it ?", "images": ["pics/notes.txt"]},  # TRL, naming a member that is no image
+        {"prompt": "how many shapes are there ?", "image": "pics/red.png"},
+    ]
+    images = zipped({"pics/red.png": png_bytes(Image.new("RGB", (64, 64), "red")), "pics/notes.txt": b"hello"})
+    at.file_uploader(key="mydata_jsonl").upload("rows.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode())
+    at.file_uploader(key="mydata_jsonl_zip").upload("pics.zip", images, "application/zip")
+    at.run()
+    assert_clean(at)
+    assert not at.error, texts(at.error)
+    preview = frame(at, "preview")
+    assert list(preview["question"]) == ["what color is it ?", "how many shapes are there ?"]
+    assert list(preview["right answer"]) == ["it is red", ""]
+    assert any("1 row skipped" in w and "notes.txt" in w and "not an image" in w for w in texts(at.warning)), texts(
+        at.warning
+    )
+
+
+def test_a_link_made_with_my_images_says_the_images_cannot_travel(vlod_home):
+    at = choose_my_images(open_page(PAGE_3))
+    assert at.query_params["data"] == "mine"
+    at = open_page(PAGE_3, {"data": "mine", "rules": "standard"})
+    assert at.radio(key="train_on").value == "My images"
+    assert any("a link cannot carry" in i for i in texts(at.info)), texts(at.info)
+
+
+def test_my_images_a_bad_zip_gets_its_specific_error(vlod_home):
+    at = choose_my_images(open_page(PAGE_3))
+    at.radio(key="mydata_how").set_value("A zipped image folder").run()
+    bad = zipped({"../evil.png": png_bytes(Image.new("RGB", (32, 32))), "metadata.jsonl": b""})
+    at.file_uploader(key="mydata_zip").upload("bad.zip", bad, "application/zip")
+    at.run()
+    assert_clean(at)
+    assert any(e.startswith("bad.zip: ../evil.png: a path that leads outside") for e in texts(at.error)), texts(
+        at.error
+    )
+    assert "vlod_myset" not in at.session_state
+    button(at, "Run").click().run()  # nothing to train on: said, not started
+    assert any("load your images first" in e for e in texts(at.error)) and "run" not in at.query_params
+
+
+def test_a_run_on_my_images_shows_every_row_before_and_after_beside_the_teacher(vlod_home, shared_student, jobs):
+    at = choose_my_images(open_page(PAGE_3))
+    pictures = [("red.png", Image.new("RGB", (64, 64), "red")), ("blue.png", Image.new("RGB", (64, 64), "blue"))]
+    at.file_uploader(key="mydata_images").set_value([(n, png_bytes(i), "image/png") for n, i in pictures])
+    at.run()
+    at.session_state["mydata_table"] = {
+        "edited_rows": {0: {"question": "what color is it ?"}, 1: {"question": "what shape is it ?"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    teacher = list(frame(at, "preview")["teacher (image)"])
+    at.multiselect(key="run_rules").set_value(["standard"])
+    start_run(at, steps=3)
+    assert at.session_state["vlod_distill_job"] and jobs.get(at.query_params["run"]).settings["data"] == "my images"
+    wait_for_results(at)
+    assert not at.error, texts(at.error)
+    assert "Every row of your set, before and after" in texts(at.subheader)
+    rows = frame(at, "answers")
+    assert list(rows["question"]) == ["what color is it ?", "what shape is it ?"]
+    assert list(rows["teacher (image)"]) == teacher  # the same teacher answers as the preview's
+    assert {"before (image)", "standard (image)", "used as"} <= set(rows.columns)
+    assert set(rows["used as"]) == {"train + eval (seen in training)"}
+    metrics = frame(at, "metrics")
+    assert set(metrics["metric"]) == {
+        "agreement with the teacher (exact)",
+        "token agreement with the teacher",
+        "KL(student ‖ teacher) per token (lower is closer)",
+    }  # no right answers: no accuracy row
+    assert all("±" in v for column in ("with image, before", "with image, after") for v in metrics[column])
+    assert any("seen in training" in m for m in texts(at.markdown))
+    card = jobs.get(at.query_params["run"]).cards()["standard"]
+    assert card.data["eval_rows"] == 2 and card.data["eval_seen_in_training"] is True
+
+
+def test_the_run_form_offers_lora_with_a_memory_estimate(vlod_home):
+    from vlod_core.distill import DistillConfig
+
+    at = open_page(PAGE_3)
+    assert at.number_input(key="run_lora_rank").value == DistillConfig().lora_rank
+    assert at.number_input(key="run_batch").value == DistillConfig().batch
+    full = [c for c in captions(at) if c.startswith("Memory for this run")]
+    assert full and "every weight trained" in full[0]
+    at = open_page(PAGE_3, {"rules": "standard", "lora_rank": "4"})  # a link sets the form without a run
+    assert at.number_input(key="run_lora_rank").value == 4
+    lora = [c for c in captions(at) if c.startswith("Memory for this run")]
+    assert lora and "LoRA rank 4" in lora[0]
+    sizes = []
+    for caption in (full[0], lora[0]):
+        number, unit = caption.split("about ")[1].split(" ")[:2]
+        sizes.append(float(number) * {"MiB": 2**20, "GiB": 2**30}[unit])
+    assert sizes[1] < sizes[0]  # adapters only: no gradients or AdamW states for every weight
 
 
 def test_distill_page_shows_an_uploaded_run_card_and_rejects_a_bad_one(vlod_home, toy_pair):

@@ -265,4 +265,49 @@ def test_a_scene_edit_changes_the_answer_and_paper_check_renders(server, browser
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
     expect(page.get_by_test_id("stSidebar").get_by_role("button", name="Run the quick check")).to_be_enabled()
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+
+
+def test_my_images_upload_two_type_questions_run_and_see_every_row(server, browser, tmp_path):
+    """Issue 8's flow: upload two images, type a question for each in the table, run 20 steps, see both rows
+    before and after beside the teacher's answers."""
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    files = []
+    for colour in ("red", "blue"):
+        Image.new("RGB", (64, 64), colour).save(tmp_path / f"{colour}.png")
+        files.append(str(tmp_path / f"{colour}.png"))
+    page = new_page(browser)
+    page.goto(f"{server}/Distill_and_compare")
+    page.get_by_text("My images", exact=True).click()
+    expect(page.get_by_text("64×64 scenes of coloured shapes", exact=False)).to_be_visible()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images (PNG")
+    uploader.locator("input[type=file]").set_input_files(files)
+    editor = page.get_by_test_id("stDataFrame").first
+    expect(editor).to_be_visible()
+    editor.scroll_into_view_if_needed()
+    page.wait_for_timeout(2000)  # the grid settles after the rerun that drew it
+    box = editor.bounding_box()
+    # glide-data-grid draws on a canvas: a double click opens a cell's editor (rows are 35 px, after the header)
+    for row, question in enumerate(["what color is it ?", "what shape is it ?"]):
+        page.mouse.dblclick(box["x"] + box["width"] * 0.5, box["y"] + 35 * (row + 1) + 17)
+        page.wait_for_timeout(500)
+        page.keyboard.type(question)
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(1000)
+    page.mouse.click(box["x"] + 5, box["y"] - 30)  # leave the table: the edits reach the app
+    expect(page.get_by_text("Your data set: my images", exact=False)).to_be_visible()
+    expect(page.get_by_text("only 2 rows: trained and evaluated on the same rows", exact=False)).to_be_visible()
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_label("Steps", exact=True).fill("20")
+    sidebar.get_by_label("Batch (questions per step)", exact=True).fill("8")
+    sidebar.get_by_role("button", name="Run", exact=True).click()
+    heading = page.get_by_text("Every row of your set, before and after", exact=True)
+    expect(heading).to_be_visible()
+    heading.scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "my_images.png"))
+    rows = page.get_by_test_id("stDataFrame").filter(has_text="teacher (image)").first
+    expect(rows).to_contain_text("what color is it ?")
+    expect(rows).to_contain_text("what shape is it ?")
+    expect(page.get_by_text("Closeness to the teacher, before and after", exact=False)).to_be_visible()
     assert not page.get_by_text("Traceback").count()

@@ -73,6 +73,19 @@ def test_settings_become_one_config_per_rule_and_bad_ones_name_the_field():
         distill_configs(dict(DEFAULT_SETTINGS, steps=0))
 
 
+def test_the_form_defaults_are_the_configs_and_carry_the_lora_rank():
+    from vlod_core.distill import DistillConfig
+    from vlod_core.steering import SteeringConfig
+
+    default = distill_configs(dict(DEFAULT_SETTINGS, rules=["vgs"]))["vgs"]
+    for name in ("lr", "batch", "seed", "geometry_every", "lora_rank"):
+        assert getattr(default, name) == getattr(DistillConfig(), name), name
+    assert (default.steering.gamma, default.steering.lam) == (SteeringConfig().gamma, SteeringConfig().lam)
+    assert distill_configs(dict(DEFAULT_SETTINGS, lora_rank=8))["standard"].lora_rank == 8
+    with pytest.raises(ValueError, match="lora_rank"):
+        distill_configs(dict(DEFAULT_SETTINGS, lora_rank=-1))
+
+
 def test_jobs_beyond_the_limit_wait_in_line_and_a_full_server_says_so(registry):
     jobs = registry(max_running=1, max_queued=1)
     first = jobs.submit(PairSpec(), SETTINGS, [])

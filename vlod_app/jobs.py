@@ -41,17 +41,20 @@ from vlod_core.steering import RULES, SteeringConfig
 
 ROOT = Path(__file__).resolve().parents[1]  # the worker imports this checkout's vlod_core, whatever is installed
 FINISHED = ("done", "skipped", "failed")  # a rule's final states; "waiting" and "running" are not
-# The form's settings, their defaults and what they mean (the page draws the form from these).
+_DISTILL, _STEERING = DistillConfig(), SteeringConfig()
+# The form's settings and their defaults (the page draws the form from these): the configs' own defaults, but
+# for the rules compared, a shorter run, and a held-out measurement every 20 steps to draw the curves.
 DEFAULT_SETTINGS = {
     "rules": ["standard", "vgs"],
     "steps": 60,
-    "lr": 1e-3,
-    "batch": 32,
-    "seed": 0,
-    "gamma": 2.0,
-    "lam": 0.01,
+    "lr": _DISTILL.lr,
+    "batch": _DISTILL.batch,
+    "seed": _DISTILL.seed,
+    "gamma": _STEERING.gamma,
+    "lam": _STEERING.lam,
     "eval_every": 20,
-    "geometry_every": 0,
+    "geometry_every": _DISTILL.geometry_every,
+    "lora_rank": _DISTILL.lora_rank,
 }
 EVAL_EXAMPLES = 200
 
@@ -78,6 +81,7 @@ def distill_configs(settings: dict) -> dict[str, DistillConfig]:
             eval_every=int(settings["eval_every"]),
             eval_examples=EVAL_EXAMPLES,
             geometry_every=int(settings["geometry_every"]),
+            lora_rank=int(settings.get("lora_rank", DEFAULT_SETTINGS["lora_rank"])),
         )
         for rule in rules
     }

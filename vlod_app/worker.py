@@ -56,10 +56,15 @@ def training_data(folder: Path, data: str | None, eval_rows: int):
 
     if data is None:
         return toy_data(eval_rows)
-    loaded = load_data(folder / data, cache_dir=str(folder / "datasets-cache"))
+    loaded = load_data(folder / data, workdir=folder, cache_dir=str(folder / "datasets-cache"))
     split = split_rows(loaded.rows)
-    extra = {"origin": "uploaded in the app", "skipped": len(loaded.skipped)}
-    return TrainingData.from_split(split, loaded.name, show=MAX_SHOWN_ROWS, extra=extra)
+    # every row of the user's set is shown before and after (up to MAX_SHOWN_ROWS): the held-out ones first
+    held = split.eval[:MAX_SHOWN_ROWS]
+    trained = [] if split.seen_in_training else split.train[: MAX_SHOWN_ROWS - len(held)]
+    extra = {"origin": "uploaded in the app", "skipped": len(loaded.skipped), "shown_held_out": len(held)}
+    training = TrainingData.from_split(split, loaded.name, extra=extra)
+    training.show_rows = held + trained
+    return training
 
 
 def run_rules(pair, configs: dict, data, probes: list, emit, should_stop) -> Iterator[tuple[str, object]]:

@@ -1,0 +1,127 @@
+"""What page 3 shows of finished runs, as plain tables: the numbers before and after, and every shown row.
+
+Pure functions of run cards (`vlod_core.results.RunCard`), so the page only draws them, and a test can check
+them without a browser. Every number comes from the card's `before`/`after` Evaluation dicts
+(`vlod_core.evaluation`), with the standard error it carries (`vlod_core.figures.accuracy_text`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vlod_core.distill import DistillConfig
+from vlod_core.figures import accuracy_text
+from vlod_core.memory import GIB, estimate_training_memory
+from vlod_core.results import RunCard
+
+# metric name (without its context suffix) -> what the table calls it
+METRICS = {
+    "agreement": "agreement with the teacher (exact)",
+    "token_agreement": "token agreement with the teacher",
+    "kl": "KL(student ‖ teacher) per token (lower is closer)",
+    "accuracy": "accuracy (exact match with the right answer)",
+}
+
+
+def headline_metric(cards: dict[str, RunCard]) -> str:
+    """'accuracy' when the evaluation rows have right answers (the toy world always has), else 'agreement'."""
+    has_accuracy = any("accuracy_image" in card.before or "accuracy_image" in card.after for card in cards.values())
+    return "accuracy" if has_accuracy or not cards else "agreement"
+
+
+def metric_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
+    """One row per rule and metric measured: before and after, with the image and without, ± one standard error."""
+    rows = []
+    for rule, card in cards.items():
+        for name, label in METRICS.items():
+            if f"{name}_image" not in card.before and f"{name}_image" not in card.after:
+                continue  # accuracy is absent, not 0, when the rows have no right answers
+            rows.append(
+                {
+                    "rule": rule,
+                    "metric": label,
+                    "with image, before": accuracy_text(card.before, f"{name}_image"),
+                    "with image, after": accuracy_text(card.after, f"{name}_image"),
+                    "without image, before": accuracy_text(card.before, f"{name}_no_image"),
+                    "without image, after": accuracy_text(card.after, f"{name}_no_image"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def evaluated_on(cards: dict[str, RunCard]) -> str:
+    """'on 5 held-out rows' or 'on 4 rows seen in training' — said wherever the numbers appear."""
+    card = next(iter(cards.values()), None)
+    if card is None:
+        return ""
+    block = card.after or card.before
+    rows = block.get("eval_rows", card.data.get("eval_rows"))
+    seen = block.get("eval_seen_in_training", card.data.get("eval_seen_in_training", False))
+    if rows is None:
+        return ""
+    return f"on {rows} rows seen in training (too few to hold any out)" if seen else f"on {rows} held-out rows"
+
+
+def shows_every_row(card: RunCard) -> bool:
+    """Whether the card's shown rows are a user's whole set (the app's "my images"), not a few toy samples."""
+    return "shown_held_out" in card.data
+
+
+def _said(answer: str) -> str:
+    return answer if answer.strip() else "(empty)"
+
+
+def answer_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
+    """Every shown row: image, question, right answer, how it was used, the teacher's answer, and each rule's
+    student answer before and after (with the image, then without)."""
+    first = next(iter(cards.values()))
+    held = first.data.get("shown_held_out")
+    seen = first.data.get("eval_seen_in_training", False)
+    table = []
+    for i, before in enumerate(first.answers_before):
+        row = {"image": before.get("thumbnail"), "question": before["question"]}
+        row["right answer"] = before.get("reference", "")
+        if held is not None:
+            row["used as"] = "train + eval (seen in training)" if seen else ("held out" if i < held else "train")
+        for context in ("image", "no_image"):
+            words = "image" if context == "image" else "no image"
+            if f"teacher_{context}" in before:
+                row[f"teacher ({words})"] = _said(before[f"teacher_{context}"])
+            row[f"before ({words})"] = _said(before[context])
+            for rule, card in cards.items():
+                if i < len(card.answers_after):
+                    row[f"{rule} ({words})"] = _said(card.answers_after[i][context])
+        table.append(row)
+    return pd.DataFrame(table)
+
+
+def memory_text(pair, batch: int, lora_rank: int, prompt_tokens: int) -> str:
+    """`vlod_core.memory`'s estimate of what a run with these settings needs, for the loaded pair."""
+    response = DistillConfig().sampling.max_new_tokens
+    estimate = estimate_training_memory(
+        pair.teacher.config,
+        pair.student.config,
+        next(pair.student.parameters()).dtype,
+        batch,
+        (max(prompt_tokens, 1), response),
+        lora_rank or None,
+    )
+    what = f"LoRA rank {lora_rank}: {estimate.trainable_parameters:,} trainable parameters" if lora_rank else (
+        f"every weight trained: {estimate.trainable_parameters:,} parameters"
+    )
+    return (
+        f"Memory for this run, estimated: about {_size(estimate.total)} on {pair.device.type} "
+        f"({what}; {estimate.describe()}; prompts of {prompt_tokens} tokens, answers of {response})."
+    )
+
+
+def _size(size: int) -> str:
+    return f"{size / GIB:.2f} GiB" if size >= GIB else f"{size / 2**20:.1f} MiB"
+
+
+def prompt_tokens(pair, image, question: str) -> int:
+    """Tokens of one encoded prompt (image tokens included) for the student, as the memory estimate counts."""
+    from vlod_core.engine import encode
+
+    prompts = encode(pair, [image], [question], contexts=("image",))
+    return int(prompts.encoded[("student", "image")]["input_ids"].shape[1])
