@@ -133,15 +133,16 @@ if from_link():
                 "yours below, or use the example set."
             )
     if "run" in params.raw:
-        if registry.get(params.raw["run"]) is None:
+        linked = registry.get(params.raw["run"])
+        if linked is None or linked.kind != "distill":  # a paper check's id belongs to page 4's `check=`
             st.warning(
-                f"Run `{params.raw['run']}` is not on this server: finished runs are kept for "
+                f"Run `{params.raw['run']}` is not a distillation run on this server: finished runs are kept for "
                 f"{registry.keep_s / 3600:g} h, and a restart forgets them. Its run card, if you saved it, can be "
                 "viewed below."
             )
         else:
-            st.session_state[JOB_KEY] = params.raw["run"]
-            set_form(registry.get(params.raw["run"]).settings)  # the form says what this run was
+            st.session_state[JOB_KEY] = linked.id
+            set_form(linked.settings)  # the form says what this run was
     elif "rules" in params.raw:
         linked = dict(DEFAULT_SETTINGS, rules=params.choices("rules", RULES) or DEFAULT_SETTINGS["rules"])
         for name, (_, low, high, *_rest) in NUMBERS.items():

@@ -460,7 +460,7 @@ def test_a_shared_distill_link_fills_in_the_settings(vlod_home):
     assert at.multiselect(key="run_rules").value == ["standard", "lang_steer"]
     assert at.number_input(key="run_steps").value == 7 and at.number_input(key="run_gamma").value == 1.5
     at = open_page(PAGE_3, {"run": "no-such-run"})
-    assert any("`no-such-run` is not on this server" in w for w in texts(at.warning))
+    assert any("`no-such-run` is not a distillation run on this server" in w for w in texts(at.warning))
 
 
 def test_distill_page_says_when_the_server_is_full(vlod_home, jobs, monkeypatch):

@@ -9,7 +9,7 @@ import shutil
 import time
 
 import pytest
-from test_app_pages import assert_clean, button, jobs, open_page, texts  # noqa: F401 (jobs: a fixture)
+from test_app_pages import PAGE_3, assert_clean, button, jobs, open_page, texts  # noqa: F401 (jobs: a fixture)
 from test_experiments import TINY
 
 from vlod_core.experiments import run_experiments
@@ -76,6 +76,9 @@ def test_a_check_runs_as_a_job_and_its_link_shows_progress_then_the_report(exper
         time.sleep(1)
     assert job.done and job.error is None and not job.stopped, job.error
     assert job.snapshot()["done"] == job.snapshot()["total"] > 0
+    distill_page = open_page(PAGE_3, {"run": job.id})  # a check's id is not a run: a warning, not a crash
+    assert_clean(distill_page)
+    assert any(f"`{job.id}` is not a distillation run" in w for w in texts(distill_page.warning))
     at.run()
     assert_clean(at)
     assert at.query_params["check"] == job.id
