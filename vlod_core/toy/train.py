@@ -3,7 +3,8 @@
 This is not distillation: it makes the pair that distillation then works on. Batches are built straight
 from token ids and pixel arrays (the processor's output, computed without it; a test checks the two agree)
 because the processor's PIL path would dominate a step this small. Fresh examples every step, so nothing
-overfits, and a share of text-only examples teaches every model p(answer | question) as well.
+overfits, and a share of text-only examples teaches every model p(answer | question) as well. Scenes are
+drawn by `drawings.draw` (varied, like a class's own drawings) unless `varied_drawings` is off.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from vlod_core.evaluation import reference_ids
-from vlod_core.toy import world
+from vlod_core.toy import drawings, world
 from vlod_core.toy.models import pixel_values
 
 IGNORE = -100
@@ -33,6 +34,8 @@ class TrainConfig:
     seed: int = 0
     # Training draws fewer count questions (learned in a few hundred steps) and more of the hard ones.
     question_weights: tuple[float, ...] = (0.3, 0.3, 0.1, 0.3)
+    varied_drawings: bool = True
+    train_vision: bool = True  # False: the vision tower stays as it is (a borrowed one)
 
     def __post_init__(self):
         if self.steps < 1:
@@ -69,8 +72,11 @@ class PromptCache:
         return self._answers[answer]
 
 
-def make_batch(cache: PromptCache, examples: list[world.Example], with_image: list[bool]) -> dict:
-    """Right-padded input ids, labels on the answer tokens, pixel values for the rows that have images."""
+def make_batch(
+    cache: PromptCache, examples: list[world.Example], with_image: list[bool], draw_rng: np.random.Generator | None = None
+) -> dict:
+    """Right-padded input ids, labels on the answer tokens, pixel values for the rows that have images
+    (varied drawings from `draw_rng`, else the canonical `world.render`)."""
     rows, labels = [], []
     for ex, image in zip(examples, with_image):
         prompt, answer = cache.prompt(ex.question, image), cache.answer(ex.answer)
@@ -82,7 +88,8 @@ def make_batch(cache: PromptCache, examples: list[world.Example], with_image: li
     attention_mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
     label_ids = torch.tensor([lab + [IGNORE] * (length - len(lab)) for lab in labels])
     batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": label_ids}
-    imaged = [world.render(ex.objects) for ex, image in zip(examples, with_image) if image]
+    scenes = [ex.objects for ex, image in zip(examples, with_image) if image]
+    imaged = [world.render(o) if draw_rng is None else drawings.draw(o, draw_rng) for o in scenes]
     if imaged:
         batch["pixel_values"] = pixel_values(imaged)
     return batch
@@ -97,8 +104,13 @@ def train(
     """Train `model` in place on fresh toy examples; `callback(step, loss)` after each step."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    draw_rng = np.random.default_rng([config.seed, 1]) if config.varied_drawings else None
     cache = PromptCache(processor)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    for name, parameter in model.named_parameters():
+        if "vision_tower" in name:
+            parameter.requires_grad_(config.train_vision)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
 
     def schedule(step: int) -> float:
         if step < config.warmup:
@@ -111,12 +123,14 @@ def train(
     for step in range(config.steps):
         examples = world.sample_examples(config.batch, int(rng.integers(2**31)), config.question_weights)
         with_image = list(rng.random(config.batch) >= config.text_only_fraction)
-        loss = model(**make_batch(cache, examples, with_image)).loss
+        loss = model(**make_batch(cache, examples, with_image, draw_rng)).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimiser.step()
         scheduler.step()
         if callback is not None:
             callback(step, loss.item())
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
     model.eval()
