@@ -10,7 +10,9 @@ answer the colour and count questions from the image; shape and leftmost it answ
 prior. Both parts are trained to a plateau, so its accuracy is not a snapshot of a steep learning curve
 that a different CPU's rounding (thread count, kernel choice) would move by points; that was why two
 machines once disagreed by 8 points on a student trained briefly on every question type. The build also
-fixes torch's thread count, so one seed gives the same pair whatever the machine's core count.
+runs torch on one thread whatever the machine has: the summation order (and so the rounding) of a kernel
+can depend on the thread count, and on a 2-core machine shared with other processes two threads made a
+step 4-10x slower than one (threads spinning for a busy core).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class ToyBuildConfig:
     student_question_weights: tuple[float, ...] = (0.5, 0.0, 0.5, 0.0)
     batch: int = 32
     eval_examples: int = 1000
-    threads: int = 2  # torch's intra-op threads during the build, whatever the machine has
+    threads: int = 1  # torch's intra-op threads during the build, whatever the machine has
 
     def __post_init__(self):
         for name in ("teacher_steps", "student_text_steps", "student_image_steps", "batch", "eval_examples"):
