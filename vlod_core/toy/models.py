@@ -29,7 +29,7 @@ class ToyModelSize:
     hidden: int
     layers: int
     heads: int = 4
-    vision_layers: int = 2  # one object per patch, but drawn many ways: two layers read them reliably
+    vision_layers: int = 1  # one object per patch: the tower only needs patch-local features
     vision_hidden: int | None = None  # None: `hidden`; the student borrows the teacher's (wider) tower
     init_std: float = 0.02  # transformers' initializer_range
 
