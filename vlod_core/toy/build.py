@@ -46,13 +46,13 @@ class ToyBuildConfig:
     """Step counts are fixed (not time budgets) so a seed gives the same pair on any machine."""
 
     seed: int = 0
-    teacher_steps: int = 2500
+    teacher_steps: int = 3000
     teacher_lr: float = 1e-3
     student_text_steps: int = 800  # learns the language prior; this snapshot is the blind student
     student_image_steps: int = 600  # colour and count from the image, with the borrowed tower frozen
     student_lr: float = 2e-3
     # What the student's image phase asks (colour, shape, count, leftmost): grounded on colour and count only.
-    student_question_weights: tuple[float, ...] = (0.5, 0.0, 0.5, 0.0)
+    student_question_weights: tuple[float, ...] = (0.4, 0.1, 0.4, 0.1)
     batch: int = 32
     eval_examples: int = 1000
     threads: int = 1  # torch's intra-op threads during the build, whatever the machine has

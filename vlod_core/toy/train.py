@@ -38,8 +38,8 @@ class TrainConfig:
     # Share of images drawn varied (`drawings.draw`) rather than clean (`world.render`), after the first
     # `clean_start` of the steps, which are all clean: with varied drawings from the start (even half of
     # them) a fresh tower never begins to use the image and the model settles on the language prior.
-    varied_fraction: float = 0.8
-    clean_start: float = 0.3
+    varied_fraction: float = 0.6
+    clean_start: float = 0.25
     train_vision: bool = True  # False: the vision tower stays as it is (a borrowed one)
 
     def __post_init__(self):
