@@ -52,7 +52,7 @@ class ToyBuildConfig:
     student_image_steps: int = 600  # colour and count from the image, with the borrowed tower frozen
     student_lr: float = 2e-3
     # What the student's image phase asks (colour, shape, count, leftmost): grounded on colour and count only.
-    student_question_weights: tuple[float, ...] = (0.4, 0.1, 0.4, 0.1)
+    student_question_weights: tuple[float, ...] = (0.48, 0.02, 0.48, 0.02)
     batch: int = 32
     eval_examples: int = 1000
     threads: int = 1  # torch's intra-op threads during the build, whatever the machine has
@@ -132,6 +132,7 @@ def build_toy_pair(
             steps=config.student_image_steps,
             warmup=10,
             question_weights=config.student_question_weights,
+            text_question_weights=TrainConfig.question_weights,
             **common | {"seed": config.seed + 2},
         )
         run("student (with images)", student, processor, image_phase)

@@ -35,6 +35,9 @@ class TrainConfig:
     seed: int = 0
     # Training draws fewer count questions (learned in a few hundred steps) and more of the hard ones.
     question_weights: tuple[float, ...] = (0.3, 0.3, 0.1, 0.3)
+    # What the text-only rows ask; None: `question_weights`. A student grounded on some question types only
+    # still needs every type's language prior.
+    text_question_weights: tuple[float, ...] | None = None
     # Share of images drawn varied (`drawings.draw`) rather than clean (`world.render`), after the first
     # `clean_start` of the steps, which are all clean: with varied drawings from the start (even half of
     # them) a fresh tower never begins to use the image and the model settles on the language prior.
@@ -135,6 +138,9 @@ def train(
     for step in range(config.steps):
         examples = world.sample_examples(config.batch, int(rng.integers(2**31)), config.question_weights)
         with_image = list(rng.random(config.batch) >= config.text_only_fraction)
+        if config.text_question_weights is not None:
+            text = world.sample_examples(config.batch, int(rng.integers(2**31)), config.text_question_weights)
+            examples = [ex if image else t for ex, t, image in zip(examples, text, with_image)]
         varied = config.varied_fraction if step >= config.clean_start * config.steps else 0.0
         loss = model(**make_batch(cache, examples, with_image, draw_rng, varied)).loss
         optimiser.zero_grad(set_to_none=True)
