@@ -54,8 +54,34 @@ def test_training_batches_use_the_same_prompt_ids_as_the_processor():
 
 def test_card_records_accuracies_and_versions(vlod_home):
     card = json.loads((vlod_home / "toy" / "card.json").read_text())
-    assert {"seed", "build_seconds", "versions", "teacher", "student", "student_blind"} <= card.keys()
+    assert {"seed", "build_seconds", "build_cpu_seconds", "versions", "teacher", "student", "student_blind"} <= card.keys()
     for name in ("teacher", "student", "student_blind"):
         assert 0.0 <= card[name]["accuracy_image"] <= 1.0
         assert 0.0 <= card[name]["accuracy_no_image"] <= 1.0
     assert card["versions"]["torch"] == torch.__version__
+    assert torch.get_num_threads() == 1  # the build's fixed thread count was put back (conftest sets one)
+
+
+def test_student_starts_from_the_teachers_vision_tower(vlod_home):
+    """The build's student borrows the teacher's trained tower and keeps it (frozen) through its training."""
+    from transformers import AutoModelForImageTextToText
+
+    toy = vlod_home / "toy"
+    teacher = AutoModelForImageTextToText.from_pretrained(toy / "teacher").model.vision_tower.state_dict()
+    student = AutoModelForImageTextToText.from_pretrained(toy / "student").model.vision_tower.state_dict()
+    assert teacher.keys() == student.keys()
+    for key in teacher:
+        torch.testing.assert_close(student[key], teacher[key])
+
+
+def test_frozen_tower_is_not_trained_and_gradients_come_back(toy_pair):
+    import copy
+
+    from vlod_core.toy.train import TrainConfig, train
+
+    student = copy.deepcopy(toy_pair.student)
+    before = {k: v.clone() for k, v in student.model.vision_tower.state_dict().items()}
+    train(student, toy_pair.processor, TrainConfig(steps=2, warmup=1, train_vision=False))
+    for key, value in student.model.vision_tower.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+    assert all(p.requires_grad for p in student.parameters())

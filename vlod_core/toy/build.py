@@ -1,9 +1,18 @@
 """`vlod toy build`: make the embedded teacher/student pair, deterministically from a seed.
 
-Writes `DIR/teacher/`, `DIR/student/` (partly grounded: it has seen images, briefly) and
-`DIR/student_blind/` (text only: the extreme case for teaching), each a full `save_pretrained` folder with
-its processor, plus `DIR/card.json` with held-out accuracies and library versions. The folder appears
-atomically (built aside, then renamed), and a file lock keeps two processes from building it at once.
+Writes `DIR/teacher/`, `DIR/student/` (partly grounded) and `DIR/student_blind/` (text only: the extreme
+case for teaching), each a full `save_pretrained` folder with its processor, plus `DIR/card.json` with
+held-out accuracies and library versions. The folder appears atomically (built aside, then renamed), and a
+file lock keeps two processes from building it at once.
+
+The student starts from a copy of the teacher's trained vision tower and learns, with that tower frozen, to
+answer the colour and count questions from the image; shape and leftmost it answers from the language
+prior. Both parts are trained to a plateau, so its accuracy is not a snapshot of a steep learning curve
+that a different CPU's rounding (thread count, kernel choice) would move by points; that was why two
+machines once disagreed by 8 points on a student trained briefly on every question type. The build also
+runs torch on one thread whatever the machine has: the summation order (and so the rounding) of a kernel
+can depend on the thread count, and on a 2-core machine shared with other processes two threads made a
+step 4-10x slower than one (threads spinning for a busy core).
 """
 
 from __future__ import annotations
@@ -37,13 +46,16 @@ class ToyBuildConfig:
     """Step counts are fixed (not time budgets) so a seed gives the same pair on any machine."""
 
     seed: int = 0
-    teacher_steps: int = 2500
+    teacher_steps: int = 3000
     teacher_lr: float = 1e-3
     student_text_steps: int = 800  # learns the language prior; this snapshot is the blind student
-    student_image_steps: int = 600  # a brief look at images: partly grounded
+    student_image_steps: int = 600  # colour and count from the image, with the borrowed tower frozen
     student_lr: float = 2e-3
+    # What the student's image phase asks (colour, shape, count, leftmost): grounded on colour and count only.
+    student_question_weights: tuple[float, ...] = (0.48, 0.02, 0.48, 0.02)
     batch: int = 32
     eval_examples: int = 1000
+    threads: int = 1  # torch's intra-op threads during the build, whatever the machine has
 
     def __post_init__(self):
         for name in ("teacher_steps", "student_text_steps", "student_image_steps", "batch", "eval_examples"):
@@ -67,7 +79,9 @@ def build_toy_pair(
 
     hf_logging.disable_progress_bar()
     out = Path(out) if out is not None else default_toy_dir()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
     total = config.teacher_steps + config.student_text_steps + config.student_image_steps
     done = 0
 
@@ -105,7 +119,8 @@ def build_toy_pair(
 
         torch.manual_seed(config.seed + 1)
         student = build_model(STUDENT_SIZE, processor)
-        common = dict(batch=config.batch, lr=config.student_lr, seed=config.seed + 1)
+        student.model.vision_tower.load_state_dict(teacher.model.vision_tower.state_dict())
+        common = dict(batch=config.batch, lr=config.student_lr, seed=config.seed + 1, train_vision=False)
         run(
             "student (text only)",
             student,
@@ -113,16 +128,24 @@ def build_toy_pair(
             TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common),
         )
         finish("student_blind", student)
-        image_phase = TrainConfig(steps=config.student_image_steps, warmup=10, **common | {"seed": config.seed + 2})
+        image_phase = TrainConfig(
+            steps=config.student_image_steps,
+            warmup=10,
+            question_weights=config.student_question_weights,
+            text_question_weights=TrainConfig.question_weights,
+            **common | {"seed": config.seed + 2},
+        )
         run("student (with images)", student, processor, image_phase)
         finish("student", student)
 
         card["build_seconds"] = round(time.perf_counter() - started, 1)
+        card["build_cpu_seconds"] = round(time.process_time() - cpu_started, 1)  # wall time varies with load
         (staging / "card.json").write_text(json.dumps(card, indent=2))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     finally:
+        torch.set_num_threads(threads)
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     logger.info("toy pair built in %.1f s at %s", card["build_seconds"], out)

@@ -30,6 +30,8 @@ class ToyModelSize:
     layers: int
     heads: int = 4
     vision_layers: int = 1  # one object per patch: the tower only needs patch-local features
+    vision_hidden: int | None = None  # None: `hidden`; the student borrows the teacher's (wider) tower
+    init_std: float = 0.02  # transformers' initializer_range
 
     def __post_init__(self):
         if self.hidden % self.heads:
@@ -37,7 +39,9 @@ class ToyModelSize:
 
 
 TEACHER_SIZE = ToyModelSize(hidden=96, layers=2)
-STUDENT_SIZE = ToyModelSize(hidden=48, layers=2)
+# The student's vision tower has the teacher's shape so the build can start it from the teacher's trained
+# tower: what it lacks is reading the features, the part distillation can teach within a minute.
+STUDENT_SIZE = ToyModelSize(hidden=48, layers=2, vision_hidden=TEACHER_SIZE.hidden, init_std=0.08)
 
 
 def build_processor() -> LlavaProcessor:
@@ -65,9 +69,10 @@ def build_processor() -> LlavaProcessor:
 
 def build_model(size: ToyModelSize, processor: LlavaProcessor) -> LlavaForConditionalGeneration:
     tokenizer = processor.tokenizer
+    vision_hidden = size.vision_hidden or size.hidden
     vision = SiglipVisionConfig(
-        hidden_size=size.hidden,
-        intermediate_size=2 * size.hidden,
+        hidden_size=vision_hidden,
+        intermediate_size=2 * vision_hidden,
         num_hidden_layers=size.vision_layers,
         num_attention_heads=size.heads,
         image_size=world.IMAGE_SIZE,
@@ -82,6 +87,7 @@ def build_model(size: ToyModelSize, processor: LlavaProcessor) -> LlavaForCondit
         num_attention_heads=size.heads,
         num_key_value_heads=size.heads,
         max_position_embeddings=128,
+        initializer_range=size.init_std,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -95,6 +101,7 @@ def build_model(size: ToyModelSize, processor: LlavaProcessor) -> LlavaForCondit
         vision_feature_select_strategy="full",
         projector_hidden_act="gelu",
         tie_word_embeddings=True,
+        initializer_range=size.init_std,
     )
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -3,7 +3,9 @@
 This is not distillation: it makes the pair that distillation then works on. Batches are built straight
 from token ids and pixel arrays (the processor's output, computed without it; a test checks the two agree)
 because the processor's PIL path would dominate a step this small. Fresh examples every step, so nothing
-overfits, and a share of text-only examples teaches every model p(answer | question) as well.
+overfits, and a share of text-only examples teaches every model p(answer | question) as well. Scenes are
+drawn by `drawings.draw` (varied, like a class's own drawings) or cleanly (`world.render`), in the share
+`varied_fraction`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 from vlod_core.evaluation import reference_ids
-from vlod_core.toy import world
+from vlod_core.toy import drawings, world
 from vlod_core.toy.models import pixel_values
 
 IGNORE = -100
@@ -33,10 +35,21 @@ class TrainConfig:
     seed: int = 0
     # Training draws fewer count questions (learned in a few hundred steps) and more of the hard ones.
     question_weights: tuple[float, ...] = (0.3, 0.3, 0.1, 0.3)
+    # What the text-only rows ask; None: `question_weights`. A student grounded on some question types only
+    # still needs every type's language prior.
+    text_question_weights: tuple[float, ...] | None = None
+    # Share of images drawn varied (`drawings.draw`) rather than clean (`world.render`), after the first
+    # `clean_start` of the steps, which are all clean: with varied drawings from the start (even half of
+    # them) a fresh tower never begins to use the image and the model settles on the language prior.
+    varied_fraction: float = 0.6
+    clean_start: float = 0.25
+    train_vision: bool = True  # False: the vision tower stays as it is (a borrowed one)
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not (0.0 <= self.varied_fraction <= 1.0 and 0.0 <= self.clean_start <= 1.0):
+            raise ValueError(f"varied_fraction and clean_start must be in [0, 1], got {self}")
         if not 0.0 <= self.text_only_fraction <= 1.0:
             raise ValueError(f"text_only_fraction must be in [0, 1], got {self.text_only_fraction}")
 
@@ -69,8 +82,15 @@ class PromptCache:
         return self._answers[answer]
 
 
-def make_batch(cache: PromptCache, examples: list[world.Example], with_image: list[bool]) -> dict:
-    """Right-padded input ids, labels on the answer tokens, pixel values for the rows that have images."""
+def make_batch(
+    cache: PromptCache,
+    examples: list[world.Example],
+    with_image: list[bool],
+    draw_rng: np.random.Generator | None = None,
+    varied_fraction: float = 0.0,
+) -> dict:
+    """Right-padded input ids, labels on the answer tokens, pixel values for the rows that have images
+    (each a varied drawing from `draw_rng` with probability `varied_fraction`, else `world.render`)."""
     rows, labels = [], []
     for ex, image in zip(examples, with_image):
         prompt, answer = cache.prompt(ex.question, image), cache.answer(ex.answer)
@@ -82,7 +102,9 @@ def make_batch(cache: PromptCache, examples: list[world.Example], with_image: li
     attention_mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
     label_ids = torch.tensor([lab + [IGNORE] * (length - len(lab)) for lab in labels])
     batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": label_ids}
-    imaged = [world.render(ex.objects) for ex, image in zip(examples, with_image) if image]
+    scenes = [ex.objects for ex, image in zip(examples, with_image) if image]
+    varied = [draw_rng is not None and draw_rng.random() < varied_fraction for _ in scenes]
+    imaged = [drawings.draw(o, draw_rng) if v else world.render(o) for o, v in zip(scenes, varied)]
     if imaged:
         batch["pixel_values"] = pixel_values(imaged)
     return batch
@@ -97,8 +119,13 @@ def train(
     """Train `model` in place on fresh toy examples; `callback(step, loss)` after each step."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    draw_rng = np.random.default_rng([config.seed, 1])
     cache = PromptCache(processor)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    for name, parameter in model.named_parameters():
+        if "vision_tower" in name:
+            parameter.requires_grad_(config.train_vision)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
 
     def schedule(step: int) -> float:
         if step < config.warmup:
@@ -111,12 +138,18 @@ def train(
     for step in range(config.steps):
         examples = world.sample_examples(config.batch, int(rng.integers(2**31)), config.question_weights)
         with_image = list(rng.random(config.batch) >= config.text_only_fraction)
-        loss = model(**make_batch(cache, examples, with_image)).loss
+        if config.text_question_weights is not None:
+            text = world.sample_examples(config.batch, int(rng.integers(2**31)), config.text_question_weights)
+            examples = [ex if image else t for ex, t, image in zip(examples, text, with_image)]
+        varied = config.varied_fraction if step >= config.clean_start * config.steps else 0.0
+        loss = model(**make_batch(cache, examples, with_image, draw_rng, varied)).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimiser.step()
         scheduler.step()
         if callback is not None:
             callback(step, loss.item())
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
     model.eval()
