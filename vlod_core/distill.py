@@ -8,9 +8,9 @@ model, perhaps cached and shared by other sessions, is never touched) and return
 process draws the same global batch of prompts, answers and scores its share, DDP averages the gradients.
 η measured from gradients ("auto") is averaged across processes.
 
-Toy defaults: 300 steps at lr 3e-4 with AdamW (the paper's 1e-6 is for pretrained billion-parameter
-students; a 0.2 M-parameter toy student barely moves at that rate; 3e-4 gained more than 1e-3 on the toy
-pair), batch 32, gradient clipping at 1.0.
+Toy defaults: 600 steps at lr 1e-3 with AdamW (the paper's 1e-6 is for pretrained billion-parameter
+students; a 0.2 M-parameter toy student barely moves at that rate; over 600 steps 1e-3 gained +11 and +13
+points on two seeds, 3e-4 +10 and +8), batch 32, gradient clipping at 1.0: under a minute on one core.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ Rollouts = Callable[[int], tuple[list[Image.Image], list[str], list[list[int]]]]
 
 @dataclass(frozen=True)
 class DistillConfig:
-    steps: int = 300
+    steps: int = 600
     batch: int = 32
-    lr: float = 3e-4
+    lr: float = 1e-3
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0  # 0 turns clipping off
     seed: int = 0
