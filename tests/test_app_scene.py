@@ -31,6 +31,9 @@ def colour_edit(pair) -> tuple[str, str, str, str]:
         answers = {c: a.answers["teacher_image"] for c, a in answers.items()}
         for old in COLOURS:
             for new in COLOURS:
+                # each colour at most once in a scene (the toy grammar; the grid warns otherwise)
+                if new in context or old in context:
+                    continue
                 if answers[old] == f"it is {old}" and answers[new] != answers[old]:
                     return scene(old, context), scene(new, context), answers[old], answers[new]
     raise AssertionError("no edit of the circle's colour changes the test teacher's answer: is the pair built?")

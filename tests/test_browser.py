@@ -11,6 +11,7 @@ minute; Playwright's default is 5 s). Screenshots go under tmp_path. The server 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -249,6 +250,7 @@ def test_a_scene_edit_changes_the_answer_and_paper_check_renders(server, browser
     sidebar.get_by_label("Question", exact=True).fill(COLOUR_QUESTION)
     sidebar.get_by_role("button", name="Ask").click()
     expect(page.get_by_text("Teacher, with the image", exact=True)).to_be_visible()
+    page.wait_for_timeout(2000)  # the rerun that drew the answers settles: a pick made during it is dropped
     page.get_by_test_id("stSelectbox").filter(has=page.get_by_label("Row 2, column 2")).click()
     page.get_by_role("option", name=f"{new_colour} ●", exact=True).click()
     expect(page.get_by_text("Before the edit → after", exact=True)).to_be_visible()
@@ -256,7 +258,7 @@ def test_a_scene_edit_changes_the_answer_and_paper_check_renders(server, browser
     expect(line).to_contain_text(f"{teacher_before} →")
     expect(line).to_contain_text(teacher_after.split()[-1])
     expect(page.get_by_text("Each token's visual term, the same answer", exact=False)).to_be_visible()
-    assert "before=" in page.url and "scene=" in page.url
+    expect(page).to_have_url(re.compile(r"scene=.*before=|before=.*scene="))  # the URL is written after the render
 
     data = toy_data(TINY.eval_examples, show_rows=0)
     run_experiments(TINY, PairSpec(), data, experiments_home / "tiny", workers=0, pair=toy_pair)
@@ -267,36 +269,33 @@ def test_a_scene_edit_changes_the_answer_and_paper_check_renders(server, browser
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
 
 
-def test_my_images_upload_two_type_questions_run_and_see_every_row(server, browser, tmp_path):
-    """Issue 8's flow: upload two images, type a question for each in the table, run 20 steps, see both rows
-    before and after beside the teacher's answers."""
+def test_my_images_upload_a_zipped_folder_run_and_see_every_row(server, browser, tmp_path):
+    """Issue 8's flow in a real browser: upload a zipped image folder of two rows, run 20 steps, see both rows
+    before and after beside the teacher's answers. (Typing questions into the editable table is
+    `test_app_pages.py::test_my_images_typed_questions_preview_and_skipped_rows`: the grid is a canvas, and
+    clicking its cells by coordinates was flaky here.)"""
+    import json
+    import zipfile
+
     from PIL import Image
     from playwright.sync_api import expect
 
-    files = []
-    for colour in ("red", "blue"):
-        Image.new("RGB", (64, 64), colour).save(tmp_path / f"{colour}.png")
-        files.append(str(tmp_path / f"{colour}.png"))
+    archive = tmp_path / "my_set.zip"
+    with zipfile.ZipFile(archive, "w") as folder:
+        for colour, question in (("red", "what color is it ?"), ("blue", "what shape is it ?")):
+            path = tmp_path / f"{colour}.png"
+            Image.new("RGB", (64, 64), colour).save(path)
+            folder.write(path, f"{colour}.png")
+        rows = [{"file_name": "red.png", "question": "what color is it ?"},
+                {"file_name": "blue.png", "question": "what shape is it ?"}]  # fmt: skip
+        folder.writestr("metadata.jsonl", "\n".join(json.dumps(row) for row in rows))
     page = new_page(browser)
     page.goto(f"{server}/Distill_and_compare")
     page.get_by_text("My images", exact=True).click()
     expect(page.get_by_text("64×64 scenes of coloured shapes", exact=False)).to_be_visible()
-    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images (PNG")
-    uploader.locator("input[type=file]").set_input_files(files)
-    editor = page.get_by_test_id("stDataFrame").first
-    expect(editor).to_be_visible()
-    editor.scroll_into_view_if_needed()
-    page.wait_for_timeout(2000)  # the grid settles after the rerun that drew it
-    box = editor.bounding_box()
-    # glide-data-grid draws on a canvas: a double click opens a cell's editor (rows are 35 px, after the header)
-    for row, question in enumerate(["what color is it ?", "what shape is it ?"]):
-        page.mouse.dblclick(box["x"] + box["width"] * 0.5, box["y"] + 35 * (row + 1) + 17)
-        page.wait_for_timeout(500)
-        page.keyboard.type(question)
-        page.keyboard.press("Enter")
-        page.wait_for_timeout(1000)
-    page.mouse.click(box["x"] + 5, box["y"] - 30)  # leave the table: the edits reach the app
-    expect(page.get_by_text("Your data set: my images", exact=False)).to_be_visible()
+    page.get_by_text("A zipped image folder", exact=True).click()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="A zip of an image folder")
+    uploader.locator("input[type=file]").set_input_files(str(archive))
     expect(page.get_by_text("only 2 rows: trained and evaluated on the same rows", exact=False)).to_be_visible()
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_label("Steps", exact=True).fill("20")

@@ -55,6 +55,9 @@ class ToyBuildConfig:
     student_question_weights: tuple[float, ...] = (0.48, 0.02, 0.48, 0.02)
     batch: int = 32
     eval_examples: int = 1000
+    # Share of varied drawings after the clean start (`TrainConfig.varied_fraction`); 0 trains on the clean
+    # renderer only, which grounds in far fewer steps (the tests' small pair).
+    varied_fraction: float = TrainConfig.varied_fraction
     threads: int = 1  # torch's intra-op threads during the build, whatever the machine has
 
     def __post_init__(self):
@@ -112,7 +115,11 @@ def build_toy_pair(
         torch.manual_seed(config.seed)
         teacher = build_model(TEACHER_SIZE, processor)
         teacher_config = TrainConfig(
-            steps=config.teacher_steps, batch=config.batch, lr=config.teacher_lr, seed=config.seed
+            steps=config.teacher_steps,
+            batch=config.batch,
+            lr=config.teacher_lr,
+            seed=config.seed,
+            varied_fraction=config.varied_fraction,
         )
         run("teacher", teacher, processor, teacher_config)
         finish("teacher", teacher)
@@ -120,7 +127,13 @@ def build_toy_pair(
         torch.manual_seed(config.seed + 1)
         student = build_model(STUDENT_SIZE, processor)
         student.model.vision_tower.load_state_dict(teacher.model.vision_tower.state_dict())
-        common = dict(batch=config.batch, lr=config.student_lr, seed=config.seed + 1, train_vision=False)
+        common = dict(
+            batch=config.batch,
+            lr=config.student_lr,
+            seed=config.seed + 1,
+            train_vision=False,
+            varied_fraction=config.varied_fraction,
+        )
         run(
             "student (text only)",
             student,

@@ -20,7 +20,7 @@ from vlod_core.toy import world
 
 CANVASES = (64, 96, 128)  # other sizes reach the model through `to_model_size`, like an upload
 VARIANTS = 96  # sprites per (shape, canvas size) in the bank
-ROTATING = {"square", "triangle", "cross"}
+ROTATING = frozenset({"square", "triangle", "cross"})
 MAX_ROTATION = math.radians(15)
 COLOUR_JITTER = 22  # standard deviation per channel, in 0-255 levels
 RESAMPLE = Image.BICUBIC  # what the toy processor (SigLIP's) resizes with; a test checks they agree
@@ -86,13 +86,16 @@ def sprite_bank(seed: int = 0) -> dict[str, np.ndarray]:
                     alpha = np.asarray(small, dtype=np.float32) / 255
                 sprites.append(alpha)
         bank[shape] = np.stack(sprites)
+        bank[shape].setflags(write=False)  # shared by every caller in the process: read-only
     return bank
 
 
 @lru_cache(maxsize=None)
 def _noise_bank() -> np.ndarray:
     """Unit Gaussian noise to crop from: drawing fresh noise per image would cost more than the drawing."""
-    return np.random.default_rng(0).standard_normal((2 * world.IMAGE_SIZE, 2 * world.IMAGE_SIZE, 3)).astype(np.float32)
+    noise = np.random.default_rng(0).standard_normal((2 * world.IMAGE_SIZE, 2 * world.IMAGE_SIZE, 3)).astype(np.float32)
+    noise.setflags(write=False)  # shared by every caller in the process: read-only
+    return noise
 
 
 def draw(objects: tuple[world.SceneObject, ...], rng: np.random.Generator) -> np.ndarray:
