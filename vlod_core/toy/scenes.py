@@ -17,7 +17,7 @@ import re
 
 from PIL import Image
 
-from vlod_core.toy.world import COLOURS, COUNT_WORDS, GRID, SHAPES, SceneObject, render
+from vlod_core.toy.world import COLOURS, COUNT_WORDS, GRID, SHAPES, SceneObject, answer, render
 
 MAX_TEXT = 16 * 24  # a full grid with the longest names, and some slack
 _OBJECT = re.compile(r"r(\d+)c(\d+)-([a-z]+)-([a-z]+)")
@@ -100,17 +100,17 @@ def reference_answer(objects, question: str) -> str | None:
     words = question.strip().lower().rstrip("?").split()
     if len(words) == 5 and words[:4] == ["what", "color", "is", "the"]:
         found = [o for o in objects if o.shape == words[4]]
-        return f"it is {found[0].colour}" if len(found) == 1 else None
+        return answer(objects, "colour", found[0]) if len(found) == 1 else None
     if words[:3] == ["which", "shape", "is"] and len(words) == 4:
         if words[3] == "leftmost":
             columns = sorted(o.col for o in objects)
             if not objects or (len(columns) > 1 and columns[0] == columns[1]):
                 return None
-            return f"the {min(objects, key=lambda o: o.col).shape}"
+            return answer(objects, "leftmost")
         found = [o for o in objects if o.colour == words[3]]
-        return f"the {found[0].shape}" if len(found) == 1 else None
+        return answer(objects, "shape", found[0]) if len(found) == 1 else None
     if words == ["how", "many", "shapes", "are", "there"] and 1 <= len(objects) <= len(COUNT_WORDS):
-        return f"{COUNT_WORDS[len(objects) - 1]} {'shape' if len(objects) == 1 else 'shapes'}"
+        return answer(objects, "count")
     return None
 
 

@@ -80,21 +80,34 @@ def _sample_objects(rng: np.random.Generator) -> tuple[SceneObject, ...]:
     return tuple(objects)
 
 
-def _question(objects: tuple[SceneObject, ...], kind: str, rng: np.random.Generator) -> tuple[str, str]:
+def answer(objects: tuple[SceneObject, ...], kind: str, target: SceneObject | None = None) -> str:
+    """The reference answer to a question of type `kind` about `objects` (`target`: the object a colour or
+    shape question names); the one place the answers' wording lives."""
     if kind == "colour":
-        target = objects[int(rng.integers(len(objects)))]
-        return f"what color is the {target.shape} ?", f"it is {target.colour}"
+        return f"it is {target.colour}"
     if kind == "shape":
-        target = objects[int(rng.integers(len(objects)))]
-        return f"which shape is {target.colour} ?", f"the {target.shape}"
+        return f"the {target.shape}"
     if kind == "count":
         n = len(objects)
-        noun = "shape" if n == 1 else "shapes"
-        return "how many shapes are there ?", f"{COUNT_WORDS[n - 1]} {noun}"
+        return f"{COUNT_WORDS[n - 1]} {'shape' if n == 1 else 'shapes'}"
     if kind == "leftmost":
-        target = min(objects, key=lambda o: o.col)
-        return "which shape is leftmost ?", f"the {target.shape}"
+        return f"the {min(objects, key=lambda o: o.col).shape}"
     raise ValueError(f"unknown question type {kind!r}; expected one of {QUESTION_TYPES}")
+
+
+def _question(objects: tuple[SceneObject, ...], kind: str, rng: np.random.Generator) -> tuple[str, str]:
+    if kind not in QUESTION_TYPES:
+        raise ValueError(f"unknown question type {kind!r}; expected one of {QUESTION_TYPES}")
+    target = objects[int(rng.integers(len(objects)))] if kind in ("colour", "shape") else None
+    if kind == "colour":
+        question = f"what color is the {target.shape} ?"
+    elif kind == "shape":
+        question = f"which shape is {target.colour} ?"
+    elif kind == "count":
+        question = "how many shapes are there ?"
+    else:
+        question = "which shape is leftmost ?"
+    return question, answer(objects, kind, target)
 
 
 def sample_examples(n: int, seed: int, type_weights: tuple[float, ...] | None = None) -> list[Example]:
