@@ -299,3 +299,11 @@ def test_cli_help_and_errors(vlod_home):
     shown = run_cli(vlod_home, "experiments", "--help")
     assert shown.returncode == 0 and "--quick" in shown.stdout and "--seeds" in shown.stdout
     assert_one_line_error(run_cli(vlod_home, "experiments", "--quick", "--seeds", "1"), "seeds must be at least 2")
+
+
+def test_a_plan_survives_a_trip_through_json():
+    """The app's worker gets its plan as JSON (`Plan.from_dict`): every field back as the plan held it."""
+    from vlod_core.experiments import plan_named
+
+    for plan in (plan_named("quick"), plan_named("full"), TINY):
+        assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan

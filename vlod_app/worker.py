@@ -96,17 +96,10 @@ def run_rules(pair, configs: dict, data, probes: list, emit, should_stop) -> Ite
 
 
 def plan_from(value):
-    """A paper check's plan from a job's settings: a plan's name, or a `Plan.to_dict()` (JSON's lists back to
-    the tuples the plan holds)."""
+    """A paper check's plan from a job's settings: a plan's name, or a `Plan.to_dict()`."""
     from vlod_core.experiments import Plan, plan_named
 
-    if isinstance(value, str):
-        return plan_named(value)
-    fields = dict(value)
-    for name in ("rules", "gammas", "lams"):
-        fields[name] = tuple(fields[name])
-    fields["learning_rates"] = tuple(tuple(point) for point in fields["learning_rates"])
-    return Plan(**fields)
+    return plan_named(value) if isinstance(value, str) else Plan.from_dict(value)
 
 
 def run_check(job: dict, emit, should_stop) -> None:

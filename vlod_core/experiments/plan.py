@@ -99,6 +99,15 @@ class Plan:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Plan":
+        """The plan `to_dict` gave, after a trip through JSON (its lists back to the tuples a plan holds)."""
+        fields = dict(data)
+        for name in ("rules", "gammas", "lams"):
+            fields[name] = tuple(fields[name])
+        fields["learning_rates"] = tuple(tuple(point) for point in fields["learning_rates"])
+        return cls(**fields)
+
     def arms(self) -> list["Arm"]:
         """Every (part, name) → configuration of this plan; the same configuration may appear in two parts."""
         arms = [Arm("rules", rule, rule) for rule in self.rules]
