@@ -19,10 +19,15 @@ import numpy as np
 import pytest
 import torch
 
-# Clean drawings only: varied ones ground a teacher in thousands of steps, not 300 (the scene tests need one that
-# reads colours); `tests/test_toy_drawings.py` builds the default, varied pair for its own checks.
+# A short build on clean drawings (the scene tests need a teacher that reads colours);
+# `tests/test_toy_drawings.py` builds the default, varied pair for its own checks.
 SMALL_BUILD = dict(
-    teacher_steps=300, student_text_steps=40, student_image_steps=20, eval_examples=64, varied_fraction=0.0
+    tower_steps=100,
+    teacher_steps=300,
+    student_text_steps=40,
+    student_image_steps=20,
+    eval_examples=64,
+    varied_fraction=0.0,
 )
 
 

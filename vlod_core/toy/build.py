@@ -5,14 +5,16 @@ case for teaching), each a full `save_pretrained` folder with its processor, plu
 held-out accuracies and library versions. The folder appears atomically (built aside, then renamed), and a
 file lock keeps two processes from building it at once.
 
-The student starts from a copy of the teacher's trained vision tower and learns, with that tower frozen, to
-answer the colour and count questions from the image; shape and leftmost it answers from the language
-prior. Both parts are trained to a plateau, so its accuracy is not a snapshot of a steep learning curve
-that a different CPU's rounding (thread count, kernel choice) would move by points; that was why two
-machines once disagreed by 8 points on a student trained briefly on every question type. The build also
-runs torch on one thread whatever the machine has: the summation order (and so the rounding) of a kernel
-can depend on the thread count, and on a 2-core machine shared with other processes two threads made a
-step 4-10x slower than one (threads spinning for a busy core).
+Three stages, as a real VLM is made: the vision tower is pretrained on what each cell holds
+(`toy.tower`), then the teacher's language model learns to read it (the tower frozen), and the student, a
+smaller language model, borrows that same frozen tower and learns to answer the colour and count questions
+from the image; shape and leftmost it answers from the language prior. Each stage trains to a plateau, so
+an accuracy is not a snapshot of a steep learning curve that a different CPU's rounding (thread count,
+kernel choice) would move by points; that was why two machines once disagreed by 8 points on a student
+trained briefly on every question type. The build also runs torch on one thread whatever the machine has:
+the summation order (and so the rounding) of a kernel can depend on the thread count, and on a 2-core
+machine shared with other processes two threads made a step 4-10x slower than one (threads spinning for a
+busy core).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ import torch
 
 from vlod_core.evaluation import reference_accuracy
 from vlod_core.results import library_versions
+from vlod_core.toy.parallel import Beside, WorkerDied
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model, build_processor
 from vlod_core.toy.source import held_out_rows
+from vlod_core.toy.tower import TowerConfig, pretrain_tower
 from vlod_core.toy.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -46,9 +50,12 @@ class ToyBuildConfig:
     """Step counts are fixed (not time budgets) so a seed gives the same pair on any machine."""
 
     seed: int = 0
-    teacher_steps: int = 3000
-    teacher_lr: float = 1e-3
-    student_text_steps: int = 800  # learns the language prior; this snapshot is the blind student
+    tower_steps: int = TowerConfig.steps
+    teacher_steps: int = 1000
+    teacher_lr: float = 2e-3
+    # The teacher's questions (colour, shape, count, leftmost): count is learned in a few hundred steps.
+    teacher_question_weights: tuple[float, ...] = (0.25, 0.25, 0.1, 0.4)
+    student_text_steps: int = 400  # learns the language prior; this snapshot is the blind student
     student_image_steps: int = 600  # colour and count from the image, with the borrowed tower frozen
     student_lr: float = 2e-3
     # What the student's image phase asks (colour, shape, count, leftmost): grounded on colour and count only.
@@ -59,9 +66,12 @@ class ToyBuildConfig:
     # renderer only, which grounds in far fewer steps (the tests' small pair).
     varied_fraction: float = TrainConfig.varied_fraction
     threads: int = 1  # torch's intra-op threads during the build, whatever the machine has
+    # Train the student in a second process while the teacher trains (the same models; on 2 cores, the
+    # build takes the teacher's time instead of the sum).
+    parallel: bool = True
 
     def __post_init__(self):
-        for name in ("teacher_steps", "student_text_steps", "student_image_steps", "batch", "eval_examples"):
+        for name in ("tower_steps", "teacher_steps", "student_text_steps", "student_image_steps", "batch", "eval_examples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -85,83 +95,120 @@ def build_toy_pair(
     started, cpu_started = time.perf_counter(), time.process_time()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
-    total = config.teacher_steps + config.student_text_steps + config.student_image_steps
-    done = 0
+    student_steps = config.student_text_steps + config.student_image_steps
+    total = config.tower_steps + config.teacher_steps + student_steps
 
-    def run(name: str, model, processor, train_config: TrainConfig) -> None:
-        nonlocal done
-
-        def report(step: int, _loss: float) -> None:
-            if progress is not None and (step % 25 == 0 or step == train_config.steps - 1):
-                progress(f"training {name}", (done + step + 1) / total)
-
-        train(model, processor, train_config, callback=report)
-        done += train_config.steps
+    def report(stage: str, done: int) -> None:
+        if progress is not None:
+            progress(stage, min(done, total) / total)
 
     processor = build_processor()
     card: dict = {"seed": config.seed, "config": asdict(config), "versions": library_versions()}
-
-    def finish(name: str, model) -> None:
-        if progress is not None:
-            progress(f"evaluating {name}", done / total)
-        accuracy = reference_accuracy(model, processor, held_out_rows(config.eval_examples), len(processor.tokenizer))
-        card[name] = accuracy.to_dict() | {"parameters": sum(p.numel() for p in model.parameters())}
-        model.save_pretrained(staging / name)
-        processor.save_pretrained(staging / name)
-
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".toy-build-", dir=out.parent))
+    student = None
     try:
         torch.manual_seed(config.seed)
         teacher = build_model(TEACHER_SIZE, processor)
+        tower = TowerConfig(steps=config.tower_steps, seed=config.seed)
+        card["tower"] = pretrain_tower(
+            teacher.model.vision_tower, tower, callback=_every(25, lambda step: report("training vision tower", step + 1))
+        )
+        tower_state = {k: v.detach().clone() for k, v in teacher.model.vision_tower.state_dict().items()}
+        if config.parallel:
+            student = Beside(_train_student, config, tower_state, str(staging))
+            student_done = lambda: student.steps  # noqa: E731
+        else:
+            student_done = lambda: 0  # noqa: E731
+
+        def teacher_step(step: int) -> None:
+            report("training teacher", config.tower_steps + step + 1 + student_done())
+
         teacher_config = TrainConfig(
             steps=config.teacher_steps,
             batch=config.batch,
             lr=config.teacher_lr,
             seed=config.seed,
+            question_weights=config.teacher_question_weights,
             varied_fraction=config.varied_fraction,
-        )
-        run("teacher", teacher, processor, teacher_config)
-        finish("teacher", teacher)
-
-        torch.manual_seed(config.seed + 1)
-        student = build_model(STUDENT_SIZE, processor)
-        student.model.vision_tower.load_state_dict(teacher.model.vision_tower.state_dict())
-        common = dict(
-            batch=config.batch,
-            lr=config.student_lr,
-            seed=config.seed + 1,
             train_vision=False,
-            varied_fraction=config.varied_fraction,
         )
-        run(
-            "student (text only)",
-            student,
-            processor,
-            TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common),
-        )
-        finish("student_blind", student)
-        image_phase = TrainConfig(
-            steps=config.student_image_steps,
-            warmup=10,
-            question_weights=config.student_question_weights,
-            text_question_weights=TrainConfig.question_weights,
-            **common | {"seed": config.seed + 2},
-        )
-        run("student (with images)", student, processor, image_phase)
-        finish("student", student)
+        train(teacher, processor, teacher_config, callback=_every(25, teacher_step))
+        report("evaluating teacher", config.tower_steps + config.teacher_steps + student_done())
+        card["teacher"] = _evaluate_and_save(teacher, processor, config, staging / "teacher")
+
+        first = config.tower_steps + config.teacher_steps
+
+        def student_step(steps: int) -> None:
+            report("training student", first + steps)
+
+        try:
+            if student is None:
+                raise WorkerDied("not started: ToyBuildConfig.parallel is off")
+            card |= student.result(waiting=student_step)
+        except WorkerDied as reason:
+            if student is not None:
+                logger.warning("training the student here instead: %s", reason)
+            card |= _train_student(config, tower_state, str(staging), student_step)
 
         card["build_seconds"] = round(time.perf_counter() - started, 1)
-        card["build_cpu_seconds"] = round(time.process_time() - cpu_started, 1)  # wall time varies with load
+        card["build_cpu_seconds"] = round(time.process_time() - cpu_started, 1)  # this process only
         (staging / "card.json").write_text(json.dumps(card, indent=2))
+        report("done", total)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     finally:
         torch.set_num_threads(threads)
+        if student is not None:
+            student.stop()
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     logger.info("toy pair built in %.1f s at %s", card["build_seconds"], out)
+    return card
+
+
+def _every(n: int, report: Callable[[int], None]) -> Callable[[int, float], None]:
+    """A training callback that passes every `n`th step (and the last) on to `report(step)`."""
+    return lambda step, _loss: report(step) if step % n == n - 1 else None
+
+
+def _evaluate_and_save(model, processor, config: ToyBuildConfig, folder: Path) -> dict:
+    accuracy = reference_accuracy(model, processor, held_out_rows(config.eval_examples), len(processor.tokenizer))
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return accuracy.to_dict() | {"parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _train_student(
+    config: ToyBuildConfig, tower_state: dict, staging: str, on_step: Callable[[int], None]
+) -> dict[str, dict]:
+    """The blind and the grounded student, saved into `staging`, from the pretrained tower's weights; the
+    same whether it runs beside the teacher (a process of its own) or after it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(config.threads)
+    processor = build_processor()
+    torch.manual_seed(config.seed + 1)
+    student = build_model(STUDENT_SIZE, processor)
+    student.model.vision_tower.load_state_dict(tower_state)
+    common = dict(
+        batch=config.batch, lr=config.student_lr, seed=config.seed + 1, train_vision=False, varied_fraction=config.varied_fraction
+    )
+    text_phase = TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common)
+    train(student, processor, text_phase, callback=_every(25, lambda step: on_step(step + 1)))
+    card = {"student_blind": _evaluate_and_save(student, processor, config, Path(staging) / "student_blind")}
+    image_phase = TrainConfig(
+        steps=config.student_image_steps,
+        warmup=10,
+        question_weights=config.student_question_weights,
+        text_question_weights=TrainConfig.question_weights,
+        **common | {"seed": config.seed + 2},
+    )
+    done = config.student_text_steps
+    train(student, processor, image_phase, callback=_every(25, lambda step: on_step(done + step + 1)))
+    card["student"] = _evaluate_and_save(student, processor, config, Path(staging) / "student")
     return card
 
 

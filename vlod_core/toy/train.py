@@ -20,6 +20,7 @@ import torch
 from vlod_core.evaluation import reference_ids
 from vlod_core.toy import drawings, world
 from vlod_core.toy.models import pixel_values
+from vlod_core.toy.prefetch import prefetched
 
 IGNORE = -100
 
@@ -133,16 +134,20 @@ def train(
         progress = (step - config.warmup) / max(1, config.steps - config.warmup)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
+    def batches():
+        for step in range(config.steps):
+            examples = world.sample_examples(config.batch, int(rng.integers(2**31)), config.question_weights)
+            with_image = list(rng.random(config.batch) >= config.text_only_fraction)
+            if config.text_question_weights is not None:
+                text = world.sample_examples(config.batch, int(rng.integers(2**31)), config.text_question_weights)
+                examples = [ex if image else t for ex, t, image in zip(examples, text, with_image)]
+            varied = config.varied_fraction if step >= config.clean_start * config.steps else 0.0
+            yield make_batch(cache, examples, with_image, draw_rng, varied)
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
     model.train()
-    for step in range(config.steps):
-        examples = world.sample_examples(config.batch, int(rng.integers(2**31)), config.question_weights)
-        with_image = list(rng.random(config.batch) >= config.text_only_fraction)
-        if config.text_question_weights is not None:
-            text = world.sample_examples(config.batch, int(rng.integers(2**31)), config.text_question_weights)
-            examples = [ex if image else t for ex, t, image in zip(examples, text, with_image)]
-        varied = config.varied_fraction if step >= config.clean_start * config.steps else 0.0
-        loss = model(**make_batch(cache, examples, with_image, draw_rng, varied)).loss
+    for step, batch in enumerate(prefetched(batches())):
+        loss = model(**batch).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)

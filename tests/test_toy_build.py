@@ -1,0 +1,115 @@
+"""The toy build's stages: the pretrained tower, batches drawn ahead, and the student trained beside the teacher."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from vlod_core.toy import world
+from vlod_core.toy.models import TEACHER_SIZE, build_model, build_processor
+from vlod_core.toy.parallel import Beside, WorkerDied
+from vlod_core.toy.prefetch import prefetched
+from vlod_core.toy.tower import PLACES, TowerConfig, cell_labels, pretrain_tower
+
+
+def test_cell_labels_follow_the_patch_order():
+    scene = (world.SceneObject("cross", "blue", 0, 3), world.SceneObject("circle", "red", 2, 1))
+    shape, colour = cell_labels([scene])
+    assert shape.shape == (1, 16)
+    assert shape[0, 3] == 1 + world.SHAPES.index("cross") and colour[0, 3] == 1 + world.COLOURS.index("blue")
+    assert shape[0, 9] == 1 + world.SHAPES.index("circle") and colour[0, 9] == 1 + world.COLOURS.index("red")
+    assert int((shape > 0).sum()) == 2 and int((colour > 0).sum()) == 2
+    assert PLACES[3].tolist() == [-1.0, 1.0] and PLACES[9].tolist() == pytest.approx([1 / 3, -1 / 3])
+
+
+def test_pretrained_tower_reads_every_cell():
+    """A short pretraining makes the tower's features name each cell's shape and colour (a probe trained on
+    other scenes reads fresh ones); an untrained tower's probe does not."""
+    torch.manual_seed(0)
+    tower = build_model(TEACHER_SIZE, build_processor()).model.vision_tower
+    short = pretrain_tower(tower, TowerConfig(steps=1, lr=1e-9))
+    read = pretrain_tower(tower, TowerConfig(steps=150))
+    assert read["cells_clean"] >= 0.95 and read["cells_varied"] >= 0.9, read
+    assert short["cells_clean"] < 0.8, short
+
+
+def test_prefetched_keeps_order_and_raises_the_producers_error():
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("bad batch")
+
+    out = []
+    with pytest.raises(ValueError, match="bad batch"):
+        for item in prefetched(failing()):
+            out.append(item)
+    assert out == [1]
+
+
+def test_leaving_a_prefetched_loop_early_stops_the_producer():
+    import threading
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    for item in prefetched(endless(), depth=2):
+        if item == 3:
+            break
+    assert not any(t.name == "vlod-prefetch" and t.is_alive() for t in threading.enumerate())
+    assert len(made) <= 3 + 1 + 2 + 1  # the items used, the one in hand, the queue, the one waiting to go in
+
+
+def _count(n: int, on_step) -> int:
+    for i in range(n):
+        on_step(i + 1)
+    return n * 2
+
+
+def _fail(on_step) -> None:
+    raise ValueError("the student diverged")
+
+
+def _die(on_step) -> None:
+    os._exit(3)
+
+
+def test_a_job_beside_returns_its_value_and_its_steps():
+    job = Beside(_count, 5)
+    assert job.result() == 10 and job.steps == 5
+
+
+def test_a_job_beside_that_fails_or_dies_says_so():
+    with pytest.raises(RuntimeError, match="the student diverged"):
+        Beside(_fail).result()
+    with pytest.raises(WorkerDied, match="exit code 3"):
+        Beside(_die).result()
+
+
+@pytest.mark.slow
+def test_the_student_trained_beside_the_teacher_is_the_student_trained_after_it(vlod_home, tmp_path):
+    """The session's small pair was built with the student in a second process; built again in one process
+    from the same config, every weight and every figure on the card is the same."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from tests.conftest import SMALL_BUILD
+    from vlod_core.toy.build import ToyBuildConfig, build_toy_pair
+
+    card = build_toy_pair(tmp_path / "toy", ToyBuildConfig(**SMALL_BUILD, parallel=False))
+    parallel = json.loads((vlod_home / "toy" / "card.json").read_text())
+    assert parallel["config"]["parallel"] and not card["config"]["parallel"]
+    for name in ("teacher", "student_blind", "student"):
+        assert card[name] == parallel[name], name
+        ours = load_file(tmp_path / "toy" / name / "model.safetensors")
+        theirs = load_file(vlod_home / "toy" / name / "model.safetensors")
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert torch.equal(ours[key], theirs[key]), (name, key)

@@ -1,0 +1,61 @@
+"""Training batches made one step ahead on a background thread.
+
+The build runs torch on one thread, so the machine's second core is idle while a step computes; drawing the
+next batch (numpy and PIL, which release the GIL for most of their work) takes 15-25 % of a step when it
+runs in line. A single producer draws every batch from its own seeded generators in order, so the batches,
+and the trained models, are the same as drawn in line.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+_DONE = object()
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`items` in the same order, up to `depth` of them made ahead; an error in the producer is raised here,
+    and leaving the loop early stops the producer."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer, which raises it
+            put(_Failed(error))
+
+    thread = threading.Thread(target=produce, name="vlod-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
