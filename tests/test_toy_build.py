@@ -42,11 +42,11 @@ def test_prefetched_keeps_order_and_raises_the_producers_error():
         yield 1
         raise ValueError("bad batch")
 
-    out = []
+    seen = []
     with pytest.raises(ValueError, match="bad batch"):
         for item in prefetched(failing()):
-            out.append(item)
-    assert out == [1]
+            seen.append(item)  # noqa: PERF402 (the items before the error are the point)
+    assert seen == [1]
 
 
 def test_leaving_a_prefetched_loop_early_stops_the_producer():

@@ -34,8 +34,8 @@ import torch
 
 from vlod_core.evaluation import reference_accuracy
 from vlod_core.results import library_versions
-from vlod_core.toy.parallel import Beside, WorkerDied
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model, build_processor
+from vlod_core.toy.parallel import Beside, WorkerDied
 from vlod_core.toy.source import held_out_rows
 from vlod_core.toy.tower import TowerConfig, pretrain_tower
 from vlod_core.toy.train import TrainConfig, train
@@ -71,7 +71,14 @@ class ToyBuildConfig:
     parallel: bool = True
 
     def __post_init__(self):
-        for name in ("tower_steps", "teacher_steps", "student_text_steps", "student_image_steps", "batch", "eval_examples"):
+        for name in (
+            "tower_steps",
+            "teacher_steps",
+            "student_text_steps",
+            "student_image_steps",
+            "batch",
+            "eval_examples",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -112,14 +119,16 @@ def build_toy_pair(
         teacher = build_model(TEACHER_SIZE, processor)
         tower = TowerConfig(steps=config.tower_steps, seed=config.seed)
         card["tower"] = pretrain_tower(
-            teacher.model.vision_tower, tower, callback=_every(25, lambda step: report("training vision tower", step + 1))
+            teacher.model.vision_tower,
+            tower,
+            callback=_every(25, lambda step: report("training vision tower", step + 1)),
         )
         tower_state = {k: v.detach().clone() for k, v in teacher.model.vision_tower.state_dict().items()}
         if config.parallel:
             student = Beside(_train_student, config, tower_state, str(staging))
-            student_done = lambda: student.steps  # noqa: E731
-        else:
-            student_done = lambda: 0  # noqa: E731
+
+        def student_done() -> int:
+            return student.steps if student is not None else 0
 
         def teacher_step(step: int) -> None:
             report("training teacher", config.tower_steps + step + 1 + student_done())
@@ -169,7 +178,7 @@ def build_toy_pair(
 
 
 def _every(n: int, report: Callable[[int], None]) -> Callable[[int, float], None]:
-    """A training callback that passes every `n`th step (and the last) on to `report(step)`."""
+    """A training callback that passes every `n`th step on to `report(step)`."""
     return lambda step, _loss: report(step) if step % n == n - 1 else None
 
 
@@ -193,9 +202,13 @@ def _train_student(
     torch.manual_seed(config.seed + 1)
     student = build_model(STUDENT_SIZE, processor)
     student.model.vision_tower.load_state_dict(tower_state)
-    common = dict(
-        batch=config.batch, lr=config.student_lr, seed=config.seed + 1, train_vision=False, varied_fraction=config.varied_fraction
-    )
+    common = {
+        "batch": config.batch,
+        "lr": config.student_lr,
+        "seed": config.seed + 1,
+        "train_vision": False,
+        "varied_fraction": config.varied_fraction,
+    }
     text_phase = TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common)
     train(student, processor, text_phase, callback=_every(25, lambda step: on_step(step + 1)))
     card = {"student_blind": _evaluate_and_save(student, processor, config, Path(staging) / "student_blind")}

@@ -30,8 +30,7 @@ class ToyModelSize:
     layers: int
     heads: int = 4
     vision_layers: int = 1  # one object per patch: the tower only needs patch-local features
-    vision_hidden: int | None = None  # None: `hidden`; the student borrows the teacher's (wider) tower
-    vision_mlp: int = 2  # the tower's MLP width as a multiple of its hidden size
+    vision_hidden: int | None = None  # None: `hidden`; the student shares the teacher's (wider) tower
     init_std: float = 0.02  # transformers' initializer_range
 
     def __post_init__(self):
@@ -40,8 +39,8 @@ class ToyModelSize:
 
 
 TEACHER_SIZE = ToyModelSize(hidden=96, layers=2, init_std=0.08)
-# The student's vision tower has the teacher's shape so the build can start it from the teacher's trained
-# tower: what it lacks is reading the features, the part distillation can teach within a minute.
+# The student's vision tower has the teacher's shape so both can use the one pretrained tower (`toy.tower`):
+# what the student lacks is reading its features, the part distillation can teach within a minute.
 STUDENT_SIZE = ToyModelSize(hidden=48, layers=2, vision_hidden=TEACHER_SIZE.hidden, init_std=0.08)
 
 
@@ -73,7 +72,7 @@ def build_model(size: ToyModelSize, processor: LlavaProcessor) -> LlavaForCondit
     vision_hidden = size.vision_hidden or size.hidden
     vision = SiglipVisionConfig(
         hidden_size=vision_hidden,
-        intermediate_size=size.vision_mlp * vision_hidden,
+        intermediate_size=2 * vision_hidden,
         num_hidden_layers=size.vision_layers,
         num_attention_heads=size.heads,
         image_size=world.IMAGE_SIZE,

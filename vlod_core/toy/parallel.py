@@ -22,7 +22,7 @@ def _main(job: Job, args: tuple, steps, results) -> None:
 
     try:
         results.put(("ok", job(*args, on_step)))
-    except BaseException as error:  # the parent raises it, with the worker's traceback in the message
+    except Exception as error:  # noqa: BLE001 (the parent raises it, with the worker's traceback)
         import traceback
 
         results.put(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))

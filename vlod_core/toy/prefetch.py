@@ -43,7 +43,7 @@ def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
                 if not put(item):
                     return
             put(_DONE)
-        except BaseException as error:  # handed to the consumer, which raises it
+        except Exception as error:  # noqa: BLE001 (handed to the consumer, which raises it)
             put(_Failed(error))
 
     thread = threading.Thread(target=produce, name="vlod-prefetch", daemon=True)

@@ -91,7 +91,9 @@ def pretrain_tower(
     def batches():
         for _ in range(config.steps):
             scenes = [ex.objects for ex in world.sample_examples(config.batch, int(rng.integers(2**31)))]
-            images = [drawings.draw(s, rng) if rng.random() < config.varied_fraction else world.render(s) for s in scenes]
+            images = [
+                drawings.draw(s, rng) if rng.random() < config.varied_fraction else world.render(s) for s in scenes
+            ]
             yield pixel_values(images), cell_labels(scenes)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
