@@ -66,30 +66,39 @@ def test_leaving_a_prefetched_loop_early_stops_the_producer():
     assert len(made) <= 3 + 1 + 2 + 1  # the items used, the one in hand, the queue, the one waiting to go in
 
 
-def _count(n: int, on_step) -> int:
-    for i in range(n):
+JOBS = "tests.test_toy_build"  # how the worker process imports this file's jobs (the repository root is on its path)
+
+
+def count_job(payload: dict, on_step) -> dict:
+    print("a job's own output is not mistaken for a result")
+    for i in range(payload["n"]):
         on_step(i + 1)
-    return n * 2
+    return {"double": payload["n"] * 2, "pid": os.getpid()}
 
 
-def _fail(on_step) -> None:
+def failing_job(payload: dict, on_step) -> None:
     raise ValueError("the student diverged")
 
 
-def _die(on_step) -> None:
+def dying_job(payload: dict, on_step) -> None:
+    import sys
+
+    print("about to stop", file=sys.stderr)
     os._exit(3)
 
 
-def test_a_job_beside_returns_its_value_and_its_steps():
-    job = Beside(_count, 5)
-    assert job.result() == 10 and job.steps == 5
+def test_a_job_beside_runs_in_another_process_and_returns_its_value_and_steps(tmp_path):
+    job = Beside(f"{JOBS}:count_job", {"n": 5}, tmp_path / "log")
+    result = job.result()
+    assert result["double"] == 10 and job.steps == 5
+    assert result["pid"] != os.getpid()
 
 
-def test_a_job_beside_that_fails_or_dies_says_so():
+def test_a_job_beside_that_fails_or_dies_says_so(tmp_path):
     with pytest.raises(RuntimeError, match="the student diverged"):
-        Beside(_fail).result()
-    with pytest.raises(WorkerDied, match="exit code 3"):
-        Beside(_die).result()
+        Beside(f"{JOBS}:failing_job", {}, tmp_path / "log").result()
+    with pytest.raises(WorkerDied, match=r"exit code 3(.|\n)*about to stop"):
+        Beside(f"{JOBS}:dying_job", {}, tmp_path / "log2").result()
 
 
 @pytest.mark.slow
@@ -106,6 +115,7 @@ def test_the_student_trained_beside_the_teacher_is_the_student_trained_after_it(
     card = build_toy_pair(tmp_path / "toy", ToyBuildConfig(**SMALL_BUILD, parallel=False))
     parallel = json.loads((vlod_home / "toy" / "card.json").read_text())
     assert parallel["config"]["parallel"] and not card["config"]["parallel"]
+    assert sorted(p.name for p in (vlod_home / "toy").iterdir()) == ["card.json", "student", "student_blind", "teacher"]
     for name in ("teacher", "student_blind", "student"):
         assert card[name] == parallel[name], name
         ours = load_file(tmp_path / "toy" / name / "model.safetensors")

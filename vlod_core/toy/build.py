@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from vlod_core.evaluation import reference_accuracy
 from vlod_core.results import library_versions
@@ -43,6 +44,8 @@ from vlod_core.toy.train import TrainConfig, train
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]  # (stage, fraction of the whole build done)
+TOWER_FILE = "pretrained_tower.safetensors"  # handed to the student's process, removed before the rename
+STUDENT_LOG = "student.log"
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,9 @@ def build_toy_pair(
         )
         tower_state = {k: v.detach().clone() for k, v in teacher.model.vision_tower.state_dict().items()}
         if config.parallel:
-            student = Beside(_train_student, config, tower_state, str(staging))
+            save_file(tower_state, staging / TOWER_FILE)
+            payload = {"config": asdict(config), "staging": str(staging)}
+            student = Beside("vlod_core.toy.build:train_student_job", payload, staging / STUDENT_LOG)
 
         def student_done() -> int:
             return student.steps if student is not None else 0
@@ -159,6 +164,8 @@ def build_toy_pair(
             if student is not None:
                 logger.warning("training the student here instead: %s", reason)
             card |= _train_student(config, tower_state, str(staging), student_step)
+        for scratch in (TOWER_FILE, STUDENT_LOG):
+            (staging / scratch).unlink(missing_ok=True)
 
         card["build_seconds"] = round(time.perf_counter() - started, 1)
         card["build_cpu_seconds"] = round(time.process_time() - cpu_started, 1)  # this process only
@@ -187,6 +194,13 @@ def _evaluate_and_save(model, processor, config: ToyBuildConfig, folder: Path) -
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return accuracy.to_dict() | {"parameters": sum(p.numel() for p in model.parameters())}
+
+
+def train_student_job(payload: dict, on_step: Callable[[int], None]) -> dict[str, dict]:
+    """`_train_student` in the second process (`toy.parallel`): the config and the tower's weights from files."""
+    config = ToyBuildConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
+    tower_state = load_file(Path(payload["staging"]) / TOWER_FILE)
+    return _train_student(config, tower_state, payload["staging"], on_step)
 
 
 def _train_student(
