@@ -88,6 +88,8 @@ TOUR = [
 TOY_UNDERSTANDS = (
     "The toy pair understands only its own world: 64×64 scenes of coloured shapes on a dark background, "
     f"at most one per cell of a 4×4 grid, {len(SHAPES)} shapes ({', '.join(SHAPES)}) and {len(COLOURS)} colours "
-    f"({', '.join(COLOURS)}). Anything else is scaled to 64×64 and read as such a scene: a photo gets nonsense. "
+    f"({', '.join(COLOURS)}). Such scenes drawn your own way work too (outlined or filled, another size, soft "
+    "edges: the teacher answers about 93 % of questions on drawings made by a renderer it never saw). Anything "
+    "else is scaled to 64×64 and read as such a scene: a photo gets nonsense. "
     "To try a scene of your own, choose *Build a scene*."
 )
