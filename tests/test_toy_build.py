@@ -11,7 +11,7 @@ from vlod_core.toy import world
 from vlod_core.toy.models import TEACHER_SIZE, build_model, build_processor
 from vlod_core.toy.parallel import Beside, WorkerDied
 from vlod_core.toy.prefetch import prefetched
-from vlod_core.toy.tower import PLACES, TowerConfig, cell_labels, pretrain_tower
+from vlod_core.toy.tower import TowerConfig, cell_labels, places, pretrain_tower
 
 
 def test_cell_labels_follow_the_patch_order():
@@ -21,7 +21,7 @@ def test_cell_labels_follow_the_patch_order():
     assert shape[0, 3] == 1 + world.SHAPES.index("cross") and colour[0, 3] == 1 + world.COLOURS.index("blue")
     assert shape[0, 9] == 1 + world.SHAPES.index("circle") and colour[0, 9] == 1 + world.COLOURS.index("red")
     assert int((shape > 0).sum()) == 2 and int((colour > 0).sum()) == 2
-    assert PLACES[3].tolist() == [-1.0, 1.0] and PLACES[9].tolist() == pytest.approx([1 / 3, -1 / 3])
+    assert places()[3].tolist() == [-1.0, 1.0] and places()[9].tolist() == pytest.approx([1 / 3, -1 / 3])
 
 
 def test_pretrained_tower_reads_every_cell():

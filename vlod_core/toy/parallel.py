@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "vlod-beside"  # marks the lines meant for the parent; anything else a job prints is ignored
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds vlod_core
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds vlod_core
 
 
 class WorkerDied(RuntimeError):
@@ -36,9 +36,7 @@ class Beside:
     def __init__(self, job: str, payload: dict, log: Path):
         self._log_path = Path(log)
         self._log = open(self._log_path, "w")  # noqa: SIM115 (open for the process's lifetime; closed in wait)
-        env = os.environ | {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-        }
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "vlod_core.toy.parallel", job],
             stdin=subprocess.PIPE,

@@ -11,10 +11,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Any
 
-T = TypeVar("T")
-_DONE = object()
+
+class _Done:
+    """Put after the last item (the class itself is the marker)."""
 
 
 class _Failed:
@@ -22,7 +23,7 @@ class _Failed:
         self.error = error
 
 
-def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """`items` in the same order, up to `depth` of them made ahead; an error in the producer is raised here,
     and leaving the loop early stops the producer."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
@@ -42,7 +43,7 @@ def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             for item in items:
                 if not put(item):
                     return
-            put(_DONE)
+            put(_Done)
         except Exception as error:  # noqa: BLE001 (handed to the consumer, which raises it)
             put(_Failed(error))
 
@@ -51,7 +52,7 @@ def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     try:
         while True:
             item = ready.get()
-            if item is _DONE:
+            if item is _Done:
                 return
             if isinstance(item, _Failed):
                 raise item.error

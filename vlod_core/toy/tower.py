@@ -25,9 +25,12 @@ from vlod_core.toy.prefetch import prefetched
 
 CLASSES = 1 + len(world.SHAPES)  # per head: empty, then each shape (or each colour)
 assert len(world.COLOURS) == len(world.SHAPES)
-_CELLS = torch.arange(world.GRID * world.GRID)
-# Each patch's (row, column), scaled to [-1, 1]: the probe's regression target for where the cell is.
-PLACES = torch.stack([_CELLS // world.GRID, _CELLS % world.GRID], dim=-1).float() / ((world.GRID - 1) / 2) - 1
+
+
+def places() -> torch.Tensor:
+    """Each patch's (row, column), scaled to [-1, 1]: the probe's regression target for where the cell is."""
+    cells = torch.arange(world.GRID * world.GRID)
+    return torch.stack([cells // world.GRID, cells % world.GRID], dim=-1).float() / ((world.GRID - 1) / 2) - 1
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,11 @@ def _logits(tower, probe: torch.nn.Linear, images: list[np.ndarray]) -> torch.Te
 
 def _loss(logits: torch.Tensor, shape: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
     cross_entropy = torch.nn.functional.cross_entropy
-    shapes, colours, places = logits[..., :CLASSES], logits[..., CLASSES : 2 * CLASSES], logits[..., 2 * CLASSES :]
+    shapes, colours, where = logits[..., :CLASSES], logits[..., CLASSES : 2 * CLASSES], logits[..., 2 * CLASSES :]
     return (
         cross_entropy(shapes.flatten(0, 1), shape.flatten())
         + cross_entropy(colours.flatten(0, 1), colour.flatten())
-        + ((places - PLACES) ** 2).mean()
+        + ((where - places()) ** 2).mean()
     )
 
 
