@@ -169,6 +169,8 @@ def test_tour_upload_downloads_and_a_shared_link(server, browser, examples, tmp_
     sidebar.get_by_test_id("stSelectbox").filter(has_text="Toy sample").click()
     page.get_by_role("option", name="3: ", exact=False).click()
     expect(sidebar.get_by_text("toy sample 3:", exact=False)).to_be_visible()
+    # the rerun that swaps the upload's sidebar for the sample's keeps the old form, faded, until it ends
+    expect(sidebar.get_by_label("Sampling seed", exact=True)).to_have_count(1)
     sidebar.get_by_label("Sampling seed", exact=True).fill("4")
     sidebar.get_by_text("A sample from the student", exact=True).click()
     sidebar.get_by_role("button", name="Ask").click()
