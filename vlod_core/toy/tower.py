@@ -22,6 +22,7 @@ import torch
 from vlod_core.toy import drawings, world
 from vlod_core.toy.models import pixel_values
 from vlod_core.toy.prefetch import prefetched
+from vlod_core.toy.train import clipped_step
 
 CLASSES = 1 + len(world.SHAPES)  # per head: empty, then each shape (or each colour)
 assert len(world.COLOURS) == len(world.SHAPES)
@@ -103,11 +104,7 @@ def pretrain_tower(
     tower.train()
     for step, (pixels, labels) in enumerate(prefetched(batches())):
         loss = _loss(probe(tower(pixel_values=pixels).last_hidden_state), *labels)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimiser.step()
-        scheduler.step()
+        clipped_step(loss, optimiser, scheduler, parameters)
         if callback is not None:
             callback(step, loss.item())
     tower.eval()

@@ -111,6 +111,15 @@ def make_batch(
     return batch
 
 
+def clipped_step(loss: torch.Tensor, optimiser, scheduler, parameters: list) -> None:
+    """One optimiser step on `loss`, its gradient norm clipped at 1 (every stage of the toy build)."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimiser.step()
+    scheduler.step()
+
+
 def train(
     model,
     processor,
@@ -148,11 +157,7 @@ def train(
     model.train()
     for step, batch in enumerate(prefetched(batches())):
         loss = model(**batch).loss
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        optimiser.step()
-        scheduler.step()
+        clipped_step(loss, optimiser, scheduler, trained)
         if callback is not None:
             callback(step, loss.item())
     for parameter in model.parameters():
