@@ -2,5 +2,5 @@ import sys
 
 from vlod_core.cli import main
 
-if __name__ == "__main__":  # a process started by spawn (the toy build's student) may import the main module
+if __name__ == "__main__":  # guarded: multiprocessing's spawn may import the main module in its children
     sys.exit(main())

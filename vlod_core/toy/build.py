@@ -8,7 +8,9 @@ file lock keeps two processes from building it at once.
 Three stages, as a real VLM is made: the vision tower is pretrained on what each cell holds
 (`toy.tower`), then the teacher's language model learns to read it (the tower frozen), and the student, a
 smaller language model, borrows that same frozen tower and learns to answer the colour and count questions
-from the image; shape and leftmost it answers from the language prior. Each stage trains to a plateau, so
+from the image; shape and leftmost it answers from the language prior. The student trains in a second
+process while the teacher trains (`toy.parallel`): on two cores the build takes the teacher's time, not the
+sum, and the weights are the same as trained one after the other. Each stage trains to a plateau, so
 an accuracy is not a snapshot of a steep learning curve that a different CPU's rounding (thread count,
 kernel choice) would move by points; that was why two machines once disagreed by 8 points on a student
 trained briefly on every question type. The build also runs torch on one thread whatever the machine has:

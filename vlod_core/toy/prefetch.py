@@ -1,9 +1,10 @@
 """Training batches made one step ahead on a background thread.
 
 The build runs torch on one thread, so the machine's second core is idle while a step computes; drawing the
-next batch (numpy and PIL, which release the GIL for most of their work) takes 15-25 % of a step when it
-runs in line. A single producer draws every batch from its own seeded generators in order, so the batches,
-and the trained models, are the same as drawn in line.
+next batch (numpy and PIL, which release the GIL for most of their work) runs there instead. Measured on the
+tower's pretraining (64 images a step): 50 steps took 2.1 s drawn in line, 1.4 s drawn ahead. A single
+producer draws every batch from its own seeded generators in order, so the batches, and the trained models,
+are the same as drawn in line.
 """
 
 from __future__ import annotations
