@@ -87,3 +87,32 @@ def test_strict_turns_a_skipped_row_into_an_error(vlod_home, tmp_path):
     lenient = run_cli(vlod_home, "evaluate", "--data", str(path), "--json")
     assert lenient.returncode == 0 and "1 skipped: rows row 2: b.png: no such image file" in lenient.stderr
     assert_one_line_error(run_cli(vlod_home, "evaluate", "--data", str(path), "--strict"), "row 2: b.png")
+
+
+def test_progress_in_a_log_is_whole_lines_about_every_tenth_of_the_run(vlod_home, tmp_path):
+    """Piped to a file (not a terminal), step progress is not one line redrawn with carriage returns."""
+    out = tmp_path / "run.json"
+    result = run_cli(vlod_home, "distill", "--data", SHAPES, "--steps", "30", "--batch", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    steps = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert steps[0].startswith("step 1/30") and steps[-1].startswith("step 30/30")
+    assert 8 <= len(steps) <= 12, steps
+
+
+def test_progress_on_a_terminal_redraws_one_line(monkeypatch):
+    from types import SimpleNamespace
+
+    from vlod_core import cli
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    report = cli._record_printer(5)
+    for step in range(1, 6):
+        report(SimpleNamespace(step=step, loss=0.5, std=0.5, lang=0.1, vis=0.4, eta=1.0, evaluation=None))
+    written = terminal.getvalue()
+    assert written.count("\r") == 5 and written.count("\n") == 1 and written.endswith("\n")

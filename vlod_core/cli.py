@@ -17,15 +17,31 @@ from vlod_core.pair import TOY, PairError, PairSpec
 EXIT_USAGE = 2
 
 
+class _ProgressLine:
+    """Progress on stderr (the library itself never prints): redrawn in place on a terminal; in a log file or a
+    pipe, a whole line only when `key` changes (a new tenth of the work, a new stage), so a log stays readable
+    instead of holding every step on one line."""
+
+    def __init__(self):
+        self._last = object()
+
+    def show(self, text: str, key, end: bool = False) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r" + text + ("\n" if end else ""))
+        elif end or key != self._last:
+            sys.stderr.write(text.rstrip() + "\n")
+        self._last = key
+        sys.stderr.flush()
+
+
 def _progress_printer(label: str):
-    """A one-line progress bar on stderr (the library itself never prints)."""
+    """A one-line progress bar on stderr."""
+    line = _ProgressLine()
 
     def report(stage: str, fraction: float) -> None:
         filled = int(30 * fraction)
-        sys.stderr.write(f"\r{label}: [{'#' * filled}{'.' * (30 - filled)}] {fraction:5.1%} {stage:<28}")
-        if fraction >= 1:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        text = f"{label}: [{'#' * filled}{'.' * (30 - filled)}] {fraction:5.1%} {stage:<28}"
+        line.show(text, key=(stage, int(10 * fraction)), end=fraction >= 1)
 
     return report
 
@@ -234,18 +250,18 @@ def cmd_geometry(args) -> int:
 
 
 def _record_printer(total: int):
+    line = _ProgressLine()
+
     def report(record) -> None:
         extra = ""
         if record.evaluation:
             key = _headline(record.evaluation)
             extra = f"  {key} {record.evaluation[key + '_image']:.3f} / {record.evaluation[key + '_no_image']:.3f}"
-        sys.stderr.write(
-            f"\rstep {record.step}/{total}  loss {record.loss:.4f}  std {record.std:.4f}  lang {record.lang:.4f}"
+        text = (
+            f"step {record.step}/{total}  loss {record.loss:.4f}  std {record.std:.4f}  lang {record.lang:.4f}"
             f"  vis {record.vis:.4f}  η {record.eta:.3f}{extra}   "
         )
-        if record.step == total or record.evaluation:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        line.show(text, key=10 * record.step // total, end=record.step == total or bool(record.evaluation))
 
     return report
 
@@ -404,20 +420,19 @@ def _duration(seconds: float | None) -> str:
 def _experiments_printer():
     """One progress line on stderr: the share of the estimated work done, runs, ETA and the runs in flight."""
     ended = [False]
+    line = _ProgressLine()
 
     def report(progress) -> None:
         if ended[0]:
             return
         filled = int(30 * progress.fraction)
         running = "; ".join(progress.running)
-        sys.stderr.write(
-            f"\rexperiments: [{'#' * filled}{'.' * (30 - filled)}] {progress.fraction:5.1%} "
+        text = (
+            f"experiments: [{'#' * filled}{'.' * (30 - filled)}] {progress.fraction:5.1%} "
             f"{progress.done}/{progress.total} runs, ETA {_duration(progress.eta_seconds):<7} {running[:70]:<70}"
         )
-        if progress.done == progress.total:
-            ended[0] = True
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        ended[0] = progress.done == progress.total
+        line.show(text, key=progress.done, end=ended[0])
 
     return report
 
