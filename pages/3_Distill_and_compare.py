@@ -12,17 +12,24 @@ started it. Progress and results sit in the main column, the form in the sidebar
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import streamlit as st
 
-import shutil
-
 from vlod_app import data_picker
-from vlod_app.jobs import DEFAULT_SETTINGS, RegistryFull, Job, eta_text, student_zip
+from vlod_app.jobs import DEFAULT_SETTINGS, Job, RegistryFull, eta_text, student_zip
 from vlod_app.links import Params, from_link
-from vlod_app.run_view import answer_rows, evaluated_on, headline_metric, memory_text, metric_rows, prompt_tokens
-from vlod_app.run_view import shows_every_row
+from vlod_app.run_view import (
+    answer_rows,
+    evaluated_on,
+    headline_metric,
+    memory_text,
+    metric_rows,
+    prompt_tokens,
+    shows_every_row,
+    student_download,
+)
 from vlod_app.server import job_registry
 from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
 from vlod_app.widgets import adopt_probe, diff_markdown, page_setup, probe_or_default, probe_params
@@ -356,9 +363,11 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
             on_click="ignore",
         )
         if rule in students:
+            label, explained = student_download(rule, card)
             column.download_button(
-                f"Distilled student ({rule}, zip)",
+                label,
                 lambda folder=students[rule]: student_zip(folder),
+                help=explained,
                 file_name=f"vlod-student-{rule}-{job.id}.zip",
                 mime="application/zip",
                 key=f"{prefix}_student_{rule}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vlod_app.run_view import answer_rows, evaluated_on, headline_metric, metric_rows
+from vlod_app.run_view import answer_rows, evaluated_on, headline_metric, metric_rows, student_download
 from vlod_core.results import RunCard
 
 NAMES = ("agreement", "token_agreement", "kl")
@@ -53,3 +53,14 @@ def test_every_shown_row_beside_the_teacher_with_how_it_was_used():
     assert list(rows["standard (image)"]) == ["b", "(empty)"]  # an empty answer is said, not left blank
     assert list(rows["before (no image)"]) == ["(empty)", "(empty)"]
     assert evaluated_on(cards) == "on 2 held-out rows"
+
+
+def test_a_lora_runs_student_download_says_it_holds_the_adapters_only():
+    import dataclasses
+
+    whole = card(0.5, 0.6, ["a"])
+    adapters = dataclasses.replace(whole, config={"lora_rank": 4})
+    label, explained = student_download("vgs", whole)
+    assert label == "Distilled student (vgs, zip)" and "whole trained student" in explained
+    label, explained = student_download("vgs", adapters)
+    assert "LoRA adapters" in label and "rank 4" in label and "PeftModel.from_pretrained" in explained

@@ -95,6 +95,18 @@ def answer_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def student_download(rule: str, card: RunCard) -> tuple[str, str]:
+    """(label, help) of the trained student's download: a LoRA run saved its adapters only, and says so."""
+    rank = card.config.get("lora_rank", 0)
+    if rank:
+        explained = (
+            "The adapters only (PEFT's adapter_model.safetensors and adapter_config.json), not a whole model: "
+            "load the student as it was, then peft.PeftModel.from_pretrained(student, folder)."
+        )
+        return f"Student's LoRA adapters ({rule}, rank {rank}, zip)", explained
+    return f"Distilled student ({rule}, zip)", "The whole trained student as safetensors, with its processor."
+
+
 def memory_text(pair, batch: int, lora_rank: int, prompt_tokens: int) -> str:
     """`vlod_core.memory`'s estimate of what a run with these settings needs, for the loaded pair."""
     response = DistillConfig().sampling.max_new_tokens
