@@ -123,3 +123,27 @@ def test_the_student_trained_beside_the_teacher_is_the_student_trained_after_it(
         assert ours.keys() == theirs.keys()
         for key in ours:
             assert torch.equal(ours[key], theirs[key]), (name, key)
+
+
+def test_when_the_students_process_dies_the_build_trains_it_in_process(tmp_path, monkeypatch, caplog):
+    from tests.conftest import SMALL_BUILD
+    from vlod_core.toy import build
+
+    class Died:
+        steps = 0
+
+        def __init__(self, *args):
+            pass
+
+        def result(self, waiting=None):
+            raise WorkerDied("the worker process ended without a result (exit code -9)")
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(build, "Beside", Died)
+    small = dict(SMALL_BUILD, tower_steps=5, teacher_steps=5, eval_examples=8)
+    card = build.build_toy_pair(tmp_path / "toy", build.ToyBuildConfig(**small))
+    assert {"teacher", "student_blind", "student"} <= card.keys()
+    assert (tmp_path / "toy" / "student" / "model.safetensors").is_file()
+    assert "training the student here instead" in caplog.text and "exit code -9" in caplog.text

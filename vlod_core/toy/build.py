@@ -107,8 +107,7 @@ def build_toy_pair(
     started, cpu_started = time.perf_counter(), time.process_time()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
-    student_steps = config.student_text_steps + config.student_image_steps
-    total = config.tower_steps + config.teacher_steps + student_steps
+    total = config.tower_steps + config.teacher_steps + config.student_text_steps + config.student_image_steps
 
     def report(stage: str, done: int) -> None:
         if progress is not None:
@@ -158,14 +157,13 @@ def build_toy_pair(
         def student_step(steps: int) -> None:
             report("training student", first + steps)
 
-        try:
-            if student is None:
-                raise WorkerDied("not started: ToyBuildConfig.parallel is off")
-            card |= student.result(waiting=student_step)
-        except WorkerDied as reason:
-            if student is not None:
+        students = None
+        if student is not None:
+            try:
+                students = student.result(waiting=student_step)
+            except WorkerDied as reason:
                 logger.warning("training the student here instead: %s", reason)
-            card |= _train_student(config, tower_state, str(staging), student_step)
+        card |= students or _train_student(config, tower_state, staging, student_step)
         for scratch in (TOWER_FILE, STUDENT_LOG):
             (staging / scratch).unlink(missing_ok=True)
 
@@ -200,20 +198,20 @@ def _evaluate_and_save(model, processor, config: ToyBuildConfig, folder: Path) -
 
 def train_student_job(payload: dict, on_step: Callable[[int], None]) -> dict[str, dict]:
     """`_train_student` in the second process (`toy.parallel`): the config and the tower's weights from files."""
-    config = ToyBuildConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
-    tower_state = load_file(Path(payload["staging"]) / TOWER_FILE)
-    return _train_student(config, tower_state, payload["staging"], on_step)
-
-
-def _train_student(
-    config: ToyBuildConfig, tower_state: dict, staging: str, on_step: Callable[[int], None]
-) -> dict[str, dict]:
-    """The blind and the grounded student, saved into `staging`, from the pretrained tower's weights; the
-    same whether it runs beside the teacher (a process of its own) or after it."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    config = ToyBuildConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
     torch.set_num_threads(config.threads)
+    staging = Path(payload["staging"])
+    return _train_student(config, load_file(staging / TOWER_FILE), staging, on_step)
+
+
+def _train_student(
+    config: ToyBuildConfig, tower_state: dict, staging: Path, on_step: Callable[[int], None]
+) -> dict[str, dict]:
+    """The blind and the grounded student, saved into `staging`, from the pretrained tower's weights; the
+    same whether it runs beside the teacher (a process of its own) or after it."""
     processor = build_processor()
     torch.manual_seed(config.seed + 1)
     student = build_model(STUDENT_SIZE, processor)
@@ -227,7 +225,7 @@ def _train_student(
     }
     text_phase = TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common)
     train(student, processor, text_phase, callback=_every(25, lambda step: on_step(step + 1)))
-    card = {"student_blind": _evaluate_and_save(student, processor, config, Path(staging) / "student_blind")}
+    card = {"student_blind": _evaluate_and_save(student, processor, config, staging / "student_blind")}
     image_phase = TrainConfig(
         steps=config.student_image_steps,
         warmup=10,
@@ -237,7 +235,7 @@ def _train_student(
     )
     done = config.student_text_steps
     train(student, processor, image_phase, callback=_every(25, lambda step: on_step(done + step + 1)))
-    card["student"] = _evaluate_and_save(student, processor, config, Path(staging) / "student")
+    card["student"] = _evaluate_and_save(student, processor, config, staging / "student")
     return card
 
 
