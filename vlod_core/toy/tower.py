@@ -61,8 +61,8 @@ def cell_labels(scenes: list[tuple[world.SceneObject, ...]]) -> tuple[torch.Tens
     return torch.from_numpy(shape), torch.from_numpy(colour)
 
 
-def _logits(tower, probe: torch.nn.Linear, images: list[np.ndarray]) -> torch.Tensor:
-    return probe(tower(pixel_values=pixel_values(images)).last_hidden_state)  # (B, cells, 2 * CLASSES + 2)
+def _logits(tower, probe: torch.nn.Linear, pixels: torch.Tensor) -> torch.Tensor:
+    return probe(tower(pixel_values=pixels).last_hidden_state)  # (B, cells, 2 * CLASSES + 2)
 
 
 def _loss(logits: torch.Tensor, shape: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ def pretrain_tower(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
     tower.train()
     for step, (pixels, labels) in enumerate(prefetched(batches())):
-        loss = _loss(probe(tower(pixel_values=pixels).last_hidden_state), *labels)
+        loss = _loss(_logits(tower, probe, pixels), *labels)
         clipped_step(loss, optimiser, scheduler, parameters)
         if callback is not None:
             callback(step, loss.item())
@@ -122,7 +122,7 @@ def probe_accuracy(tower, probe: torch.nn.Linear, seed: int, scenes: int = 200) 
         ("cells_clean", [world.render(s) for s in objects]),
         ("cells_varied", drawings.draw_many(objects, seed)),
     ):
-        logits = _logits(tower, probe, images)
+        logits = _logits(tower, probe, pixel_values(images))
         right = (logits[..., :CLASSES].argmax(-1) == shape) & (logits[..., CLASSES : 2 * CLASSES].argmax(-1) == colour)
         out[name] = round(right.float().mean().item(), 4)
     return out
