@@ -33,7 +33,9 @@ from vlod_app.widgets import (
     show_image,
 )
 from vlod_app.words import TOKEN_COLUMNS
+from vlod_core import settings
 from vlod_core.decomposition import PER_TOKEN_FIELDS
+from vlod_core.distill import DistillConfig
 from vlod_core.figures import (
     kl_bars,
     logratio_split,
@@ -44,6 +46,7 @@ from vlod_core.figures import (
 )
 from vlod_core.inputs import ABLATIONS
 from vlod_core.occlusion import FILLS
+from vlod_core.sampling import SamplingConfig
 from vlod_core.text import check_question
 from vlod_core.toy.scenes import SceneError, decode_scene, reference_answer, scene_changes
 
@@ -68,8 +71,8 @@ ANSWER_TITLES = {
     "student_image": "Student, with the image",
     "student_no_image": "Student, without it",
 }
-MAX_SEED = 2**31 - 1
-TEMPERATURES = (0.1, 2.0)  # the range offered for sampling
+SAMPLING, RUN = settings.entries(SamplingConfig), settings.entries(DistillConfig)
+TEMPERATURE = SAMPLING["temperature"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,11 @@ class Asked:
     notes: tuple[str, ...] = ()
 
 
-FORM_DEFAULTS = {"ask_seed": 0, "ask_ablation": "remove", "ask_temperature": 1.0}  # mode: greedy; texts: empty
+FORM_DEFAULTS = {  # mode: greedy; texts: empty
+    "ask_seed": RUN["seed"].default,
+    "ask_ablation": RUN["ablation"].default,
+    "ask_temperature": TEMPERATURE.default,
+}
 
 
 def set_form(asked: Asked) -> None:
@@ -171,9 +178,9 @@ elif "question" in params.raw and from_link():
     linked = Asked(
         probe.digest if probe else "",
         question or "",
-        params.integer("seed", 0, MAX_SEED) or 0,
-        params.choice("ablation", ABLATIONS) or "remove",
-        params.number("temperature", *TEMPERATURES),
+        params.integer("seed", 0, int(RUN["seed"].about.high)) or FORM_DEFAULTS["ask_seed"],
+        params.choice("ablation", ABLATIONS) or FORM_DEFAULTS["ask_ablation"],
+        params.number("temperature", TEMPERATURE.about.low, TEMPERATURE.about.high),
         params.text("answer"),
         tuple(notes),
     )
@@ -211,27 +218,18 @@ with view.inputs:
     with st.form("ask"):
         st.text_input("Question", key="ask_question", max_chars=500)
         st.radio("Answer to decompose", MODES, key="ask_mode", help="The four cards are always greedy answers.")
-        st.slider(
-            "Temperature (for a sample)", *TEMPERATURES, FORM_DEFAULTS["ask_temperature"], 0.1, key="ask_temperature"
+        st.number_input(
+            **settings.widget(SamplingConfig, "temperature", FORM_DEFAULTS["ask_temperature"]), key="ask_temperature"
         )
         st.number_input(
-            "Sampling seed",
-            0,
-            MAX_SEED,
-            FORM_DEFAULTS["ask_seed"],
-            1,
+            **settings.widget(DistillConfig, "seed", FORM_DEFAULTS["ask_seed"]) | {"label": "Sampling seed"},
             key="ask_seed",
-            help="Another seed, another sample.",
         )
         st.text_input("Answer to score (when you type one)", placeholder="it is red", key="ask_answer")
         st.selectbox(
-            "Without the image means",
-            ABLATIONS,
-            index=ABLATIONS.index(FORM_DEFAULTS["ask_ablation"]),
+            **settings.widget(DistillConfig, "ablation", FORM_DEFAULTS["ask_ablation"]),
             format_func=ABLATION_HELP.get,
             key="ask_ablation",
-            help="remove is the paper's default: the image entry is dropped from the message, so there are no "
-            "image tokens at all",
         )
         st.form_submit_button("Ask", type="primary", on_click=ask, disabled=probe is None)
 if probe is None:

@@ -410,7 +410,7 @@ def test_distill_page_runs_three_steps_and_shows_before_and_after(vlod_home, sha
     assert "Your image, before → after" in " ".join(texts(at.markdown))
     assert any(m.startswith("with the image:") and "→" in m for m in texts(at.markdown))
     metrics = at.dataframe[1].value  # every measure before and after, ± a standard error
-    assert {"agreement with the teacher (exact)", "accuracy (exact match with the right answer)"} <= set(
+    assert {"agreement with the teacher's greedy answer (exact)", "accuracy (exact match with the right answer)"} <= set(
         metrics["metric"]
     )
     assert all("±" in value for value in metrics["with image, after"])
@@ -616,9 +616,9 @@ def test_a_run_on_my_images_shows_every_row_before_and_after_beside_the_teacher(
     assert set(rows["used as"]) == {"train + eval (seen in training)"}
     metrics = frame(at, "metrics")
     assert set(metrics["metric"]) == {
-        "agreement with the teacher (exact)",
+        "agreement with the teacher's greedy answer (exact)",
         "token agreement with the teacher",
-        "KL(student ‖ teacher) per token (lower is closer)",
+        "KL(student ‖ teacher) per token, nats (lower is closer)",
     }  # no right answers: no accuracy row
     assert all("±" in v for column in ("with image, before", "with image, after") for v in metrics[column])
     assert any("seen in training" in m for m in texts(at.markdown))

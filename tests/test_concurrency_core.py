@@ -251,7 +251,9 @@ def test_same_seed_and_config_give_the_same_run_card(toy_pair):
 
 # Constant lookup tables (never written to); anything else mutable at module level would be shared by all users.
 CONSTANT_TABLES = {
-    "vlod_core.cli": {"METRIC_LABELS"},
+    "vlod_core.answers": {"SHORTHANDS"},
+    "vlod_core.run_summary": {"METRICS", "CONTEXTS"},
+    "vlod_core.steering": {"REGISTRY"},
     "vlod_core.evaluation": {"SUFFIX"},
     "vlod_core.figures": {"DISTRIBUTIONS", "PAIR_COLOURS", "PAIR_LABELS", "RULE_COLOURS", "SHARE_SCALE"},
     "vlod_core.topk": {"DISTRIBUTIONS"},

@@ -34,27 +34,22 @@ from pathlib import Path
 
 from PIL import Image
 
+from vlod_core import settings
 from vlod_core.distill import DistillConfig
 from vlod_core.pair import PairSpec
 from vlod_core.results import RunCard
-from vlod_core.steering import RULES, SteeringConfig
+from vlod_core.steering import RULES
 
 ROOT = Path(__file__).resolve().parents[1]  # the worker imports this checkout's vlod_core, whatever is installed
 FINISHED = ("done", "skipped", "failed")  # a rule's final states; "waiting" and "running" are not
-_DISTILL, _STEERING = DistillConfig(), SteeringConfig()
-# The form's settings and their defaults (the page draws the form from these): the configs' own defaults, but
-# for the rules compared, a shorter run, and a held-out measurement every 20 steps to draw the curves.
-DEFAULT_SETTINGS = {
-    "rules": ["standard", "vgs"],
-    "steps": 300,  # half the CLI's: two rules side by side, a visible gain in about a minute each
-    "lr": _DISTILL.lr,
-    "batch": _DISTILL.batch,
-    "seed": _DISTILL.seed,
-    "gamma": _STEERING.gamma,
-    "lam": _STEERING.lam,
-    "eval_every": 50,
-    "geometry_every": _DISTILL.geometry_every,
-    "lora_rank": _DISTILL.lora_rank,
+# The form's settings (the page draws a widget for each from its config field) and the app's own defaults: the
+# configs' defaults but for the rules compared, a shorter run, and a held-out measurement every 50 steps.
+FORM_SETTINGS = ("steps", "lr", "batch", "seed", "gamma", "lam", "eval_every", "geometry_every", "lora_rank")
+APP_DEFAULTS = {"steps": 300, "eval_every": 50}  # two rules side by side, a visible gain in about a minute each
+DEFAULT_SETTINGS = {"rules": ["standard", "vgs"]} | {
+    name: APP_DEFAULTS.get(name, entry.default)
+    for name, entry in settings.entries(DistillConfig).items()
+    if name in FORM_SETTINGS
 }
 EVAL_EXAMPLES = 200
 
@@ -63,28 +58,16 @@ class RegistryFull(RuntimeError):
     """No room for another job on this server; the message says so for the user."""
 
 
-def distill_configs(settings: dict) -> dict[str, DistillConfig]:
+def distill_configs(form: dict) -> dict[str, DistillConfig]:
     """One `DistillConfig` per chosen rule from the form's settings; ValueError names a bad field."""
-    rules = list(settings.get("rules") or [])
+    rules = list(form.get("rules") or [])
     if not rules:
         raise ValueError("choose at least one update rule")
     unknown = [rule for rule in rules if rule not in RULES]
     if unknown:
         raise ValueError(f"unknown update rule {unknown[0]!r} (choose from {', '.join(RULES)})")
-    return {
-        rule: DistillConfig(
-            steps=int(settings["steps"]),
-            batch=int(settings["batch"]),
-            lr=float(settings["lr"]),
-            seed=int(settings["seed"]),
-            steering=SteeringConfig(rule=rule, gamma=float(settings["gamma"]), lam=float(settings["lam"])),
-            eval_every=int(settings["eval_every"]),
-            eval_examples=EVAL_EXAMPLES,
-            geometry_every=int(settings["geometry_every"]),
-            lora_rank=int(settings.get("lora_rank", DEFAULT_SETTINGS["lora_rank"])),
-        )
-        for rule in rules
-    }
+    values = {name: form[name] for name in FORM_SETTINGS if name in form} | {"eval_examples": EVAL_EXAMPLES}
+    return {rule: settings.build(DistillConfig, values | {"rule": rule}) for rule in rules}
 
 
 @dataclass

@@ -30,11 +30,12 @@ from vlod_core.data import Row, TrainingData
 from vlod_core.engine import rollout, score_responses
 from vlod_core.evaluation import EvalSet, Evaluation, evaluate, greedy_answers
 from vlod_core.geometry import geometry_of_losses
-from vlod_core.inputs import ABLATIONS, CONTEXTS
+from vlod_core.inputs import CONTEXTS, ablation_setting
 from vlod_core.losses import per_token_losses
 from vlod_core.pair import ModelPair
 from vlod_core.results import RunCard, StepRecord, library_versions
 from vlod_core.sampling import SamplingConfig
+from vlod_core.settings import check, setting
 from vlod_core.steering import SteeringConfig, eta_from_gradients, objective, steered_gradients
 
 logger = logging.getLogger(__name__)
@@ -45,73 +46,59 @@ Rollouts = Callable[[int], tuple[list[Image.Image], list[str], list[list[int]]]]
 
 @dataclass(frozen=True)
 class DistillConfig:
-    steps: int = 600
-    batch: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0  # 0 turns clipping off
-    seed: int = 0
+    steps: int = setting(600, low=1, high=100_000, step=10, help="optimiser steps", label="Steps")
+    batch: int = setting(32, low=1, high=4096, step=8, help="answers per step", label="Batch (answers per step)")
+    lr: float = setting(
+        1e-3, low=1e-7, high=1.0, step=1e-4, fmt="%.0e", label="Learning rate (AdamW)",
+        help="AdamW learning rate: the toy student needs ~1e-3; the paper used 1e-6 on billion-parameter students",
+    )
+    weight_decay: float = setting(0.01, low=0.0, high=10.0, help="AdamW weight decay")
+    max_grad_norm: float = setting(1.0, low=0.0, high=1e6, help="clip the gradient's norm to this (0: off)")
+    seed: int = setting(
+        0, low=0, high=2**31 - 1, step=1, label="Seed",
+        help="every rule starts from this seed: same questions, same sampling, same start",
+    )
     steering: SteeringConfig = field(default_factory=SteeringConfig)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=6))
-    ablation: str = "remove"
-    geometry_every: int = 0  # 0: never (three extra backward passes each time)
-    geometry_bins: int = 10
-    eval_every: int = 0  # 0: only before and after
-    eval_examples: int = 400  # at most this many evaluation rows
-    answer_examples: int = 6  # greedy answers before and after on this many of the data's rows to show
-    eval_max_new_tokens: int = 32  # bounds the teacher's greedy answers that agreement is measured against
-    samples_per_prompt: int = 1  # student answers per prompt in a step (TRL's num_generations); divides batch
+    ablation: str = ablation_setting()
+    geometry_every: int = setting(
+        0, low=0, high=100_000, step=10, label="Angles every k steps (0: never; costs 3+ backward passes)",
+        help="record the gradient angles every k steps (0: never; three extra backward passes each time)",
+    )
+    geometry_bins: int = setting(10, low=0, high=100, help="VDS bins of the recorded angles")
+    eval_every: int = setting(
+        0, low=0, high=100_000, step=10, label="Held-out accuracy every k steps (0: before/after only)",
+        help="evaluate every k steps (0: only before and after)",
+    )
+    eval_examples: int = setting(400, low=1, high=1_000_000, help="at most this many evaluation rows")
+    answer_examples: int = setting(6, low=0, high=1000, help="greedy answers kept before and after on this many rows")
+    eval_max_new_tokens: int = setting(
+        32, low=1, high=4096, help="bound on the teacher's greedy answers that agreement is measured against"
+    )
+    samples_per_prompt: int = setting(
+        1, low=1, high=4096, help="student answers per prompt in a step (TRL's num_generations); divides the batch"
+    )
     # `standard` descends ℓStd, which needs only the image passes; the image-free ones only feed the logged ℓLang,
     # ℓVis and VDS, so they run every k-th step (NaN in the records between). 1: every step.
-    decompose_every: int = 10
-    mixed_precision: str = "no"  # accelerate's: "no", "bf16", "fp16"
-    lora_rank: int = 0  # > 0: train LoRA adapters of this rank only (the copy shares the shared student's weights)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
+    decompose_every: int = setting(
+        10, low=1, high=100_000,
+        help="standard only: score the image-free passes (for the logged ℓLang, ℓVis, VDS) every k steps",
+    )
+    mixed_precision: str = setting("no", choices=("no", "bf16", "fp16"), help="accelerate's mixed precision")
+    lora_rank: int = setting(
+        0, low=0, high=1024, step=4, flag="--lora", label="LoRA rank (0: train every weight)",
+        help="train LoRA adapters of this rank only (0: every weight): far less memory on a big student",
+    )
+    gradient_checkpointing: bool = setting(
+        False, help="recompute activations in the backward pass: less memory, more time"
+    )
 
     def __post_init__(self):
-        for name in (
-            "steps",
-            "batch",
-            "seed",
-            "geometry_every",
-            "geometry_bins",
-            "eval_every",
-            "eval_examples",
-            "eval_max_new_tokens",
-            "samples_per_prompt",
-            "decompose_every",
-            "lora_rank",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be a whole number, got {value!r}")
-        if not 1 <= self.steps <= 100_000:
-            raise ValueError(f"steps must be between 1 and 100000, got {self.steps}")
-        if not 1 <= self.batch <= 4096:
-            raise ValueError(f"batch must be between 1 and 4096, got {self.batch}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= 1.0):
-            raise ValueError(f"lr (learning rate) must be in (0, 1], got {self.lr}")
-        if not self.weight_decay >= 0:  # also refuses NaN
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not self.max_grad_norm >= 0:
-            raise ValueError(f"max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
-        if self.ablation not in ABLATIONS:
-            raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
-        for name in ("geometry_every", "eval_every", "answer_examples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.eval_examples < 1:
-            raise ValueError(f"eval_examples must be >= 1, got {self.eval_examples}")
-        if not 1 <= self.eval_max_new_tokens <= 4096:
-            raise ValueError(f"eval_max_new_tokens must be in [1, 4096], got {self.eval_max_new_tokens}")
-        if self.samples_per_prompt < 1 or self.batch % self.samples_per_prompt:
+        check(self)
+        if self.batch % self.samples_per_prompt:
             raise ValueError(
                 f"samples_per_prompt must be >= 1 and divide the batch ({self.batch}), got {self.samples_per_prompt}"
             )
-        if self.decompose_every < 1:
-            raise ValueError(f"decompose_every must be >= 1, got {self.decompose_every}")
-        if self.lora_rank < 0:
-            raise ValueError(f"lora_rank must be >= 0 (0: train every weight), got {self.lora_rank}")
 
     def needs_ablated(self, step: int) -> bool:
         """Whether step `step` (0-based) must score the image-free context too."""

@@ -32,9 +32,10 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
+from vlod_core.run_summary import curve, headline, steps_to_gain
+
 Z = 2.0
 VERDICTS = ("agrees", "disagrees", "inconclusive")
-GAIN = 0.05  # "steps to +5 points"
 POINTS = 100.0  # rates are stored in [0, 1]; claims and tables speak in points
 VDS_FLOOR = 1e-3  # nats: below this the image barely changes the teacher's next-token distribution
 
@@ -269,11 +270,6 @@ def claim_row(spec: ClaimSpec, measured: dict | None, note: str = "") -> dict:
 # One run's numbers
 
 
-def headline(before: dict) -> str:
-    """Accuracy where the rows have reference answers, else agreement with the teacher."""
-    return "accuracy" if "accuracy_image" in before else "agreement"
-
-
 def _value(block: dict | None, name: str):
     value = (block or {}).get(name)
     return value if finite(value) else None
@@ -297,25 +293,6 @@ def step_seconds(card: dict, block: int = 10) -> float | None:
     if whole:
         return statistics.median(whole)
     return statistics.fmean(gaps.values()) if gaps else None
-
-
-def curve(card: dict, metric: str) -> list[tuple[int, float]]:
-    """(step, metric with the image) at 0, at every evaluation during the run, and after it."""
-    key = f"{metric}_image"
-    points = [(0, _value(card["before"], key))]
-    points += [(r["step"], _value(r["evaluation"], key)) for r in card["records"] if r.get("evaluation")]
-    if card["records"]:
-        points.append((card["records"][-1]["step"], _value(card["after"], key)))
-    return [(s, v) for s, v in points if v is not None]
-
-
-def steps_to_gain(card: dict, metric: str, gain: float = GAIN) -> int | None:
-    """The first evaluated step whose metric with the image is `gain` above the start; None if never."""
-    points = curve(card, metric)
-    if not points or points[0][0] != 0:
-        return None
-    target = points[0][1] + gain - 1e-9
-    return next((step for step, value in points[1:] if value >= target), None)
 
 
 def windows(card: dict, steps: int, count: int, key: str = "lang_high_vds") -> list[float | None]:
