@@ -36,14 +36,7 @@ from vlod_app.words import TOKEN_COLUMNS
 from vlod_core import settings
 from vlod_core.decomposition import PER_TOKEN_FIELDS
 from vlod_core.distill import DistillConfig
-from vlod_core.figures import (
-    kl_bars,
-    logratio_split,
-    logratio_words,
-    occlusion_figure,
-    token_strip,
-    visual_term_change,
-)
+from vlod_core.figures.tokens import kl_bars, logratio_split, logratio_words, occlusion_figure, token_strip, visual_term_change
 from vlod_core.inputs import ABLATIONS
 from vlod_core.occlusion import FILLS
 from vlod_core.sampling import SamplingConfig
@@ -276,7 +269,7 @@ if result is None:
     st.session_state.pop(ASKED_KEY, None)
     view.share(probe_params(probe, question=False))
     st.stop()
-inspection = result.inspection
+inspection = result
 view.context = f"sample {sample_number(probe)}" if probe.source == "toy" else probe.label
 reference = probe.reference if probe.question == inspection.question else None
 if probe.source == "scene":
@@ -317,7 +310,7 @@ if before is not None:
     )
     if earlier is not None:
         scored = SCORED[0] if st.session_state.get("scene_scored", SCORED[0]) == SCORED[0] else SCORED[1]
-        text = earlier.inspection.answers["teacher_image"] if scored == SCORED[0] else inspection.response
+        text = earlier.answers["teacher_image"] if scored == SCORED[0] else inspection.response
         # one answer scored on both images: the same tokens, so their visual terms compare one to one
         both = [
             shown(
@@ -343,10 +336,10 @@ if before is not None:
         show_image(probe.image, "after", new_col, width=128)
         with answers_col:
             for key, title in ANSWER_TITLES.items():
-                old, new = earlier.inspection.answers[key], inspection.answers[key]
+                old, new = earlier.answers[key], inspection.answers[key]
                 st.markdown(f"{title}: {old or '(nothing)'} → {diff_markdown(old, new)}")
         st.radio("Answer scored on both scenes", SCORED, key="scene_scored", horizontal=True)
-        rows_before, rows_after = (result.inspection.decomposition.rows(0) for result in both)
+        rows_before, rows_after = (result.decomposition.rows(0) for result in both)
         view.chart(visual_term_change(rows_before, rows_after), "visual term before and after")
         st.caption(
             f"**{text or '(end of turn only)'}** scored on both scenes. Each token's visual term is student PMI − "

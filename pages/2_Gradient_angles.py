@@ -17,15 +17,8 @@ from vlod_app.compute import geometry_cached
 from vlod_app.links import Params, from_link
 from vlod_app.state import current_spec, get_pair, shown
 from vlod_app.widgets import adopt_probe, page_setup, probe_or_default, probe_params
-from vlod_core.figures import (
-    FEW_TOKENS,
-    PAIR_LABELS,
-    angles_by_bin,
-    angles_by_group,
-    norms_by_group,
-    thin_bins,
-    vector_plane,
-)
+from vlod_core.figures.angles import angles_by_bin, angles_by_group, norms_by_group, thin_bins, vector_plane
+from vlod_core.figures.style import FEW_TOKENS, PAIR_LABELS
 from vlod_core import settings
 from vlod_core.geometry_batch import GeometryConfig
 from vlod_core.inputs import ABLATIONS

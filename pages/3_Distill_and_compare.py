@@ -29,13 +29,14 @@ from vlod_app.run_view import (
     prompt_tokens,
     shows_every_row,
     student_download,
+    verdict_markdown,
 )
 from vlod_app.server import job_registry
 from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
 from vlod_app.widgets import adopt_probe, diff_markdown, page_setup, probe_or_default, probe_params
 from vlod_core import settings
 from vlod_core.distill import DistillConfig
-from vlod_core.figures import accuracy_bars, accuracy_text, training_curves
+from vlod_core.figures.runs import accuracy_bars, accuracy_text, training_curves
 from vlod_core.results import RunCard
 from vlod_core.steering import RULES, rule_label
 
@@ -133,7 +134,6 @@ probe = probe_or_default()
 view.show_probe(probe)
 
 
-
 def training_data() -> None:
     """Train on: the toy world or my images, with the preview (below a run's results, so they stay in view)."""
     st.subheader("Training data")
@@ -149,6 +149,7 @@ def training_data() -> None:
             "with a real pair this is a smoke test of the loop, not a meaningful distillation: train on your own "
             "images instead."
         )
+
 
 # ------------------------------------------------------------------------------------- the form (sidebar)
 if running:
@@ -269,6 +270,8 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
     view.table(pd.DataFrame(rows), f"{headline} before and after", key=f"{prefix}_summary")
     if not cards:
         return
+    if len(cards) + len(not_run) + len(failed) > 1:
+        st.markdown(verdict_markdown(cards, not_run + list(failed)))
     st.markdown(f"**Closeness to the teacher, before and after** ({evaluated_on(cards)}, ± one standard error)")
     view.table(metric_rows(cards), "metrics before and after", key=f"{prefix}_metrics")
     plain = {rule: card.to_dict() for rule, card in cards.items()}

@@ -87,8 +87,9 @@ class Job:
     kind = "distill"
     idle_stops = True  # stopped when nobody has looked at it for a while
 
-    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int):
+    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int, clock=time.monotonic):
         self.id = job_id
+        self.clock = clock  # seconds, monotonic; the registry's (a test's fake one advances by hand)
         self.spec = spec
         self.settings = settings
         self.folder = folder
@@ -98,7 +99,7 @@ class Job:
         self.error: str | None = None
         self.stop_reason: str | None = None
         self.finished: float | None = None
-        self.last_seen = time.monotonic()
+        self.last_seen = clock()
         self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -106,7 +107,7 @@ class Job:
 
     def touch(self) -> None:
         """A page is looking at this job (it stops itself when nobody has for a while)."""
-        self.last_seen = time.monotonic()
+        self.last_seen = self.clock()
 
     def stop(self, reason: str = "stopped by the user") -> None:
         with self._lock:
@@ -252,7 +253,7 @@ class Job:
             elif run.state == "running":  # the worker died mid-rule
                 run.state = "failed"
                 run.error = run.error or self.error or "the worker process ended"
-        self.state, self.finished = "finished", time.time()
+        self.state, self.finished = "finished", self.clock()
 
 
 class ExperimentsJob(Job):
@@ -261,8 +262,8 @@ class ExperimentsJob(Job):
     kind = "experiments"
     idle_stops = False  # its finished runs are cached and its report is for every visitor
 
-    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int):
-        super().__init__(job_id, spec, settings, folder, threads)
+    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int, clock=time.monotonic):
+        super().__init__(job_id, spec, settings, folder, threads, clock)
         self.progress: dict | None = None
         self.out_dir: Path | None = None  # set when the check ended with a report (or stopped)
         self.stopped = False  # it ended before every run finished (no report; the runs so far are cached)
@@ -311,11 +312,13 @@ class JobRegistry:
         keep_s: float = 3600,
         command: list[str] | None = None,
         poll_s: float = 1.0,
+        clock=time.monotonic,
     ):
         if max_running < 1 or max_queued < 0:
             raise ValueError("max_running must be >= 1 and max_queued >= 0")
         self.max_running, self.max_queued = max_running, max_queued
         self.idle_stop_s, self.keep_s = idle_stop_s, keep_s
+        self.clock = clock  # the idle and keep times are read from it (a test injects its own)
         self.command = command or [sys.executable, "-m", "vlod_app.worker"]
         self.root = Path(tempfile.mkdtemp(prefix="vlod-jobs-"))
         self._jobs: dict[str, Job] = {}
@@ -365,7 +368,7 @@ class JobRegistry:
                     }
                 )
             )
-            job = Job(job_id, spec, dict(settings), folder, threads)
+            job = Job(job_id, spec, dict(settings), folder, threads, self.clock)
             self._jobs[job_id] = job
         self._schedule()
         return job
@@ -388,7 +391,7 @@ class JobRegistry:
             (folder / "job.json").write_text(
                 json.dumps({"kind": "experiments", "spec": asdict(spec), "settings": settings, "threads": threads})
             )
-            job = ExperimentsJob(job_id, spec, dict(settings), folder, threads)
+            job = ExperimentsJob(job_id, spec, dict(settings), folder, threads, self.clock)
             self._jobs[job_id] = job
         self._schedule()
         return job
@@ -433,15 +436,20 @@ class JobRegistry:
 
     def _tend(self, poll_s: float) -> None:
         while not self._closed.wait(poll_s):
-            now = time.monotonic()
-            for job in list(self._jobs.values()):
-                if not job.done and job.idle_stops and now - job.last_seen > self.idle_stop_s:
-                    job.stop(f"stopped because nobody looked at it for {_duration(self.idle_stop_s)}")
-                if job.done and job.finished is not None and time.time() - job.finished > self.keep_s:
-                    with self._lock:
-                        self._jobs.pop(job.id, None)
-                    shutil.rmtree(job.folder, ignore_errors=True)
-            self._schedule()
+            self.tend()
+
+    def tend(self) -> None:
+        """One round of housekeeping (the janitor thread's, every `poll_s`): stop the jobs nobody has looked at
+        for `idle_stop_s`, forget those finished `keep_s` ago, start queued ones where a place is free."""
+        now = self.clock()
+        for job in list(self._jobs.values()):
+            if not job.done and job.idle_stops and now - job.last_seen > self.idle_stop_s:
+                job.stop(f"stopped because nobody looked at it for {_duration(self.idle_stop_s)}")
+            if job.done and job.finished is not None and now - job.finished > self.keep_s:
+                with self._lock:
+                    self._jobs.pop(job.id, None)
+                shutil.rmtree(job.folder, ignore_errors=True)
+        self._schedule()
 
 
 def _duration(seconds: float) -> str:

@@ -10,16 +10,25 @@ from __future__ import annotations
 import pandas as pd
 
 from vlod_core.distill import DistillConfig
-from vlod_core.figures import accuracy_text
+from vlod_core.figures.runs import accuracy_text
 from vlod_core.memory import GIB, estimate_training_memory
 from vlod_core.results import RunCard
 from vlod_core.run_summary import METRICS, headline
+from vlod_core.verdict import verdict
+
 
 def headline_metric(cards: dict[str, RunCard]) -> str:
     """'accuracy' when the evaluation rows have right answers (the toy world always has), else 'agreement'."""
     if not cards:
         return "accuracy"
     return headline(*(block for card in cards.values() for block in (card.before, card.after)))
+
+
+def verdict_markdown(cards: dict[str, RunCard], not_run: list[str]) -> str:
+    """The run's verdict in words (`vlod_core.verdict`): the line in bold, then what it rests on."""
+    result = verdict({rule: [card] for rule, card in cards.items()} | {rule: [] for rule in not_run})
+    lines = [f"**{result.line().removeprefix('verdict: ').capitalize()}.**"]
+    return "\n".join(lines + [f"- {reason}" for reason in result.reasons])
 
 
 def metric_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
@@ -111,8 +120,10 @@ def memory_text(pair, batch: int, lora_rank: int, prompt_tokens: int) -> str:
         (max(prompt_tokens, 1), response),
         lora_rank or None,
     )
-    what = f"LoRA rank {lora_rank}: {estimate.trainable_parameters:,} trainable parameters" if lora_rank else (
-        f"every weight trained: {estimate.trainable_parameters:,} parameters"
+    what = (
+        f"LoRA rank {lora_rank}: {estimate.trainable_parameters:,} trainable parameters"
+        if lora_rank
+        else (f"every weight trained: {estimate.trainable_parameters:,} parameters")
     )
     return (
         f"Memory for this run, estimated: about {_size(estimate.total)} on {pair.device.type} "

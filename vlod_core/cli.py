@@ -73,17 +73,18 @@ PROMPT_TOKENS = 320  # assumed prompt length for the memory check: a 448-px imag
 
 def _load_pair(args, training: bool = False):
     """Build the toy pair on first use; check a training run fits in memory before loading anything."""
+    from vlod_core import toy
     from vlod_core.memory import check_pair_memory
     from vlod_core.pair import load_pair
-    from vlod_core.toy.build import ensure_toy_pair
 
-    if TOY in (args.teacher, args.student):
-        ensure_toy_pair(progress=_progress_printer("building the toy pair (first use)"))
     spec = _pair_spec(args)
+    folders = toy.folders(spec, progress=_progress_printer("building the toy pair (first use)"))
     if training:
         lengths = (PROMPT_TOKENS, args.max_new_tokens)
-        check_pair_memory(spec, args.batch, lengths, args.lora_rank or None, args.gradient_checkpointing)
-    return load_pair(spec)
+        check_pair_memory(
+            spec, args.batch, lengths, args.lora_rank or None, args.gradient_checkpointing, folders=folders
+        )
+    return load_pair(spec, folders)
 
 
 def _add_data_args(parser: argparse.ArgumentParser, evaluation: bool = True) -> None:
@@ -346,6 +347,7 @@ def cmd_compare(args) -> int:
     import statistics
 
     from vlod_core.distill import distill
+    from vlod_core.verdict import verdict
 
     data = _training_data(args)
     pair = _load_pair(args, training=True)
@@ -382,6 +384,7 @@ def cmd_compare(args) -> int:
             f"{spread([c.after[key + '_no_image'] for c in cards]):>17}{reach_text:>18}"
             f"{statistics.fmean(c.seconds for c in cards):>9.1f}"
         )
+    print(verdict(dict(rows)).text())
     return 0
 
 

@@ -27,9 +27,12 @@ class GeometryConfig:
     """One measurement of the angles: `vlod geometry`'s flags and page 2's form."""
 
     batch: int = setting(32, low=1, high=256, help="questions in the batch (each answered once by the student)")
-    seed: int = setting(0, low=0, high=2**31 - 1, step=1, help="which questions and which sampled answers", label="Seed")
-    bins: int = setting(10, low=0, high=20, step=1, help="equal-count VDS bins of the response tokens (0: none)",
-                        label="VDS bins")
+    seed: int = setting(
+        0, low=0, high=2**31 - 1, step=1, help="which questions and which sampled answers", label="Seed"
+    )
+    bins: int = setting(
+        10, low=0, high=20, step=1, help="equal-count VDS bins of the response tokens (0: none)", label="VDS bins"
+    )
     ablation: str = ablation_setting()
     max_new_tokens: int = setting(6, low=1, high=4096, help="length limit of the student's answers")
 

@@ -34,6 +34,8 @@ def ablation_setting():
         help="what 'without the image' means: remove (the paper's default) drops the image entry from the message, "
         "so there are no image tokens at all; blank and blur keep a neutral image",
     )
+
+
 CONTEXTS = ("image", "ablated")
 ROLES = ("student", "teacher")
 BLUR_RADIUS_FRACTION = 0.08  # of the image's shorter side

@@ -20,7 +20,11 @@ from vlod_core.settings import check, setting
 @dataclass(frozen=True)
 class SamplingConfig:
     temperature: float = setting(
-        1.0, low=1e-3, high=10.0, step=0.1, help="sampling temperature (unused when greedy)",
+        1.0,
+        low=1e-3,
+        high=10.0,
+        step=0.1,
+        help="sampling temperature (unused when greedy)",
         label="Temperature (for a sample)",
     )
     top_p: float = setting(1.0, low=0.01, high=1.0, step=0.05, help="nucleus sampling: keep this much mass")

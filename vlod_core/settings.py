@@ -31,6 +31,7 @@ class Setting:
     label: str | None = None
     flag: str | None = None  # the command line's flag, when not `--field-name`
     parse: Callable[[str], Any] | None = None  # text (a flag, a URL) -> value, when not the default's type
+    words: str | None = None  # the name in words, for messages: "lr (learning rate) must be ..."
 
     @property
     def text(self) -> str:
@@ -120,7 +121,8 @@ def check(config: Any, skip: Iterable[str] = ()) -> None:
         value = getattr(config, field.name)
         if about.parse is not None:  # a value of several kinds ("auto" or a number) checks itself in its parse
             continue
-        check_value(field.name, about, value, type(field.default) if field.default is not MISSING else None)
+        named = f"{field.name} ({about.words})" if about.words else field.name
+        check_value(named, about, value, type(field.default) if field.default is not MISSING else None)
 
 
 def check_value(name: str, about: Setting, value: Any, kind: type | None) -> None:
@@ -218,8 +220,12 @@ def widget(config_class: type, name: str, default: Any = None) -> dict[str, Any]
     about = entry.about
     value = entry.default if default is None else default
     if about.choices is not None:
-        return {"label": about.text, "options": list(about.choices), "index": list(about.choices).index(value),
-                "help": about.help}
+        return {
+            "label": about.text,
+            "options": list(about.choices),
+            "index": list(about.choices).index(value),
+            "help": about.help,
+        }
     out = {"label": about.text, "value": value, "help": about.help if about.label else None}
     if about.low is not None:
         out["min_value"] = entry.kind(about.low)

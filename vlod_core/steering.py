@@ -26,7 +26,6 @@ import torch
 from vlod_core.settings import check, setting
 
 
-
 @dataclass(frozen=True)
 class Rule:
     """An update rule as the CLI's choices, the app's picker and the docs name it."""
@@ -46,8 +45,13 @@ REGISTRY = {
         Rule("vgs_no_lp", "ℓStd + γ·ℓVis", "VGS without language preservation (the paper's ablation)", "vis"),
         Rule("vgs_adaptive", "ℓStd + γ_t·ℓVis + λ·ℓLP", "VGS with γ per token by VDS quantile", "vis", "lang"),
         Rule("vgs_anchored", "ℓStd + γ·ℓVis* + λ·ℓLP", "VGS whose q* uses the initial student's prior", "vis", "lang"),
-        Rule("lang_steer", "ℓStd + γ·ℓLang + λ·ℓVP", "steering toward language instead (the inverse control)", "lang",
-             "vis"),
+        Rule(
+            "lang_steer",
+            "ℓStd + γ·ℓLang + λ·ℓVP",
+            "steering toward language instead (the inverse control)",
+            "lang",
+            "vis",
+        ),
     )
 }
 RULES = tuple(REGISTRY)
@@ -71,11 +75,20 @@ def _eta(text: str) -> float | str:
 class SteeringConfig:
     rule: str = setting("standard", choices=RULES, flag="--steering", help="the update rule", label="Update rule")
     gamma: float = setting(
-        2.0, low=0.0, high=10.0, step=0.5, help="γ, weight of the steering term (ℓVis, or ℓLang for lang_steer)",
+        2.0,
+        low=0.0,
+        high=10.0,
+        step=0.5,
+        help="γ, weight of the steering term (ℓVis, or ℓLang for lang_steer)",
         label="γ, steering weight",
     )
     lam: float = setting(
-        0.01, low=0.0, high=10.0, step=0.01, fmt="%.3f", help="λ, weight of the preservation term (ℓLP or ℓVP)",
+        0.01,
+        low=0.0,
+        high=10.0,
+        step=0.01,
+        fmt="%.3f",
+        help="λ, weight of the preservation term (ℓLP or ℓVP)",
         label="λ, preservation weight",
     )
     eta: float | str = setting(
@@ -91,7 +104,8 @@ class SteeringConfig:
     )
     detach_prior: bool = setting(True, help="stop-gradient on the student's text-only log-probs inside q*")
     average: str = setting(
-        "response", choices=("response", "token"),
+        "response",
+        choices=("response", "token"),
         help="mean over each response's tokens then responses, or over all tokens",
     )
 

@@ -93,7 +93,8 @@ class Plan:
             if not 0 < lr <= 1 or steps < 1:
                 raise ValueError(f"learning_rates: need 0 < lr <= 1 and steps >= 1, got ({lr}, {steps})")
         settings.build(  # the run's own checks
-            DistillConfig, {"steps": self.steps, "batch": self.batch, "lr": self.lr, "eval_examples": self.eval_examples}
+            DistillConfig,
+            {"steps": self.steps, "batch": self.batch, "lr": self.lr, "eval_examples": self.eval_examples},
         )
 
     def with_seeds(self, seeds: int) -> "Plan":
