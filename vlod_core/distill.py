@@ -271,6 +271,42 @@ def prepare_student(pair: ModelPair, config: DistillConfig, accelerator) -> Trai
     return Trainee(wrapped, plain, optimiser, [p for _, p in named], named)
 
 
+def score_step(
+    pair: ModelPair,
+    trainee: Trainee,
+    config: DistillConfig,
+    accelerator,
+    images,
+    questions,
+    responses,
+    step: int,
+    anchor=None,
+):
+    """On-policy: this process's share answered by the student (unless `responses` are given), scored four ways
+    (the image-free passes only on the steps that need them), and the rule's objective built from the per-token
+    losses. Returns the scored rollout and the objective's terms."""
+    processes, process = accelerator.num_processes, accelerator.process_index
+    scored = rollout(
+        pair,
+        images,
+        questions,
+        responses=responses,
+        sampling=config.sampling,
+        seed=step_seed(config.seed, step, process),
+        ablation=config.ablation,
+        contexts=CONTEXTS if config.needs_ablated(step) else ("image",),
+        student=trainee.wrapped,
+        sampler=trainee.plain,
+        student_grad=True,
+        anchor=anchor,
+        merge=processes > 1,  # DDP: one forward of the wrapped student per backward
+    )
+    mask = scored.four.response_mask
+    losses = per_token_losses(scored.four, config.steering.estimator, config.steering.detach_prior)
+    vds_pool = _global_vds(accelerator, losses["vds"], mask) if processes > 1 else None
+    return scored, objective(config.steering, losses, mask, vds_pool)
+
+
 def descend(trainee: Trainee, accelerator, config: DistillConfig, terms, eta: float, measure_eta: bool):
     """One update of the rule's objective: η measured from this batch where asked, the loss's gradient, clipping
     and the AdamW step. Returns (loss, η, gradient norm, why the run must stop or None); on a non-finite loss
@@ -368,25 +404,8 @@ def distill(
         if given:
             images, questions, responses = images[shard], questions[shard], responses[shard]
         with accelerator.autocast(), compute():
-            scored = rollout(
-                pair,
-                images,
-                questions,
-                responses=responses,
-                sampling=config.sampling,
-                seed=step_seed(config.seed, step, process),
-                ablation=config.ablation,
-                contexts=CONTEXTS if config.needs_ablated(step) else ("image",),
-                student=trainee.wrapped,
-                sampler=trainee.plain,
-                student_grad=True,
-                anchor=anchor,
-                merge=processes > 1,  # DDP: one forward of the wrapped student per backward
-            )
-            mask = scored.four.response_mask
-            losses = per_token_losses(scored.four, config.steering.estimator, config.steering.detach_prior)
-            vds_pool = _global_vds(accelerator, losses["vds"], mask) if processes > 1 else None
-            terms = objective(config.steering, losses, mask, vds_pool)
+            scored, terms = score_step(pair, trainee, config, accelerator, images, questions, responses, step, anchor)
+        mask = scored.four.response_mask
         steering = config.steering
         measure_eta = steering.steers and steering.eta == "auto" and step % steering.eta_every == 0
         loss, eta, grad_norm, failure = descend(trainee, accelerator, config, terms, eta, measure_eta)
