@@ -20,6 +20,8 @@ from vlod_core.data import Row, TrainingData, VQASet, split_rows
 from vlod_core.sources import row_from_record
 from vlod_core.trl import DecomposedDistillationConfig, DecomposedDistillationTrainer, trl_dataset
 
+from family_pairs import family_pairs_fixture  # noqa: F401  (a session fixture)
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("trl_worker.py")
 DECOMPOSITION = ("std", "lang", "vis", "vds", "lp", "preserve", "eta", "vds_q10", "vds_q50", "vds_q70", "vds_q90")
@@ -148,6 +150,7 @@ def test_loss_and_gradients_equal_vlods_distill_step(toy_pair, tmp_path, rule):
     images, questions, responses, records = _fixed_batch(toy_pair)
     trainer = _trainer(toy_pair, tmp_path, rule, records)
     inputs, loss, grads, _ = _trainer_step(trainer, records, responses)
+    loss = loss.detach()
     steering = trainer.steering
 
     # vlod's loop itself, one step on the same answers (no clipping: the record keeps the raw gradient norm)
@@ -206,6 +209,15 @@ def test_trains_the_toy_pair_from_a_trl_dataset_and_logs_the_decomposition(toy_p
             return "HOOK: the teacher ignores the image (test)"
 
     from datasets import Dataset
+    from transformers import TrainerCallback
+
+    class Reported(TrainerCallback):
+        """What TensorBoard's, W&B's and trackio's callbacks are handed at each logging step."""
+
+        logs = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.logs.append(dict(logs or {}))
 
     records = worker.trl_records(12)
     trainer = Watched(
@@ -214,6 +226,7 @@ def test_trains_the_toy_pair_from_a_trl_dataset_and_logs_the_decomposition(toy_p
         worker.config(tmp_path, rule, per_device_train_batch_size=BATCH, max_steps=3),
         train_dataset=Dataset.from_list(records),
         processing_class=toy_pair.processor,
+        callbacks=[Reported()],
     )
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with caplog.at_level(logging.WARNING, logger="vlod_core.trl"):
@@ -232,6 +245,10 @@ def test_trains_the_toy_pair_from_a_trl_dataset_and_logs_the_decomposition(toy_p
             assert logged["loss"] == pytest.approx(expected, rel=1e-4)
             assert values["preserve"] == pytest.approx(0.01 * values["lp"], rel=1e-5)
             assert 0 < values["eta"] < 1.5
+    reported = [logs for logs in Reported.logs if "loss" in logs]
+    assert [{k: v for k, v in logs.items() if k.startswith("vlod/")} for logs in reported] == [
+        {k: v for k, v in logged.items() if k.startswith("vlod/")} for logged in steps
+    ]
     moved = max(float((trainer.model.state_dict()[k] - v).abs().max()) for k, v in before.items())
     assert moved > 1e-4
     assert calls == [BATCH]  # the grounding hook runs once, at the first step, with that step's rows
@@ -269,6 +286,16 @@ def test_trains_from_a_vlod_data_source(toy_pair, tmp_path):
     assert len(trainer.train_dataset) == 2 * BATCH  # max_steps × the batch of one process
     trainer.train()
     assert all(math.isfinite(h["vlod/vis"]) for h in trainer.state.log_history if "loss" in h)
+
+
+@pytest.mark.slow
+def test_trains_a_qwen3_vl_layout_pair(family_pairs, tmp_path):
+    """Qwen3-VL's processor (image grids, per-token type ids): TRL's prompt is the one vlod scores, and it trains."""
+    trainer = _trainer(family_pairs.pair("qwen3_vl"), tmp_path, "vgs", worker.trl_records(4), max_steps=2,
+                       per_device_train_batch_size=2, max_completion_length=4)  # fmt: skip
+    trainer.train()
+    steps = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(steps) == 2 and all(math.isfinite(h[f"vlod/{name}"]) for h in steps for name in DECOMPOSITION)
 
 
 # ------------------------------------------------------------------------------------------- data-parallel
