@@ -160,7 +160,9 @@ def test_loss_and_gradients_equal_vlods_distill_step(toy_pair, tmp_path, rule):
     ).card.records[0]
     norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads if g is not None))
     loss_diff = abs(float(loss) - record["loss"])
-    print(f"\n{rule}: |loss - distill's| = {loss_diff:.3g}, grad norm {norm:.6g} vs distill's {record['grad_norm']:.6g}")
+    print(
+        f"\n{rule}: |loss - distill's| = {loss_diff:.3g}, grad norm {norm:.6g} vs distill's {record['grad_norm']:.6g}"
+    )
     assert loss_diff < 1e-5
     assert norm == pytest.approx(record["grad_norm"], rel=1e-5)
     assert trainer._eta == pytest.approx(record["eta"], rel=1e-5)
@@ -189,7 +191,10 @@ def test_loss_and_gradients_equal_vlods_distill_step(toy_pair, tmp_path, rule):
 @pytest.mark.slow
 def test_a_prompt_vlod_would_score_differently_is_refused(toy_pair, tmp_path):
     _, _, responses, records = _fixed_batch(toy_pair)
-    records = [dict(r, prompt=[{"role": "system", "content": [{"type": "text", "text": "be brief"}]}, *r["prompt"]]) for r in records]
+    records = [
+        dict(r, prompt=[{"role": "system", "content": [{"type": "text", "text": "be brief"}]}, *r["prompt"]])
+        for r in records
+    ]
     trainer = _trainer(toy_pair, tmp_path, "standard", records)
     with pytest.raises(ValueError, match="one user message"):
         _trainer_step(trainer, records, responses)

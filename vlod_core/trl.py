@@ -175,8 +175,8 @@ class DecomposedDistillationTrainer(DistillationTrainer):
             self.anchor = self._prepare_frozen(anchor)
         if not args.use_vllm and not (args.generation_kwargs or {}).get("suppress_tokens"):
             # vlod's samples never contain structural tokens (chat markers, image placeholders, padding)
-            suppressed = set(self.generation_kwargs.get("suppress_tokens") or []) | set(structural_token_ids(self._tokenizer))
-            suppressed = sorted(suppressed)
+            suppressed = set(self.generation_kwargs.get("suppress_tokens") or [])
+            suppressed = sorted(suppressed | set(structural_token_ids(self._tokenizer)))
             self.generation_kwargs["suppress_tokens"] = suppressed
             self.generation_config.suppress_tokens = suppressed
         self._eta = 1.0 if not self.steering.steers or self.steering.eta == "auto" else float(self.steering.eta)
