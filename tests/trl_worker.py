@@ -58,10 +58,11 @@ def main(out: Path) -> None:
     from datasets import Dataset
     from safetensors.torch import save_file
 
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
     from vlod_core.trl import DecomposedDistillationTrainer
 
-    pair = load_pair(PairSpec(device="cpu"))
+    pair = load_pair(PairSpec(device="cpu"), toy.folders(PairSpec()))
     trainer = DecomposedDistillationTrainer(
         copy.deepcopy(pair.student),
         pair.teacher,

@@ -24,6 +24,7 @@ source through `trl_dataset`). The rules are reverse KLs at temperature 1 (`beta
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import torch
 from trl import DistillationConfig, DistillationTrainer
 
 from vlod_core.data import Row, RowSampler, TrainingData, VQASet
+from vlod_core.distill import DistillConfig, _global_vds
 from vlod_core.inputs import ABLATIONS, CONTEXTS, build_scoring_batch, encode_rows, messages
 from vlod_core.losses import per_token_losses
 from vlod_core.sampling import structural_token_ids
@@ -47,6 +49,12 @@ VDS_QUANTILES = (0.1, 0.5, 0.7, 0.9)  # 0.7 is the preservation gate of the rule
 IMAGES, QUESTIONS = "vlod_images", "vlod_questions"
 
 
+def _vlod_setting(config, name: str):
+    """A field with the default and help of vlod's own setting (`vlod_core.settings`): one source for both."""
+    source = {f.name: f for f in dataclasses.fields(config)}[name]
+    return field(default=source.default, metadata={"help": source.metadata["setting"].help})
+
+
 @dataclass
 class DecomposedDistillationConfig(DistillationConfig):
     """`trl.DistillationConfig` plus the rule: `steering`, `gamma`, `lam`, `eta`, `ablation` (as vlod's CLI).
@@ -56,18 +64,10 @@ class DecomposedDistillationConfig(DistillationConfig):
     """
 
     steering: str = field(default="vgs", metadata={"help": f"the update rule, one of {', '.join(RULES)}"})
-    gamma: float = field(default=2.0, metadata={"help": "weight γ of the steering term"})
-    lam: float = field(default=0.01, metadata={"help": "weight λ of the preservation term"})
-    eta: str = field(
-        default="auto",
-        metadata={
-            "help": "'auto' (η = ‖g_std‖ / ‖g_std + γ·g_steer‖, measured every step) or a fixed number "
-            "(the paper: 0.41 for a 2B student at γ = 2)"
-        },
-    )
-    ablation: str = field(
-        default="remove", metadata={"help": f"how the image-free context drops the image, one of {ABLATIONS}"}
-    )
+    gamma: float = _vlod_setting(SteeringConfig, "gamma")
+    lam: float = _vlod_setting(SteeringConfig, "lam")
+    eta: str = _vlod_setting(SteeringConfig, "eta")  # 'auto' or a number (HfArgumentParser hands text)
+    ablation: str = _vlod_setting(DistillConfig, "ablation")
 
     def __post_init__(self):
         super().__post_init__()
@@ -274,8 +274,6 @@ class DecomposedDistillationTrainer(DistillationTrainer):
         mask = four.response_mask
         vds_pool = None
         if distributed and four.teacher_ablated is not None:
-            from vlod_core.distill import _global_vds  # the quantile over every process's tokens, as vlod's loop
-
             vds_pool = _global_vds(self.accelerator, losses["vds"], mask)
         terms = objective(self.steering, losses, mask, vds_pool)
         eta = self._scale(terms, model)
