@@ -248,3 +248,9 @@ def eta_from_gradients(grad_std: list[torch.Tensor], grad_steer: list[torch.Tens
     num = _squared_norm([g for g in grad_std if g is not None])
     den = _squared_norm([a + b for a, b in zip(grad_std, grad_steer) if a is not None])
     return (num**0.5) / max(den**0.5, 1e-12)
+
+
+def measured_eta(terms: Objective, params: list[torch.Tensor]) -> float:
+    """η of a steering rule's terms, measured from two VJPs; the graph is kept for the caller's own backward
+    (data-parallel training and TRL's trainer, where the framework runs the backward pass)."""
+    return eta_from_gradients(_gradients(terms.std, params, retain=True), _gradients(terms.steer, params, retain=True))
