@@ -35,7 +35,7 @@ from vlod_core.pair import ModelPair
 from vlod_core.results import RunCard, StepRecord, library_versions
 from vlod_core.sampling import SamplingConfig
 from vlod_core.settings import check, setting
-from vlod_core.steering import SteeringConfig, eta_from_gradients, objective, steered_gradients
+from vlod_core.steering import SteeringConfig, measured_eta, objective, steered_gradients
 
 
 # (images, questions, response ids) of the whole batch for one step; tests pass fixed ones.
@@ -316,12 +316,7 @@ def descend(trainee: Trainee, accelerator, config: DistillConfig, terms, eta: fl
     if measure_eta and processes == 1 and accelerator.scaler is None:
         eta, assembled = steered_gradients(terms, params)  # the update's gradient too: no backward below
     elif measure_eta:  # data-parallel (DDP reduces in backward) or a loss scaler: measure, then backward
-        grad_std = torch.autograd.grad(terms.std, params, retain_graph=True, allow_unused=True)
-        grad_steer = torch.autograd.grad(terms.steer, params, retain_graph=True, allow_unused=True)
-        local = eta_from_gradients(
-            [torch.zeros_like(p) if g is None else g for p, g in zip(params, grad_std)],
-            [torch.zeros_like(p) if g is None else g for p, g in zip(params, grad_steer)],
-        )
+        local = measured_eta(terms, params)
         eta = float(accelerator.reduce(torch.tensor(local, device=accelerator.device), "mean"))
     loss = terms.combined(eta)
     # Every process must agree to stop, or the others would wait forever in DDP's gradient all-reduce.
