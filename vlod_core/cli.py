@@ -6,6 +6,7 @@ Errors the user can fix (bad paths, bad images, bad numbers) print one line on s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -96,6 +97,23 @@ def _add_data_args(parser: argparse.ArgumentParser, evaluation: bool = True) -> 
             "--eval-fraction", type=float, default=0.2, help="share of --data held out when it has no split (0.2)"
         )
     parser.add_argument("--strict", action="store_true", help="stop at the first bad row instead of skipping it")
+
+
+def _add_answer_args(parser: argparse.ArgumentParser) -> None:
+    """How answers are scored: their final answer (reasoning chains), and Acc@k."""
+    parser.add_argument(
+        "--answer-pattern",
+        help="score the final answer this regex reads (its first group, last match), or 'boxed' for \\boxed{...}; "
+        "a response it does not find counts wrong and as a format error (default: the whole answer)",
+    )
+    parser.add_argument(
+        "--samples-k",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also report Acc@K: the mean accuracy of K answers per row sampled at temperature 1 (0: off; costs K "
+        "generations per row per evaluation)",
+    )
 
 
 def _read(source: str, args, role: str):
@@ -211,6 +229,8 @@ def _distill_config(args, rule: str, seed: int):
         sampling=SamplingConfig(max_new_tokens=args.max_new_tokens),
         lora_rank=args.lora,
         gradient_checkpointing=args.gradient_checkpointing,
+        answer_pattern=args.answer_pattern,
+        eval_samples=args.samples_k,
     )
 
 
@@ -268,6 +288,9 @@ def _record_printer(total: int):
 
 METRIC_LABELS = {
     "accuracy": "accuracy (exact match with the reference)",
+    "acc1": "Acc@1 (final answer of the greedy answer)",
+    "acc_k": "Acc@{k} (final answers of {k} samples at temperature 1)",
+    "format_errors": "format errors (no final answer found)",
     "agreement": "agreement with the teacher's greedy answer",
     "token_agreement": "token agreement with the teacher",
     "kl": "KL(student ‖ teacher) per token, nats",
@@ -291,7 +314,7 @@ def _evaluation_lines(before: dict, after: dict | None = None) -> list[str]:
             name = f"{metric}_{suffix}"
             if name not in before:
                 continue
-            text = f"  {label}, {context}: {_with_error(before, name)}"
+            text = f"  {label.format(k=before.get('eval_samples', 'k'))}, {context}: {_with_error(before, name)}"
             if after is not None:
                 change = after[name] - before[name]
                 unit = f"{100 * change:+.1f} points" if metric != "kl" else f"{change:+.3f}"
@@ -335,8 +358,14 @@ def cmd_evaluate(args) -> int:
         from vlod_core.toy.source import held_out_rows
 
         rows, name = held_out_rows(args.eval_examples), "toy world"
+    eval_set = EvalSet(
+        rows,
+        ablation=args.ablation,
+        max_new_tokens=args.max_new_tokens,
+        answer_pattern=args.answer_pattern,
+        samples=args.samples_k,
+    )
     pair = _load_pair(args)
-    eval_set = EvalSet(rows, ablation=args.ablation, max_new_tokens=args.max_new_tokens)
     sys.stderr.write(f"evaluating on {len(rows)} rows of {name}\n")
     printer = _progress_printer("evaluating")
     progress = None if args.json else (lambda done, total: printer(f"{done}/{total} rows", done / total))
@@ -350,9 +379,11 @@ def cmd_evaluate(args) -> int:
     print(f"{len(rows)} rows of {name}")
     if teacher:
         print("teacher:")
-        for suffix, context in (("image", "with image"), ("no_image", "image removed")):
-            error = teacher[f"accuracy_{suffix}_stderr"]
-            print(f"  {METRIC_LABELS['accuracy']}, {context}: {teacher[f'accuracy_{suffix}']:.3f} ± {error:.3f}")
+        for metric in ("accuracy", "format_errors"):
+            for suffix, context in (("image", "with image"), ("no_image", "image removed")):
+                if f"{metric}_{suffix}" in teacher:
+                    value, error = teacher[f"{metric}_{suffix}"], teacher[f"{metric}_{suffix}_stderr"]
+                    print(f"  {METRIC_LABELS[metric]}, {context}: {value:.3f} ± {error:.3f}")
     print("student:")
     print("\n".join(_evaluation_lines(student.to_dict())))
     return 0
@@ -372,9 +403,11 @@ def cmd_compare(args) -> int:
 
     from vlod_core.distill import distill
 
+    rules = args.rules.split(",")
+    for rule in rules:
+        _distill_config(args, rule, 0)  # a bad setting (an unknown rule, a bad pattern) fails before loading
     data = _training_data(args)
     pair = _load_pair(args, training=True)
-    rules = args.rules.split(",")
     rows = []
     for rule in rules:
         results = []
@@ -445,6 +478,7 @@ def cmd_experiments(args) -> int:
     plan = plan_named("quick" if args.quick else "full")
     if args.seeds is not None:
         plan = plan.with_seeds(args.seeds)
+    plan = dataclasses.replace(plan, answer_pattern=args.answer_pattern or None, eval_samples=args.samples_k)
     if not 0 <= args.workers <= 64:
         raise ValueError(f"--workers must be between 0 (run here) and 64, got {args.workers}")
     args.eval_examples = plan.eval_examples  # the toy world's held-out rows
@@ -527,6 +561,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
         help="standard only: score the image-free passes (for the logged ℓLang, ℓVis, VDS) every k steps",
     )
     _add_data_args(parser)
+    _add_answer_args(parser)
     _steering_args(parser)
     _add_pair_args(parser)
 
@@ -580,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
     evaluation.add_argument("--max-new-tokens", type=int, default=32, help="bound on the teacher's greedy answers")
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_answer_args(evaluation)
     _add_data_args(evaluation, evaluation=False)
     _add_pair_args(evaluation)
     evaluation.set_defaults(func=cmd_evaluate)
@@ -598,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--seeds", type=int, help="seeds per configuration (default: the plan's, 3)")
     experiments.add_argument("--out", help="output folder (default: $VLOD_HOME/experiments/quick or .../full)")
     experiments.add_argument("--workers", type=int, default=2, help="worker processes, one per core (0: run here)")
+    _add_answer_args(experiments)
     _add_data_args(experiments)
     _add_pair_args(experiments)
     experiments.set_defaults(func=cmd_experiments)

@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from PIL import Image
 
+from vlod_core.answers import compile_pattern
 from vlod_core.data import Row, TrainingData
 from vlod_core.engine import rollout, score_responses
-from vlod_core.evaluation import EvalSet, Evaluation, evaluate, greedy_answers
+from vlod_core.evaluation import MAX_SAMPLES, EvalSet, Evaluation, evaluate, greedy_answers
 from vlod_core.geometry import geometry_of_losses
 from vlod_core.inputs import ABLATIONS, CONTEXTS
 from vlod_core.losses import per_token_losses
@@ -60,6 +61,10 @@ class DistillConfig:
     eval_examples: int = 400  # at most this many evaluation rows
     answer_examples: int = 6  # greedy answers before and after on this many of the data's rows to show
     eval_max_new_tokens: int = 32  # bounds the teacher's greedy answers that agreement is measured against
+    # Reasoning answers: accuracy on the final answer this pattern reads ("boxed" or a regex; None: the whole
+    # answer, teacher-forced), and Acc@k over this many samples per row at temperature 1 (0: none, no cost).
+    answer_pattern: str | None = None
+    eval_samples: int = 0
     samples_per_prompt: int = 1  # student answers per prompt in a step (TRL's num_generations); divides batch
     # `standard` descends ℓStd, which needs only the image passes; the image-free ones only feed the logged ℓLang,
     # ℓVis and VDS, so they run every k-th step (NaN in the records between). 1: every step.
@@ -78,6 +83,7 @@ class DistillConfig:
             "eval_every",
             "eval_examples",
             "eval_max_new_tokens",
+            "eval_samples",
             "samples_per_prompt",
             "decompose_every",
             "lora_rank",
@@ -108,6 +114,11 @@ class DistillConfig:
             raise ValueError(
                 f"samples_per_prompt must be >= 1 and divide the batch ({self.batch}), got {self.samples_per_prompt}"
             )
+        if self.answer_pattern is not None and not isinstance(self.answer_pattern, str):
+            raise ValueError(f"answer_pattern must be text ('boxed' or a regex) or None, got {self.answer_pattern!r}")
+        compile_pattern(self.answer_pattern)  # a bad regex: ValueError, one line
+        if not 0 <= self.eval_samples <= MAX_SAMPLES:
+            raise ValueError(f"eval_samples must be in [0, {MAX_SAMPLES}] (0: no Acc@k), got {self.eval_samples}")
         if self.decompose_every < 1:
             raise ValueError(f"decompose_every must be >= 1, got {self.decompose_every}")
         if self.lora_rank < 0:
@@ -251,9 +262,17 @@ def distill(
     eval_set = None
     if data is not None and evaluate_model and main:
         key = (config.eval_examples, config.ablation, config.eval_max_new_tokens)
+        key += (config.answer_pattern, config.eval_samples)
         if key not in data.eval_sets:
             rows = data.eval_rows[: config.eval_examples]
-            data.eval_sets[key] = EvalSet(rows, data.seen_in_training, config.ablation, config.eval_max_new_tokens)
+            data.eval_sets[key] = EvalSet(
+                rows,
+                data.seen_in_training,
+                config.ablation,
+                config.eval_max_new_tokens,
+                answer_pattern=config.answer_pattern,
+                samples=config.eval_samples,
+            )
         eval_set = data.eval_sets[key]
     show = data.show_rows[: config.answer_examples] if data is not None and main else []
     probes = probes if main else []

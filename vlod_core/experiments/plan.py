@@ -60,6 +60,8 @@ class Plan:
     geometry_rows: int = 128  # rows whose gradients the angles are taken over (at the start and after)
     geometry_bins: int = 10
     windows: int = 10  # ℓLang on the top-30% VDS tokens is averaged over this many windows of steps
+    answer_pattern: str | None = None  # reasoning answers: accuracy on this final answer (DistillConfig's)
+    eval_samples: int = 0  # Acc@k's k in every evaluation (0: none)
 
     def __post_init__(self):
         for name in (
@@ -91,7 +93,14 @@ class Plan:
         for lr, steps in self.learning_rates:
             if not 0 < lr <= 1 or steps < 1:
                 raise ValueError(f"learning_rates: need 0 < lr <= 1 and steps >= 1, got ({lr}, {steps})")
-        DistillConfig(steps=self.steps, batch=self.batch, lr=self.lr, eval_examples=self.eval_examples)  # its checks
+        DistillConfig(  # its checks
+            steps=self.steps,
+            batch=self.batch,
+            lr=self.lr,
+            eval_examples=self.eval_examples,
+            answer_pattern=self.answer_pattern,
+            eval_samples=self.eval_samples,
+        )
 
     def with_seeds(self, seeds: int) -> "Plan":
         return replace(self, seeds=seeds)
@@ -151,6 +160,8 @@ class Arm:
             eval_every=every if every < steps else 0,
             eval_examples=plan.eval_examples,
             answer_examples=0,
+            answer_pattern=plan.answer_pattern,
+            eval_samples=plan.eval_samples,
         )
 
     def geometry_rows(self, plan: Plan) -> int:
