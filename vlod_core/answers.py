@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-BOXED = r"\\boxed\{([^{}]*)\}"
+BOXED = r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}"  # one level of inner braces: \boxed{\frac{1}{2}}
 SHORTHANDS = {"boxed": BOXED}
 
 
