@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from PIL import Image
 
+from vlod_core.answers import compile_pattern
 from vlod_core.data import Row, TrainingData
 from vlod_core.engine import rollout, score_responses
-from vlod_core.evaluation import EvalSet, Evaluation, evaluate, greedy_answers
+from vlod_core.evaluation import MAX_SAMPLES, EvalSet, Evaluation, evaluate, greedy_answers
 from vlod_core.geometry import geometry_of_losses
 from vlod_core.inputs import CONTEXTS, ablation_setting
 from vlod_core.losses import per_token_losses
@@ -40,6 +41,11 @@ from vlod_core.steering import SteeringConfig, measured_eta, objective, steered_
 
 # (images, questions, response ids) of the whole batch for one step; tests pass fixed ones.
 Rollouts = Callable[[int], tuple[list[Image.Image], list[str], list[list[int]]]]
+
+
+def _optional_text(text: str) -> str | None:
+    """A flag's or a form's text; empty is no value."""
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,23 @@ class DistillConfig:
     samples_per_prompt: int = setting(
         1, low=1, high=4096, help="student answers per prompt in a step (TRL's num_generations); divides the batch"
     )
+    # Reasoning answers (`vlod_core.answers`): accuracy on the final answer the pattern reads, and Acc@k.
+    answer_pattern: str | None = setting(
+        None,
+        parse=_optional_text,  # checked in __post_init__, where the regex's own error can be said
+        label="Final answer pattern ('boxed' or a regex; empty: the whole answer)",
+        help="score the final answer this regex reads (its first group, last match), or 'boxed' for \\boxed{...}; "
+        "a response it does not find counts wrong and as a format error (default: the whole answer)",
+    )
+    eval_samples: int = setting(
+        0,
+        low=0,
+        high=MAX_SAMPLES,
+        flag="--samples-k",
+        label="Acc@k: samples per evaluation row (0: off)",
+        help="also report Acc@k: the mean accuracy of k answers per row sampled at temperature 1 (0: off; costs k "
+        "generations per row per evaluation)",
+    )
     # `standard` descends ℓStd, which needs only the image passes; the image-free ones only feed the logged ℓLang,
     # ℓVis and VDS, so they run every k-th step (NaN in the records between). 1: every step.
     decompose_every: int = setting(
@@ -118,6 +141,9 @@ class DistillConfig:
 
     def __post_init__(self):
         check(self)
+        if self.answer_pattern is not None and not isinstance(self.answer_pattern, str):
+            raise ValueError(f"answer_pattern must be text ('boxed' or a regex) or None, got {self.answer_pattern!r}")
+        compile_pattern(self.answer_pattern)  # a bad regex: ValueError, one line
         if self.batch % self.samples_per_prompt:
             raise ValueError(
                 f"samples_per_prompt must be >= 1 and divide the batch ({self.batch}), got {self.samples_per_prompt}"
@@ -215,9 +241,17 @@ class RunEvaluator:
         self.eval_set = None
         if data is not None and main and metrics:
             key = (config.eval_examples, config.ablation, config.eval_max_new_tokens)
+            key += (config.answer_pattern, config.eval_samples)
             if key not in data.eval_sets:
                 rows = data.eval_rows[: config.eval_examples]
-                data.eval_sets[key] = EvalSet(rows, data.seen_in_training, config.ablation, config.eval_max_new_tokens)
+                data.eval_sets[key] = EvalSet(
+                    rows,
+                    data.seen_in_training,
+                    config.ablation,
+                    config.eval_max_new_tokens,
+                    answer_pattern=config.answer_pattern,
+                    samples=config.eval_samples,
+                )
             self.eval_set = data.eval_sets[key]
         self.show = data.show_rows[: config.answer_examples] if data is not None and main else []
         self.probes = probes if main else []
