@@ -10,17 +10,24 @@ features encoded before the prefill, and the logits processors built from the mo
 (`_get_logits_processor`: suppressed tokens, a checkpoint's `min_new_tokens`, ...). The KV cache is the one
 the model creates on the prefill. So for the same inputs the logits, and hence the tokens, are `generate`'s
 (`tests/test_decoding.py` checks it on the toy pair and five model families).
+
+For a small model the forward's own bookkeeping (the mask builder alone is ~90 tensor ops per token) costs
+more than its arithmetic. So when the language model is a plain Llama (the toy pair; SmolVLM's text model)
+the tokens after the prefill take `LlamaStep`: the same tensor operations on the same weights, in the same
+order, without the bookkeeping, and bit-for-bit the same logits (the tests compare tokens with `generate`).
 """
 
 from __future__ import annotations
 
 import inspect
+import weakref
 
 import torch
 
 # What `generate` treats as raw multimodal input (its `_prepare_multimodal_encoder_kwargs_for_generation`).
 PIXEL_KEYS = ("pixel_values", "pixel_values_images", "pixel_values_videos", "image_patches")
 _ACCEPTS: dict[tuple[type, str], bool] = {}
+_PROCESSORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {settings: processors}
 
 
 def _accepts(model, name: str) -> bool:
@@ -63,7 +70,22 @@ def detached(output):
 
 
 def logits_processors(model, input_ids: torch.Tensor, max_new_tokens: int, suppress: list[int], pad: int, eos: int):
-    """The processors `generate(do_sample=False, suppress_tokens=..., ...)` would apply, in its order."""
+    """The processors `generate(do_sample=False, suppress_tokens=..., ...)` would apply, in its order.
+
+    Built once per model, settings and prompt shape (building them costs a few ms), and again whenever the
+    model's `generation_config` changes.
+    """
+    key = (str(vars(model.generation_config)), tuple(input_ids.shape), str(input_ids.device), max_new_tokens,
+           tuple(suppress), pad, eos)
+    built = _PROCESSORS.setdefault(model, {})
+    if key not in built:
+        if len(built) > 32:
+            built.clear()
+        built[key] = _build_processors(model, input_ids, max_new_tokens, suppress, pad, eos)
+    return built[key]
+
+
+def _build_processors(model, input_ids, max_new_tokens, suppress, pad, eos):
     config, _ = model._prepare_generation_config(
         None,
         max_new_tokens=max_new_tokens,
@@ -90,6 +112,71 @@ def logits_processors(model, input_ids: torch.Tensor, max_new_tokens: int, suppr
         device=input_ids.device,
         model_kwargs={},
     )
+
+
+class LlamaStep:
+    """One new token through a plain Llama language model with a KV cache: `LlamaModel.forward` without its
+    bookkeeping, for models where that is exactly the same arithmetic (see `of`); else `of` returns None."""
+
+    def __init__(self, model, language_model):
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        self.lm, self.head = language_model, model.get_output_embeddings()
+        self.attention = ALL_ATTENTION_FUNCTIONS.get_interface(language_model.config._attn_implementation, None)
+
+    @classmethod
+    def of(cls, model) -> "LlamaStep | None":
+        inner = getattr(model, "model", None)
+        lm = getattr(inner, "language_model", None) or getattr(inner, "text_model", None)
+        head = model.get_output_embeddings()
+        if lm is None or type(lm).__name__ != "LlamaModel" or type(head) is not torch.nn.Linear or head.bias is not None:
+            return None
+        config = lm.config
+        plain = (
+            config._attn_implementation == "sdpa"
+            and config.rope_parameters.get("rope_type", "default") == "default"
+            and not lm.training
+            and len(lm.layers) == config.num_hidden_layers
+        )
+        linears = [
+            m
+            for layer in lm.layers
+            for m in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
+                      layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)
+        ]
+        if not plain or any(type(m) is not torch.nn.Linear or m.bias is not None for m in linears):
+            return None  # LoRA adapters, biases, other attention or rope kinds: the model's own forward
+        return cls(model, lm)
+
+    @staticmethod
+    def _norm(norm, x):  # LlamaRMSNorm in float32 (the only dtype this path takes)
+        return norm.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon))
+
+    def __call__(self, tokens: torch.Tensor, attention_mask, position_ids: torch.Tensor, cache) -> torch.Tensor:
+        """(B, V) logits of the next token after `tokens` (B,) at `position_ids` (B, 1)."""
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        linear = torch.nn.functional.linear
+        lm = self.lm
+        h = torch.nn.functional.embedding(tokens, lm.embed_tokens.weight)  # (B, D)
+        # The one query sees every real cached token: the causal mask is the padding mask (none without padding).
+        mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
+        cos, sin = lm.rotary_emb(h, position_ids=position_ids)
+        batch = h.shape[0]
+        for index, layer in enumerate(lm.layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            x = self._norm(layer.input_layernorm, h)
+            shape = (batch, 1, -1, attn.head_dim)
+            q = linear(x, attn.q_proj.weight).view(shape).transpose(1, 2)
+            k = linear(x, attn.k_proj.weight).view(shape).transpose(1, 2)
+            v = linear(x, attn.v_proj.weight).view(shape).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            k, v = cache.update(k, v, index)
+            out, _ = self.attention(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling)
+            h = h + linear(out.reshape(batch, -1), attn.o_proj.weight)
+            x = self._norm(layer.post_attention_layernorm, h)
+            h = h + linear(mlp.act_fn(linear(x, mlp.gate_proj.weight)) * linear(x, mlp.up_proj.weight), mlp.down_proj.weight)
+        return linear(self._norm(lm.norm, h), self.head.weight)
 
 
 @torch.no_grad()
@@ -128,15 +215,25 @@ def decode(
     processors = logits_processors(model, input_ids, max_new_tokens, suppress, pad, eos)
     choose = choose or (lambda scores: scores.argmax(-1))
     unfinished = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
+    device = input_ids.device
+    exact = next(model.parameters()).dtype == torch.float32 and not torch.is_autocast_enabled(device.type)
+    fast = LlamaStep.of(model) if exact else None
     for step in range(max_new_tokens):
         first = step == 0
-        inputs = model.prepare_inputs_for_generation(
-            input_ids, next_sequence_length=None if first else 1, is_first_iteration=first, **kwargs
-        )
-        outputs = model(**inputs, return_dict=True)
-        kwargs = model._update_model_kwargs_for_generation(outputs, kwargs)
-        scores = processors(input_ids, outputs.logits[:, -1].to(copy=True, dtype=torch.float32))
-        del outputs
+        if fast is not None and not first and kwargs.get("position_ids") is not None:
+            logits = fast(input_ids[:, -1], kwargs.get("attention_mask"), kwargs["position_ids"][:, -1:], kwargs["past_key_values"])
+            kwargs = model._update_model_kwargs_for_generation({}, kwargs)
+        else:
+            inputs = model.prepare_inputs_for_generation(
+                input_ids, next_sequence_length=None if first else 1, is_first_iteration=first, **kwargs
+            )
+            outputs = model(**inputs, return_dict=True)
+            kwargs = model._update_model_kwargs_for_generation(outputs, kwargs)
+            logits = outputs.logits[:, -1]
+            del outputs
+        scores = logits.to(copy=True, dtype=torch.float32)
+        for processor in processors:  # what `LogitsProcessorList` does, without inspecting each one every token
+            scores = processor(input_ids, scores)
         tokens = torch.where(unfinished, choose(scores), pad)
         input_ids = torch.cat([input_ids, tokens[:, None]], dim=-1)
         unfinished &= tokens != eos
