@@ -97,7 +97,7 @@ def _build_processors(model, input_ids, max_new_tokens, suppress, pad, eos):
     model._prepare_special_tokens(config, True, device=input_ids.device, batch_size=input_ids.shape[0])
     config = model._prepare_generated_length(
         generation_config=config,
-        has_default_max_length=False,
+        has_default_max_length=model.generation_config.max_length is None,  # as `generate` decides
         has_default_min_length=model.generation_config.min_length is None,
         model_input_name="input_ids",
         inputs_tensor=input_ids,

@@ -385,8 +385,11 @@ def distill(
 
 
 def geometry_now(pair: ModelPair, student, named_params, scored, config: DistillConfig, anchor=None) -> dict:
-    """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student)."""
-    four = score_responses(pair, scored.prompts, scored.responses, student=student, student_grad=True, anchor=anchor)
+    """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student; the teacher's
+    log-probs are the step's own: the teacher never changes)."""
+    four = score_responses(
+        pair, scored.prompts, scored.responses, student=student, student_grad=True, anchor=anchor, frozen=scored.four
+    )
     losses = per_token_losses(four, config.steering.estimator, config.steering.detach_prior)
     geometry = geometry_of_losses(
         named_params, losses, four.response_mask, config.geometry_bins, config.steering.average
