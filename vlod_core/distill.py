@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from PIL import Image
 
+from vlod_core import eta_sample
 from vlod_core.data import Row, TrainingData
 from vlod_core.engine import rollout, score_responses
 from vlod_core.evaluation import EvalSet, Evaluation, evaluate, greedy_answers
@@ -304,7 +305,10 @@ def distill(
             terms = objective(config.steering, losses, mask, vds_pool)
         measure_eta = config.steering.steers and config.steering.eta == "auto" and step % config.steering.eta_every == 0
         assembled = None
-        if measure_eta and processes == 1 and accelerator.scaler is None:
+        if measure_eta and processes == 1 and eta_sample.applies(config.steering, len(scored.responses)):
+            with accelerator.autocast(), compute():  # η from the first rows; the update is one backward below
+                eta = eta_sample.subsample_eta(pair, plain, scored, config.steering, params)
+        elif measure_eta and processes == 1 and accelerator.scaler is None:
             eta, assembled = steered_gradients(terms, params)  # the update's gradient too: no backward below
         elif measure_eta:  # data-parallel (DDP reduces in backward) or a loss scaler: measure, then backward
             grad_std = torch.autograd.grad(terms.std, params, retain_graph=True, allow_unused=True)
@@ -386,12 +390,13 @@ def distill(
 
 def geometry_now(pair: ModelPair, student, named_params, scored, config: DistillConfig, anchor=None) -> dict:
     """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student; the teacher's
-    log-probs are the step's own: the teacher never changes)."""
+    log-probs are the step's own: the teacher never changes). Per VDS bin only g_lang and g_vis (Fig. 3's angle):
+    a bin's g_std would add a third of the bins' cost; `batch_geometry` (page 2, the CLI) computes it."""
     four = score_responses(
         pair, scored.prompts, scored.responses, student=student, student_grad=True, anchor=anchor, frozen=scored.four
     )
     losses = per_token_losses(four, config.steering.estimator, config.steering.detach_prior)
     geometry = geometry_of_losses(
-        named_params, losses, four.response_mask, config.geometry_bins, config.steering.average
+        named_params, losses, four.response_mask, config.geometry_bins, config.steering.average, bin_std=False
     )
     return geometry.to_dict()

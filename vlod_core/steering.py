@@ -33,6 +33,7 @@ class SteeringConfig:
     lam: float = 0.01  # weight of the preservation term (λ)
     eta: float | str = "auto"  # "auto": measured from the gradients; or a fixed scale
     eta_every: int = 1  # with eta="auto": re-measure every k steps, reuse in between
+    eta_rows: int = 0  # with eta="auto": measure η on the batch's first k rows (0: all of them; `eta_sample.py`)
     preserve_quantile: float = 0.7  # LP / VP act on tokens above this VDS quantile (top 30%)
     adaptive_low_quantile: float = 0.4  # vgs_adaptive: γ_t = 0 below this quantile
     estimator: str = "full"  # "full" (full-vocabulary KL) or "sampled" (sampled-token estimator)
@@ -53,6 +54,8 @@ class SteeringConfig:
             raise ValueError(f"eta must be in (0, 10], got {self.eta}")
         if self.eta_every < 1:
             raise ValueError(f"eta_every must be >= 1, got {self.eta_every}")
+        if isinstance(self.eta_rows, bool) or not isinstance(self.eta_rows, int) or self.eta_rows < 0:
+            raise ValueError(f"eta_rows must be a whole number >= 0 (0: the whole batch), got {self.eta_rows!r}")
         if not 0 < self.adaptive_low_quantile < self.preserve_quantile < 1:
             raise ValueError("need 0 < adaptive_low_quantile < preserve_quantile < 1")
         if self.estimator not in ("full", "sampled"):
