@@ -30,6 +30,7 @@ torch.set_num_threads(1)
 from vlod_core.inputs import encode_prompts  # noqa: E402
 from vlod_core.pair import PairSpec, load_pair  # noqa: E402
 from vlod_core.sampling import SamplingConfig, generate_encoded, hf_generate_encoded  # noqa: E402
+from vlod_core import toy  # noqa: E402
 from vlod_core.toy import world  # noqa: E402
 
 
@@ -45,7 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tokens", type=int, nargs="+", default=[8, 48])
     parser.add_argument("--rounds", type=int, default=15, help="timed calls per path and length")
     args = parser.parse_args(argv)
-    pair = load_pair(PairSpec(device="cpu"))
+    spec = PairSpec(device="cpu")
+    pair = load_pair(spec, toy.folders(spec))
     examples = world.sample_examples(args.batch, seed=0)
     encoded = encode_prompts(pair.processor, [e.question for e in examples], [e.image() for e in examples])
     print(f"torch {torch.__version__}, 1 intra-op thread; toy student, batch {args.batch}, "

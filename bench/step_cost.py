@@ -62,6 +62,7 @@ torch.set_num_threads(THREADS)
 
 from vlod_core.distill import DistillConfig, distill, geometry_now  # noqa: E402
 from vlod_core.engine import rollout  # noqa: E402
+from vlod_core import toy  # noqa: E402
 from vlod_core.pair import PairSpec, load_pair  # noqa: E402
 from vlod_core.sampling import structural_token_ids  # noqa: E402
 from vlod_core.steering import SteeringConfig  # noqa: E402
@@ -315,7 +316,10 @@ def breakdown(pair, batch: int, steps: int) -> dict[str, dict[str, float]]:
 
 
 def default_world():
-    return load_pair(PairSpec(device="cpu"))
+    from vlod_core import toy
+
+    spec = PairSpec(device="cpu")
+    return load_pair(spec, toy.folders(spec))
 
 
 def reasoning_world():
