@@ -50,8 +50,10 @@ def main(argv=None) -> int:
     pair = load_pair(spec, toy.folders(spec))
     examples = world.sample_examples(args.batch, seed=0)
     encoded = encode_prompts(pair.processor, [e.question for e in examples], [e.image() for e in examples])
-    print(f"torch {torch.__version__}, 1 intra-op thread; toy student, batch {args.batch}, "
-          f"prompt length {encoded['input_ids'].shape[1]}")
+    print(
+        f"torch {torch.__version__}, 1 intra-op thread; toy student, batch {args.batch}, "
+        f"prompt length {encoded['input_ids'].shape[1]}"
+    )
     failures = 0
     for tokens in args.tokens:
         student = copy.deepcopy(pair.student)
@@ -72,8 +74,10 @@ def main(argv=None) -> int:
                 print(f"tokens differ at {tokens} new tokens, seed {seed}")
         loop, gen = (1000 * statistics.median(times[k]) for k in ("loop", "generate"))
         length = statistics.mean(len(r) for r in outs["loop"])
-        print(f"{tokens} new tokens ({length:.0f} decoded): loop {loop:.1f} ms, generate {gen:.1f} ms "
-              f"[{args.rounds} each]")
+        print(
+            f"{tokens} new tokens ({length:.0f} decoded): loop {loop:.1f} ms, generate {gen:.1f} ms "
+            f"[{args.rounds} each]"
+        )
         print(f"sampling loop/generate ({tokens} tokens, batch {args.batch}) = {loop / gen:.2f}")
     return 1 if failures else 0
 

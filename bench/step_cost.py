@@ -316,7 +316,6 @@ def breakdown(pair, batch: int, steps: int) -> dict[str, dict[str, float]]:
 
 
 def default_world():
-    from vlod_core import toy
 
     spec = PairSpec(device="cpu")
     return load_pair(spec, toy.folders(spec))

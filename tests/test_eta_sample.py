@@ -7,7 +7,6 @@ import copy
 import math
 
 import pytest
-import torch
 
 from vlod_core import eta_sample
 from vlod_core.distill import DistillConfig, distill
@@ -20,8 +19,9 @@ from vlod_core.toy.source import toy_data
 
 def _scored(pair, student, rows=8):
     examples = world.sample_examples(rows, seed=6)
-    return rollout(pair, [e.image() for e in examples], [e.question for e in examples], seed=2,
-                   student=student, student_grad=True)
+    return rollout(
+        pair, [e.image() for e in examples], [e.question for e in examples], seed=2, student=student, student_grad=True
+    )
 
 
 def test_eta_rows_is_validated_and_applies_only_below_the_batch():
@@ -51,8 +51,9 @@ def test_subsample_eta_is_the_whole_batchs_when_it_covers_the_batch(toy_pair, ru
 
 @pytest.mark.slow
 def test_the_loop_trains_with_eta_from_the_first_rows(toy_pair):
-    config = DistillConfig(steps=2, batch=8, steering=SteeringConfig(rule="vgs", eta_rows=4), eval_examples=1,
-                           answer_examples=0)
+    config = DistillConfig(
+        steps=2, batch=8, steering=SteeringConfig(rule="vgs", eta_rows=4), eval_examples=1, answer_examples=0
+    )
     calls = []
     original = eta_sample.subsample_eta
 

@@ -40,8 +40,15 @@ def _shared_and_plain(pair, student, rows: int = 6):
 
     decoding.encode_images = counting
     try:
-        shared = rollout(pair, images, questions, sampling=SamplingConfig(max_new_tokens=6), seed=3,
-                         student=student, student_grad=True)
+        shared = rollout(
+            pair,
+            images,
+            questions,
+            sampling=SamplingConfig(max_new_tokens=6),
+            seed=3,
+            student=student,
+            student_grad=True,
+        )
     finally:
         decoding.encode_images = original
     assert calls, "the shared path did not run"

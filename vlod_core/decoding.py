@@ -75,8 +75,15 @@ def logits_processors(model, input_ids: torch.Tensor, max_new_tokens: int, suppr
     Built once per model, settings and prompt shape (building them costs a few ms), and again whenever the
     model's `generation_config` changes.
     """
-    key = (str(vars(model.generation_config)), tuple(input_ids.shape), str(input_ids.device), max_new_tokens,
-           tuple(suppress), pad, eos)
+    key = (
+        str(vars(model.generation_config)),
+        tuple(input_ids.shape),
+        str(input_ids.device),
+        max_new_tokens,
+        tuple(suppress),
+        pad,
+        eos,
+    )
     built = _PROCESSORS.setdefault(model, {})
     if key not in built:
         if len(built) > 32:
@@ -129,7 +136,12 @@ class LlamaStep:
         inner = getattr(model, "model", None)
         lm = getattr(inner, "language_model", None) or getattr(inner, "text_model", None)
         head = model.get_output_embeddings()
-        if lm is None or type(lm).__name__ != "LlamaModel" or type(head) is not torch.nn.Linear or head.bias is not None:
+        if (
+            lm is None
+            or type(lm).__name__ != "LlamaModel"
+            or type(head) is not torch.nn.Linear
+            or head.bias is not None
+        ):
             return None
         config = lm.config
         plain = (
@@ -141,8 +153,15 @@ class LlamaStep:
         linears = [
             m
             for layer in lm.layers
-            for m in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
-                      layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)
+            for m in (
+                layer.self_attn.q_proj,
+                layer.self_attn.k_proj,
+                layer.self_attn.v_proj,
+                layer.self_attn.o_proj,
+                layer.mlp.gate_proj,
+                layer.mlp.up_proj,
+                layer.mlp.down_proj,
+            )
         ]
         if not plain or any(type(m) is not torch.nn.Linear or m.bias is not None for m in linears):
             return None  # LoRA adapters, biases, other attention or rope kinds: the model's own forward
@@ -175,7 +194,9 @@ class LlamaStep:
             out, _ = self.attention(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling)
             h = h + linear(out.reshape(batch, -1), attn.o_proj.weight)
             x = self._norm(layer.post_attention_layernorm, h)
-            h = h + linear(mlp.act_fn(linear(x, mlp.gate_proj.weight)) * linear(x, mlp.up_proj.weight), mlp.down_proj.weight)
+            h = h + linear(
+                mlp.act_fn(linear(x, mlp.gate_proj.weight)) * linear(x, mlp.up_proj.weight), mlp.down_proj.weight
+            )
         return linear(self._norm(lm.norm, h), self.head.weight)
 
 
@@ -201,7 +222,9 @@ def decode(
     input_ids = kwargs.pop("input_ids")
     batch, prompt_length = input_ids.shape
     if kwargs.get("position_ids") is None and _accepts(model, "position_ids"):
-        kwargs["position_ids"] = model._prepare_position_ids_for_generation(input_ids, {"input_ids": input_ids, **kwargs})
+        kwargs["position_ids"] = model._prepare_position_ids_for_generation(
+            input_ids, {"input_ids": input_ids, **kwargs}
+        )
     if kwargs.get("attention_mask") is not None and bool((kwargs["attention_mask"] == 1).all()):
         kwargs["attention_mask"] = None  # as `generate` does: no padding, no mask
     found = image_feature_kwargs(model, kwargs)
@@ -221,7 +244,12 @@ def decode(
     for step in range(max_new_tokens):
         first = step == 0
         if fast is not None and not first and kwargs.get("position_ids") is not None:
-            logits = fast(input_ids[:, -1], kwargs.get("attention_mask"), kwargs["position_ids"][:, -1:], kwargs["past_key_values"])
+            logits = fast(
+                input_ids[:, -1],
+                kwargs.get("attention_mask"),
+                kwargs["position_ids"][:, -1:],
+                kwargs["past_key_values"],
+            )
             kwargs = model._update_model_kwargs_for_generation({}, kwargs)
         else:
             inputs = model.prepare_inputs_for_generation(

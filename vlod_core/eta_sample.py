@@ -27,7 +27,12 @@ from vlod_core.steering import SteeringConfig, eta_from_gradients, objective
 def applies(steering: SteeringConfig, rows: int) -> bool:
     """Whether η is measured on a subsample of a batch of `rows` rows."""
     # ℓLang-steering rules' g_steer runs through the image-free pass, which is not re-run for the rows.
-    return bool(steering.eta_rows) and steering.eta_rows < rows and steering.detach_prior and steering.steering_term == "vis"
+    return (
+        bool(steering.eta_rows)
+        and steering.eta_rows < rows
+        and steering.detach_prior
+        and steering.steering_term == "vis"
+    )
 
 
 def subsample_eta(pair, student, scored, steering: SteeringConfig, params: list[torch.Tensor]) -> float:
