@@ -27,7 +27,8 @@ generation, processor calls, forward, loss, backward, clipping, optimiser, sched
 All timed work runs with one intra-op thread (`torch.set_num_threads(1)`): the machine has 2 cores shared
 with other jobs. Variants are interleaved round-robin (order rotated each round) after a warm-up round;
 the table reports medians. The closing lines (batch 32) are the ratios `standard/trl`, `standard_full/trl`,
-`vgs_fixed/trl`, `vgs_fixed/standard`, `vgs_auto/standard` and `geometry_bins10/standard`, one per line.
+`vgs_fixed/trl`, `vgs_fixed/standard`, `vgs_auto/standard`, `vgs_auto_rows8/standard` (η from the first 8
+rows, with its error against the whole batch) and `geometry_bins10/standard`, one per line.
 
     python bench/step_cost.py                 # full run, ~3-5 minutes on 2 shared cores
     python bench/step_cost.py --rounds 4 --no-trl --no-breakdown   # quick smoke run
