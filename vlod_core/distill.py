@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from PIL import Image
 
+from vlod_core import eta_sample
 from vlod_core.answers import compile_pattern
 from vlod_core.data import Row, TrainingData
 from vlod_core.engine import rollout, score_responses
@@ -437,6 +438,10 @@ def distill(
         mask = scored.four.response_mask
         steering = config.steering
         measure_eta = steering.steers and steering.eta == "auto" and step % steering.eta_every == 0
+        if measure_eta and accelerator.num_processes == 1 and eta_sample.applies(steering, len(scored.responses)):
+            with accelerator.autocast(), compute():  # η from the first rows; the update is one backward
+                eta = eta_sample.subsample_eta(pair, trainee.plain, scored, steering, trainee.params)
+            measure_eta = False
         loss, eta, grad_norm, failure = descend(trainee, accelerator, config, terms, eta, measure_eta)
         if failure:
             stopped = f"{failure} at step {step}; kept the student from before this step"
@@ -496,10 +501,14 @@ def initial_student(pair: ModelPair, config: DistillConfig, accelerator):
 
 
 def geometry_now(pair: ModelPair, student, named_params, scored, config: DistillConfig, anchor=None) -> dict:
-    """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student)."""
-    four = score_responses(pair, scored.prompts, scored.responses, student=student, student_grad=True, anchor=anchor)
+    """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student; the teacher's
+    log-probs are the step's own: the teacher never changes). Per VDS bin only g_lang and g_vis (Fig. 3's angle):
+    a bin's g_std would add a third of the bins' cost; `batch_geometry` (page 2, the CLI) computes it."""
+    four = score_responses(
+        pair, scored.prompts, scored.responses, student=student, student_grad=True, anchor=anchor, frozen=scored.four
+    )
     losses = per_token_losses(four, config.steering.estimator, config.steering.detach_prior)
     geometry = geometry_of_losses(
-        named_params, losses, four.response_mask, config.geometry_bins, config.steering.average
+        named_params, losses, four.response_mask, config.geometry_bins, config.steering.average, bin_std=False
     )
     return geometry.to_dict()

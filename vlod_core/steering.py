@@ -101,6 +101,9 @@ class SteeringConfig:
         "auto", parse=_eta, help="η: 'auto' (measured from the gradients each step) or a fixed scale, e.g. 0.41"
     )
     eta_every: int = setting(1, low=1, high=100_000, help="with eta 'auto': re-measure η every k steps")
+    eta_rows: int = setting(
+        0, low=0, high=4096, help="with eta 'auto': measure η on the batch's first k rows (0: the whole batch)"
+    )
     preserve_quantile: float = setting(
         0.7, low=0.0, high=1.0, help="LP / VP act on the tokens above this VDS quantile (the top 30%)"
     )
