@@ -19,22 +19,24 @@ order, without the bookkeeping, and bit-for-bit the same logits (the tests compa
 
 from __future__ import annotations
 
+import functools
 import inspect
-import weakref
 
 import torch
 
 # What `generate` treats as raw multimodal input (its `_prepare_multimodal_encoder_kwargs_for_generation`).
 PIXEL_KEYS = ("pixel_values", "pixel_values_images", "pixel_values_videos", "image_patches")
-_ACCEPTS: dict[tuple[type, str], bool] = {}
-_PROCESSORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {settings: processors}
+PROCESSORS_ATTRIBUTE = "_vlod_logits_processors"  # each model's own cache: {settings: processors}
 
 
 def _accepts(model, name: str) -> bool:
-    key = (type(model), name)
-    if key not in _ACCEPTS:
-        _ACCEPTS[key] = name in inspect.signature(model.forward).parameters
-    return _ACCEPTS[key]
+    return _forward_accepts(type(model), name)
+
+
+@functools.lru_cache(maxsize=256)
+def _forward_accepts(model_class: type, name: str) -> bool:
+    """Whether a model class's forward takes `name` (a fact of the class: cached once per process)."""
+    return name in inspect.signature(model_class.forward).parameters
 
 
 def image_feature_kwargs(model, model_kwargs: dict) -> dict:
@@ -84,12 +86,14 @@ def logits_processors(model, input_ids: torch.Tensor, max_new_tokens: int, suppr
         pad,
         eos,
     )
-    built = _PROCESSORS.setdefault(model, {})
-    if key not in built:
+    built = model.__dict__.setdefault(PROCESSORS_ATTRIBUTE, {})  # on the model: no state shared across models
+    processors = built.get(key)  # one read: another session may clear the cache meanwhile
+    if processors is None:
+        processors = _build_processors(model, input_ids, max_new_tokens, suppress, pad, eos)
         if len(built) > 32:
             built.clear()
-        built[key] = _build_processors(model, input_ids, max_new_tokens, suppress, pad, eos)
-    return built[key]
+        built[key] = processors
+    return processors
 
 
 def _build_processors(model, input_ids, max_new_tokens, suppress, pad, eos):
@@ -260,8 +264,8 @@ def decode(
             logits = outputs.logits[:, -1]
             del outputs
         scores = logits.to(copy=True, dtype=torch.float32)
-        for processor in processors:  # what `LogitsProcessorList` does, without inspecting each one every token
-            scores = processor(input_ids, scores)
+        for warp in processors:  # what `LogitsProcessorList` does, without inspecting each one every token
+            scores = warp(input_ids, scores)
         tokens = torch.where(unfinished, choose(scores), pad)
         input_ids = torch.cat([input_ids, tokens[:, None]], dim=-1)
         unfinished &= tokens != eos
