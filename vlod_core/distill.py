@@ -30,6 +30,8 @@ from vlod_core.data import Row, TrainingData
 from vlod_core.engine import rollout, score_responses
 from vlod_core.evaluation import EvalSet, Evaluation, evaluate, greedy_answers
 from vlod_core.geometry import geometry_of_losses
+from vlod_core.grounding import GroundingReport, check_pair
+from vlod_core.grounding import require_grounded_teacher as require_grounded
 from vlod_core.inputs import ABLATIONS, CONTEXTS
 from vlod_core.losses import per_token_losses
 from vlod_core.pair import ModelPair
@@ -190,6 +192,14 @@ def _global_vds(accelerator, vds: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return gathered[~torch.isnan(gathered)]
 
 
+def data_grounding(pair: ModelPair, data: TrainingData) -> GroundingReport:
+    """Both models' grounding on a few evaluation rows, once per pair and data (compare's runs share it)."""
+    key = ("grounding", id(pair.teacher), id(pair.student))
+    if key not in data.eval_sets:
+        data.eval_sets[key] = check_pair(pair, data.eval_rows or data.train.prompts(0, 8, 0))
+    return data.eval_sets[key]
+
+
 def _answers_with_teacher(pair: ModelPair, model, rows: list[Row], teacher: list[dict], ablation: str) -> list[dict]:
     """Greedy answers of `model` on `rows`, each beside the teacher's."""
     answers = greedy_answers(pair, model, rows, ablation)
@@ -206,17 +216,26 @@ def distill(
     probes: list[Row] | None = None,
     accelerator=None,
     evaluate_model: bool = True,
+    grounding: GroundingReport | None = None,
+    require_grounded_teacher: bool = False,
 ) -> DistillResult:
     """Distil `pair.teacher` into a copy of `pair.student` on `data`; `pair` itself is left exactly as it was.
 
     `rollouts` replaces the data's prompts and the student's answers with a fixed global batch (tests);
     without `data` nothing is evaluated. `probes` are extra rows whose greedy answers are kept before/after.
+    Before anything trains, both models' grounding is checked on a few of the data's rows (`vlod_core.grounding`;
+    or `grounding`, checked by the caller): a teacher that ignores the image is logged and named in the card,
+    or, with `require_grounded_teacher`, refused (`UngroundedTeacher`).
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     if data is None and rollouts is None:
         raise ValueError("distill needs data (or fixed rollouts)")
     started = time.perf_counter()
+    if grounding is None and data is not None:
+        grounding = data_grounding(pair, data)
+    if grounding is not None and require_grounded_teacher:
+        require_grounded(grounding)
     # Some parameters never get a gradient (a vision tower's final norm when features come from a hidden
     # layer, as in the toy pair and many LLaVA checkpoints), which plain DDP refuses on the next step.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
@@ -262,7 +281,7 @@ def distill(
 
     def measure() -> Evaluation | None:
         with compute():
-            return evaluate(pair, eval_set, plain) if eval_set is not None else None
+            return evaluate(pair, eval_set, plain, check_grounding=False) if eval_set is not None else None
 
     def answers(rows, teacher_answers) -> list:
         with compute():
@@ -379,6 +398,7 @@ def distill(
         probe_before=probe_before,
         probe_after=answers(probes, teacher_probes),
         stopped=stopped,
+        grounding=grounding.to_dict() if grounding is not None else {},
     )
     plain.eval()
     return DistillResult(plain, card)
