@@ -171,3 +171,32 @@ def test_cli_inspect_reports_grounding(vlod_home, tmp_path):
     assert result.returncode == 0, result.stderr
     grounding = json.loads(result.stdout)["grounding"]
     assert grounding["teacher"]["grounded"] is True and grounding["warnings"] == []
+
+
+# --- the app's home page, where the pair is loaded -------------------------------------------------------------
+
+
+def test_the_home_page_shows_a_blind_teacher_in_a_warning_box(vlod_home, blind_teacher_folder):
+    from test_app_pages import assert_clean, button, open_page, texts
+
+    at = open_page()
+    assert not any("ignores the image" in w for w in texts(at.warning))  # the working toy pair
+    at.radio(key="pair_kind").set_value("Local folders").run()
+    student, teacher = (t for t in at.text_input if t.label in ("Student", "Teacher"))
+    student.set_value(str(vlod_home / "toy" / "student"))
+    teacher.set_value(str(blind_teacher_folder))
+    button(at, "Check and use this pair").click().run()
+    assert_clean(at)
+    warnings = [w for w in texts(at.warning) if "ignores the image" in w]
+    assert len(warnings) == 1 and str(blind_teacher_folder) in warnings[0] and "broken projector" in warnings[0]
+
+
+def test_the_home_page_names_the_blind_toy_student_as_expected(vlod_home):
+    from test_app_pages import assert_clean, button, open_page, texts
+
+    at = open_page()
+    at.radio(key="pair_kind").set_value("Toy pair with the blind student").run()
+    button(at, "Check and use this pair").click().run()
+    assert_clean(at)
+    assert any("toy blind student" in i and "expected" in i for i in texts(at.info)), texts(at.info)
+    assert not any("ignores the image" in w for w in texts(at.warning))
