@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -54,9 +53,13 @@ def main() -> None:
         for answers in ("own", "reference"):
             for label, rows in row_sets.items():
                 started = time.perf_counter()
-                g = measure(model, processor, pair.tokenizer, pair.vocab_size, rows, role=role, name=name, answers=answers)
+                g = measure(
+                    model, processor, pair.tokenizer, pair.vocab_size, rows, role=role, name=name, answers=answers
+                )
                 other = f"{g.kl_other:.3g}" if g.kl_other is not None else "n/a"
-                print(f"{name:<32}{g.answers:<20}{label:<18}{other:>10}{g.kl_blank:>10.3g}{g.kl:>8.3g}{time.perf_counter() - started:>9.2f}")
+                print(
+                    f"{name:<32}{g.answers:<20}{label:<18}{other:>10}{g.kl_blank:>10.3g}{g.kl:>8.3g}{time.perf_counter() - started:>9.2f}"
+                )
 
 
 if __name__ == "__main__":

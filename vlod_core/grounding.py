@@ -352,6 +352,4 @@ def check_pair(
 def require_grounded_teacher(report: GroundingReport) -> None:
     """Refuse (raise `UngroundedTeacher`) when the teacher ignores the image."""
     if not report.teacher_grounded:
-        raise UngroundedTeacher(
-            f"refused: a teacher that reads the image is required, and {report.teacher.warning()}"
-        )
+        raise UngroundedTeacher(f"refused: a teacher that reads the image is required, and {report.teacher.warning()}")
