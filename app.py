@@ -19,7 +19,7 @@ from vlod_app.state import (
     toy_ready,
 )
 from vlod_app.widgets import page_setup, probe_or_default
-from vlod_core.figures import decomposition_diagram
+from vlod_core.figures.tokens import decomposition_diagram
 from vlod_core.pair import TOY, PairSpec
 
 view = page_setup("vlod — a lab for decomposed on-policy distillation", "home")

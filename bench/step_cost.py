@@ -62,6 +62,7 @@ torch.set_num_threads(THREADS)
 
 from vlod_core.distill import DistillConfig, distill, geometry_now  # noqa: E402
 from vlod_core.engine import rollout  # noqa: E402
+from vlod_core import toy  # noqa: E402
 from vlod_core.pair import PairSpec, load_pair  # noqa: E402
 from vlod_core.sampling import structural_token_ids  # noqa: E402
 from vlod_core.steering import SteeringConfig  # noqa: E402
@@ -340,7 +341,8 @@ def main(argv=None) -> int:
         pass
 
     print(f"torch {torch.__version__}, intra-op threads: {torch.get_num_threads()} (torch.set_num_threads({THREADS}))")
-    pair = load_pair(PairSpec(device="cpu"))
+    spec = PairSpec(device="cpu")
+    pair = load_pair(spec, toy.folders(spec))
     print(
         f"pair: toy LLaVA, teacher {sum(p.numel() for p in pair.teacher.parameters()):,} params, "
         f"student {sum(p.numel() for p in pair.student.parameters()):,} params; max_new_tokens 6"

@@ -22,6 +22,7 @@ from PIL import Image
 from vlod_core.grounding import GroundingReport, check_pair
 from vlod_core.images import ImageError
 from vlod_core.memory import estimate_training_memory
+from vlod_core import toy
 from vlod_core.pair import TOY, ModelPair, PairError, PairSpec, load_pair
 from vlod_core.presets import PRESETS as REAL_PAIRS
 from vlod_core.presets import preset_configs
@@ -100,7 +101,7 @@ def describe(spec: PairSpec) -> str:
 @st.cache_resource(max_entries=2, show_spinner=False)
 def cached_pair(spec: PairSpec) -> ModelPair:
     """One loaded pair per spec, shared by all sessions. Failures raise and are not cached."""
-    return load_pair(spec)
+    return load_pair(spec, toy.folders(spec))
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)

@@ -349,20 +349,18 @@ def image_encoding_differences(teacher_processor, student_processor) -> list[str
     return differences
 
 
-def _toy_paths(spec: PairSpec) -> tuple[str, str]:
-    from vlod_core.toy.build import ensure_toy_pair
+def load_pair(spec: PairSpec, folders: tuple[str, str] | None = None) -> ModelPair:
+    """Load and check a pair; the teacher comes back frozen in eval mode.
 
-    root = ensure_toy_pair()
-    teacher = str(root / "teacher") if spec.teacher == TOY else spec.teacher
-    student = str(root / spec.student_variant) if spec.student == TOY else spec.student
-    return teacher, student
-
-
-def load_pair(spec: PairSpec = PairSpec()) -> ModelPair:
-    """Load and check a pair; the teacher comes back frozen in eval mode."""
-    teacher_name, student_name = (
-        _toy_paths(spec) if TOY in (spec.teacher, spec.student) else (spec.teacher, spec.student)
-    )
+    The models come from `folders` (teacher, student) when given, else from the spec's folders or Hub ids. The
+    spec name "toy" is located by the entry point that offers it (`vlod_core.toy.folders`), not here.
+    """
+    teacher_name, student_name = folders or (spec.teacher, spec.student)
+    if TOY in (teacher_name, student_name):
+        raise PairError(
+            f"'{TOY}' names the embedded toy pair, which the caller locates: "
+            "load_pair(spec, vlod_core.toy.folders(spec)) (the CLI and the app do this)"
+        )
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     kwargs = dict(dtype=dtype, device=device, trust_remote_code=spec.trust_remote_code)

@@ -14,22 +14,25 @@ import torch
 from PIL import Image
 
 from vlod_core.inputs import encode_prompts
+from vlod_core.settings import check, setting
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 8
-    greedy: bool = False
+    temperature: float = setting(
+        1.0,
+        low=1e-3,
+        high=10.0,
+        step=0.1,
+        help="sampling temperature (unused when greedy)",
+        label="Temperature (for a sample)",
+    )
+    top_p: float = setting(1.0, low=0.01, high=1.0, step=0.05, help="nucleus sampling: keep this much mass")
+    max_new_tokens: int = setting(8, low=1, high=4096, help="length limit of the student's answers")
+    greedy: bool = setting(False, help="take the likeliest token instead of sampling")
 
     def __post_init__(self):
-        if not self.greedy and self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 (or use greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 1 <= self.max_new_tokens <= 4096:
-            raise ValueError(f"max_new_tokens must be in [1, 4096], got {self.max_new_tokens}")
+        check(self, skip=("temperature",) if self.greedy else ())
 
 
 GREEDY = SamplingConfig(greedy=True)

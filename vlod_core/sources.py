@@ -22,7 +22,6 @@ column, nothing left) raises `DataError` with what was found and what was expect
 from __future__ import annotations
 
 import atexit
-import logging
 import re
 import shutil
 import tempfile
@@ -34,7 +33,6 @@ from PIL import Image
 from vlod_core.data import DataError, Row, StoredImage, VQASet
 from vlod_core.images import ImageError
 
-logger = logging.getLogger(__name__)
 
 IMAGE_COLUMNS = ("image", "images", "file_name")
 QUESTION_COLUMNS = ("question", "prompt", "messages", "conversations", "texts")

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from vlod_core.distill import DistillConfig
-from vlod_core.steering import RULES, SteeringConfig
+from vlod_core import settings
+from vlod_core.steering import RULES
 
 DEFAULTS = DistillConfig()
 COMPARED_RULES = ("standard", "vgs", "vgs_anchored", "lang_steer", "vgs_no_lp")
@@ -91,7 +92,10 @@ class Plan:
         for lr, steps in self.learning_rates:
             if not 0 < lr <= 1 or steps < 1:
                 raise ValueError(f"learning_rates: need 0 < lr <= 1 and steps >= 1, got ({lr}, {steps})")
-        DistillConfig(steps=self.steps, batch=self.batch, lr=self.lr, eval_examples=self.eval_examples)  # its checks
+        settings.build(  # the run's own checks
+            DistillConfig,
+            {"steps": self.steps, "batch": self.batch, "lr": self.lr, "eval_examples": self.eval_examples},
+        )
 
     def with_seeds(self, seeds: int) -> "Plan":
         return replace(self, seeds=seeds)
@@ -142,15 +146,21 @@ class Arm:
     def config(self, plan: Plan, seed: int) -> DistillConfig:
         steps = self.steps or plan.steps
         every = -(-steps // (plan.evaluations + 1)) if plan.evaluations else 0  # ceil: `evaluations` of them
-        return DistillConfig(
-            steps=steps,
-            batch=plan.batch,
-            lr=self.lr if self.lr is not None else plan.lr,
-            seed=seed,
-            steering=SteeringConfig(rule=self.rule, gamma=self.gamma, lam=self.lam, eta=self.eta),
-            eval_every=every if every < steps else 0,
-            eval_examples=plan.eval_examples,
-            answer_examples=0,
+        return settings.build(
+            DistillConfig,
+            {
+                "steps": steps,
+                "batch": plan.batch,
+                "lr": self.lr if self.lr is not None else plan.lr,
+                "seed": seed,
+                "rule": self.rule,
+                "gamma": self.gamma,
+                "lam": self.lam,
+                "eta": self.eta,
+                "eval_every": every if every < steps else 0,
+                "eval_examples": plan.eval_examples,
+                "answer_examples": 0,
+            },
         )
 
     def geometry_rows(self, plan: Plan) -> int:
