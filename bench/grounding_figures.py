@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from vlod_core import toy
 from vlod_core.grounding import measure, model_name, pick_rows
 from vlod_core.pair import PairSpec, load_pair
 from vlod_core.sources import load_data
@@ -36,10 +37,11 @@ def main() -> None:
     parser.add_argument("--sets", type=int, default=5, help="disjoint sets of held-out toy rows")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pair = load_pair(PairSpec())
-    blind_pair = load_pair(PairSpec(student_variant="student_blind"))
-    toy = held_out_rows(args.rows * args.sets)
-    row_sets = {f"toy rows {i}": toy[i * args.rows : (i + 1) * args.rows] for i in range(args.sets)}
+    blind_spec = PairSpec(student_variant="student_blind")
+    pair = load_pair(PairSpec(), toy.folders(PairSpec()))
+    blind_pair = load_pair(blind_spec, toy.folders(blind_spec))
+    toy_rows = held_out_rows(args.rows * args.sets)
+    row_sets = {f"toy rows {i}": toy_rows[i * args.rows : (i + 1) * args.rows] for i in range(args.sets)}
     examples = load_data(Path(__file__).resolve().parents[1] / "examples" / "shapes").rows
     row_sets["examples/shapes"] = pick_rows(examples, args.rows)
     models = [

@@ -82,9 +82,11 @@ def test_rows_for_the_check_prefer_distinct_images(rows):
 
 
 def test_the_blind_toy_student_is_named_as_expected(toy_pair, rows):
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
 
-    pair = load_pair(PairSpec(student_variant="student_blind"))
+    spec = PairSpec(student_variant="student_blind")
+    pair = load_pair(spec, toy.folders(spec))
     report = check_pair(pair, rows)
     assert report.student.model == "toy blind student" and report.student.expected_blind
     assert report.warnings == []  # not a problem to warn about ...
