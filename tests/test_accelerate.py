@@ -14,6 +14,8 @@ import pytest
 
 from vlod_core.distill import distill
 
+pytestmark = pytest.mark.slow  # starts two processes under accelerate launch
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("accelerate_worker.py")
 

@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+pytestmark = pytest.mark.slow  # runs every page in AppTest, with worker processes
+
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 240  # seconds per script run: the shared CPU is slow and noisy
 PAGE_1 = "pages/1_Answers_and_tokens.py"

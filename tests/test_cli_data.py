@@ -11,6 +11,8 @@ import pytest
 
 from test_cli import REPO, assert_one_line_error, run_cli
 
+pytestmark = pytest.mark.slow  # starts the command line in a process each
+
 SHAPES = str(REPO / "examples" / "shapes")
 
 

@@ -7,6 +7,8 @@ module keeps per-user state at module level.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import ast
 import copy
 import dataclasses
@@ -248,11 +250,7 @@ def test_same_seed_and_config_give_the_same_run_card(toy_pair):
 
 # Constant lookup tables (never written to); anything else mutable at module level would be shared by all users.
 CONSTANT_TABLES = {
-    "vlod_core.answers": {"SHORTHANDS"},
-    "vlod_core.run_summary": {"METRICS", "CONTEXTS"},
-    "vlod_core.steering": {"REGISTRY"},
     "vlod_core.evaluation": {"SUFFIX"},
-    "vlod_core.figures.style": {"PAIR_COLOURS", "PAIR_LABELS", "RULE_COLOURS", "SHARE_SCALE"},
     "vlod_core.figures.tokens": {"DISTRIBUTIONS"},
     "vlod_core.topk": {"DISTRIBUTIONS"},
     "vlod_core.toy.tokenizer": {"EXTRA_WORDS"},
@@ -261,7 +259,20 @@ CONSTANT_TABLES = {
 }
 # Cached functions that build a constant, seeded table once per process; what they return is read-only.
 CACHED_TABLES = {"vlod_core.toy.drawings": {"sprite_bank", "_noise_bank"}}
-IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range, logging.Logger)
+IMMUTABLE = (
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    bool,
+    type(None),
+    tuple,
+    frozenset,
+    range,
+    logging.Logger,
+    MappingProxyType,
+)
 
 
 def core_modules() -> list[types.ModuleType]:

@@ -26,6 +26,8 @@ from vlod_core.pair import PairError, PairSpec, load_pair, probe_image
 from vlod_core.processors import VideoSettings, image_only_class, is_image_only, load_processor
 from vlod_core.toy import world
 
+pytestmark = pytest.mark.slow  # builds six tiny real-family pairs
+
 MODEL_CLASSES = {
     "llava": "LlavaForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",

@@ -17,6 +17,8 @@ from vlod_app.jobs import DEFAULT_SETTINGS, JobRegistry, RegistryFull, distill_c
 from vlod_core.pair import PairSpec
 
 # Reports "ready", then one step every 0.05 s for each rule until it reads "stop" (or its input ends).
+pytestmark = pytest.mark.slow  # starts worker processes
+
 FAKE_WORKER = r"""
 import json, sys, threading, time
 folder = sys.argv[1]

@@ -13,6 +13,8 @@ from vlod_core.child import Beside, WorkerDied
 from vlod_core.toy.prefetch import prefetched
 from vlod_core.toy.tower import TowerConfig, cell_labels, places, pretrain_tower
 
+pytestmark = pytest.mark.slow  # builds toy pairs and starts processes
+
 
 def test_cell_labels_follow_the_patch_order():
     scene = (world.SceneObject("cross", "blue", 0, 3), world.SceneObject("circle", "red", 2, 1))

@@ -27,7 +27,6 @@ def card(
 ) -> dict:
     """A run card as `distill` writes it: accuracy before/after with binomial errors, records with the logged
     losses at step 1 (and evaluations at the steps of `curve`)."""
-    se = lambda p: math.sqrt(p * (1 - p) / ROWS)  # noqa: E731
     records = [
         {
             "step": s,
@@ -43,12 +42,16 @@ def card(
         records[step - 1]["evaluation"] = {"accuracy_image": value}
     if angle is not None:
         records[0]["geometry"] = {"global": {"angles": {"std-vis": angle}}}
-    block = lambda p: {
-        "accuracy_image": p,
-        "accuracy_no_image": no_image,
-        "eval_rows": ROWS,  # noqa: E731
-        "stderr": {"accuracy_image": se(p)},
-    }
+
+    def block(p: float) -> dict:
+        stderr = math.sqrt(p * (1 - p) / ROWS)
+        return {
+            "accuracy_image": p,
+            "accuracy_no_image": no_image,
+            "eval_rows": ROWS,
+            "stderr": {"accuracy_image": stderr},
+        }
+
     return {
         "config": {"steps": steps, "steering": {"rule": rule}},
         "before": block(before),

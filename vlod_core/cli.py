@@ -6,6 +6,7 @@ Errors the user can fix (bad paths, bad images, bad numbers) print one line on s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -215,6 +216,8 @@ RUN_SETTINGS = (
     "eval_every",
     "eval_examples",
     "samples_per_prompt",
+    "answer_pattern",
+    "eval_samples",
     "max_new_tokens",
     "lora_rank",
     "gradient_checkpointing",
@@ -347,9 +350,15 @@ def cmd_evaluate(args) -> int:
         from vlod_core.toy.source import held_out_rows
 
         rows, name = held_out_rows(args.eval_examples), "toy world"
+    eval_set = EvalSet(
+        rows,
+        ablation=args.ablation,
+        max_new_tokens=args.eval_max_new_tokens,
+        answer_pattern=args.answer_pattern,
+        samples=args.eval_samples,
+    )
     pair = _load_pair(args)
     grounding = _grounding(args, pair, rows)
-    eval_set = EvalSet(rows, ablation=args.ablation, max_new_tokens=args.eval_max_new_tokens)
     sys.stderr.write(f"evaluating on {len(rows)} rows of {name}\n")
     printer = _progress_printer("evaluating")
     progress = None if args.json else (lambda done, total: printer(f"{done}/{total} rows", done / total))
@@ -364,9 +373,11 @@ def cmd_evaluate(args) -> int:
     print(f"{len(rows)} rows of {name}")
     if teacher:
         print("teacher:")
-        for suffix, context in CONTEXTS.items():
-            error = teacher[f"accuracy_{suffix}_stderr"]
-            print(f"  {METRICS['accuracy'].label}, {context}: {teacher[f'accuracy_{suffix}']:.3f} ± {error:.3f}")
+        for metric in ("accuracy", "format_errors"):
+            for suffix, context in CONTEXTS.items():
+                if f"{metric}_{suffix}" in teacher:
+                    value, error = teacher[f"{metric}_{suffix}"], teacher[f"{metric}_{suffix}_stderr"]
+                    print(f"  {METRICS[metric].label}, {context}: {value:.3f} ± {error:.3f}")
     print("student:")
     print("\n".join(_evaluation_lines(student.to_dict())))
     return 0
@@ -378,10 +389,12 @@ def cmd_compare(args) -> int:
     from vlod_core.distill import distill
     from vlod_core.verdict import verdict
 
+    rules = args.rules.split(",")
+    for rule in rules:
+        _distill_config(args, rule, 0)  # a bad setting (an unknown rule, a bad pattern) fails before loading
     data = _training_data(args)
     pair = _load_pair(args, training=True)
     grounding = _grounding(args, pair, data.eval_rows)
-    rules = args.rules.split(",")
     rows = []
     for rule in rules:
         results = []
@@ -463,6 +476,7 @@ def cmd_experiments(args) -> int:
     plan = plan_named("quick" if args.quick else "full")
     if args.seeds is not None:
         plan = plan.with_seeds(args.seeds)
+    plan = dataclasses.replace(plan, answer_pattern=args.answer_pattern, eval_samples=args.eval_samples)
     if not 0 <= args.workers <= 64:
         raise ValueError(f"--workers must be between 0 (run here) and 64, got {args.workers}")
     args.eval_examples = plan.eval_examples  # the toy world's held-out rows
@@ -559,7 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_distill)
 
     evaluation = commands.add_parser("evaluate", help="measure a pair on a data set without training")
-    settings.add_arguments(evaluation, DistillConfig, ("eval_examples", "ablation", "eval_max_new_tokens"))
+    settings.add_arguments(
+        evaluation,
+        DistillConfig,
+        ("eval_examples", "ablation", "eval_max_new_tokens", "answer_pattern", "eval_samples"),
+    )
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_args(evaluation, evaluation=False)
     _add_pair_args(evaluation)
@@ -583,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--seeds", type=int, help="seeds per configuration (default: the plan's, 3)")
     experiments.add_argument("--out", help="output folder (default: $VLOD_HOME/experiments/quick or .../full)")
     experiments.add_argument("--workers", type=int, default=2, help="worker processes, one per core (0: run here)")
+    settings.add_arguments(experiments, DistillConfig, ("answer_pattern", "eval_samples"))
     _add_data_args(experiments)
     _add_pair_args(experiments)
     experiments.set_defaults(func=cmd_experiments)

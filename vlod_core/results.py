@@ -101,7 +101,8 @@ def _number(value, where: str) -> None:
         raise RunCardError(f"{where} must be a number, got {type(value).__name__}")
 
 
-METRIC_PREFIXES = ("agreement_", "token_agreement_", "kl_", "accuracy_")
+RATE_PREFIXES = ("agreement_", "token_agreement_", "accuracy_", "acc1_", "acc_k_", "format_errors_")
+METRIC_PREFIXES = RATE_PREFIXES + ("kl_",)
 
 
 def _evaluation(block, where: str) -> None:
@@ -112,7 +113,7 @@ def _evaluation(block, where: str) -> None:
         if not key.startswith(METRIC_PREFIXES):
             continue
         _number(value, f"{where}.{key}")
-        rate = key.startswith(("agreement_", "token_agreement_", "accuracy_"))
+        rate = key.startswith(RATE_PREFIXES)
         if rate and not (math.isnan(value) or 0.0 <= value <= 1.0):
             raise RunCardError(f"{where}.{key} must be in [0, 1], got {value}")
     for key in ("stderr", "per_category"):

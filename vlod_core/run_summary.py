@@ -8,6 +8,8 @@ so a card read from disk and one just trained summarise alike. Metric names and 
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,16 +25,22 @@ class Metric:
     higher_is_better: bool = True
 
 
-METRICS = {
-    metric.name: metric
-    for metric in (
-        Metric("accuracy", "accuracy (exact match with the right answer)", rate=True),
-        Metric("agreement", "agreement with the teacher's greedy answer (exact)", rate=True),
-        Metric("token_agreement", "token agreement with the teacher", rate=True),
-        Metric("kl", "KL(student ‖ teacher) per token, nats (lower is closer)", rate=False, higher_is_better=False),
-    )
-}
-CONTEXTS = {"image": "with image", "no_image": "image removed"}  # evaluation suffix -> its wording
+METRICS = MappingProxyType(
+    {
+        metric.name: metric
+        for metric in (
+            Metric("accuracy", "accuracy (exact match with the right answer)", rate=True),
+            Metric("agreement", "agreement with the teacher's greedy answer (exact)", rate=True),
+            Metric("token_agreement", "token agreement with the teacher", rate=True),
+            Metric("kl", "KL(student ‖ teacher) per token, nats (lower is closer)", rate=False, higher_is_better=False),
+            # With an answer pattern or Acc@k (`vlod_core.evaluation`): reasoning answers scored by final answers.
+            Metric("acc1", "Acc@1 (final answer of the greedy answer)", rate=True),
+            Metric("acc_k", "Acc@k (final answers of k samples at temperature 1)", rate=True),
+            Metric("format_errors", "format errors (no final answer found)", rate=True, higher_is_better=False),
+        )
+    }
+)
+CONTEXTS = MappingProxyType({"image": "with image", "no_image": "image removed"})  # evaluation suffix -> its wording
 
 
 def card_dict(card: Any) -> dict:

@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -38,7 +38,7 @@ class Setting:
         return self.label or self.help
 
 
-def setting(default: Any = MISSING, *, default_factory: Any = MISSING, **about) -> Any:
+def setting(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING, **about) -> Any:
     """A dataclass field carrying its `Setting`."""
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"setting": Setting(**about)})
 
@@ -122,7 +122,7 @@ def check(config: Any, skip: Iterable[str] = ()) -> None:
         if about.parse is not None:  # a value of several kinds ("auto" or a number) checks itself in its parse
             continue
         named = f"{field.name} ({about.words})" if about.words else field.name
-        check_value(named, about, value, type(field.default) if field.default is not MISSING else None)
+        check_value(named, about, value, type(field.default) if field.default is not dataclasses.MISSING else None)
 
 
 def check_value(name: str, about: Setting, value: Any, kind: type | None) -> None:

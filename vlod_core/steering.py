@@ -19,6 +19,8 @@ times log p(y).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -37,23 +39,27 @@ class Rule:
     preserved_term: str | None = None  # the loss it keeps on the top-VDS tokens with weight λ
 
 
-REGISTRY = {
-    rule.name: rule
-    for rule in (
-        Rule("standard", "ℓStd", "standard on-policy distillation: the full reverse KL to the teacher"),
-        Rule("vgs", "ℓStd + γ·ℓVis + λ·ℓLP", "the paper's Visual Gradient Steering", "vis", "lang"),
-        Rule("vgs_no_lp", "ℓStd + γ·ℓVis", "VGS without language preservation (the paper's ablation)", "vis"),
-        Rule("vgs_adaptive", "ℓStd + γ_t·ℓVis + λ·ℓLP", "VGS with γ per token by VDS quantile", "vis", "lang"),
-        Rule("vgs_anchored", "ℓStd + γ·ℓVis* + λ·ℓLP", "VGS whose q* uses the initial student's prior", "vis", "lang"),
-        Rule(
-            "lang_steer",
-            "ℓStd + γ·ℓLang + λ·ℓVP",
-            "steering toward language instead (the inverse control)",
-            "lang",
-            "vis",
-        ),
-    )
-}
+REGISTRY = MappingProxyType(
+    {
+        rule.name: rule
+        for rule in (
+            Rule("standard", "ℓStd", "standard on-policy distillation: the full reverse KL to the teacher"),
+            Rule("vgs", "ℓStd + γ·ℓVis + λ·ℓLP", "the paper's Visual Gradient Steering", "vis", "lang"),
+            Rule("vgs_no_lp", "ℓStd + γ·ℓVis", "VGS without language preservation (the paper's ablation)", "vis"),
+            Rule("vgs_adaptive", "ℓStd + γ_t·ℓVis + λ·ℓLP", "VGS with γ per token by VDS quantile", "vis", "lang"),
+            Rule(
+                "vgs_anchored", "ℓStd + γ·ℓVis* + λ·ℓLP", "VGS whose q* uses the initial student's prior", "vis", "lang"
+            ),
+            Rule(
+                "lang_steer",
+                "ℓStd + γ·ℓLang + λ·ℓVP",
+                "steering toward language instead (the inverse control)",
+                "lang",
+                "vis",
+            ),
+        )
+    }
+)
 RULES = tuple(REGISTRY)
 
 
@@ -242,3 +248,9 @@ def eta_from_gradients(grad_std: list[torch.Tensor], grad_steer: list[torch.Tens
     num = _squared_norm([g for g in grad_std if g is not None])
     den = _squared_norm([a + b for a, b in zip(grad_std, grad_steer) if a is not None])
     return (num**0.5) / max(den**0.5, 1e-12)
+
+
+def measured_eta(terms: Objective, params: list[torch.Tensor]) -> float:
+    """η of a steering rule's terms, measured from two VJPs; the graph is kept for the caller's own backward
+    (data-parallel training and TRL's trainer, where the framework runs the backward pass)."""
+    return eta_from_gradients(_gradients(terms.std, params, retain=True), _gradients(terms.steer, params, retain=True))
