@@ -45,6 +45,7 @@ from vlod_core.engine import encode, sample
 from vlod_core.images import thumbnail_uri
 from vlod_core.inputs import PromptBatch, encode_rows, response_tensors, with_responses
 from vlod_core.losses import kl
+from vlod_core.modes import eval_mode
 from vlod_core.sampling import GREEDY, SamplingConfig, decode
 from vlod_core.scoring import context_logprobs, merge_contexts
 
@@ -303,9 +304,7 @@ def per_row_metrics(model, pair, eval_set: EvalSet, progress: Progress | None = 
     reference = eval_set.teacher_reference(pair)
     tokenizer = pair.tokenizer
     out: dict[str, list[float]] = {}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for index, part in enumerate(eval_set.chunks()):
             rows = eval_set.rows[part]
             prompts = eval_set.prompts(pair, part)
@@ -357,8 +356,6 @@ def per_row_metrics(model, pair, eval_set: EvalSet, progress: Progress | None = 
                     out.setdefault(name, []).extend(values)
             if progress is not None:
                 progress(part.stop, len(eval_set))
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -417,9 +414,7 @@ def exact_match(
     (the toy build measures each model alone with it)."""
     tokenizer, pad = processor.tokenizer, processor.tokenizer.pad_token_id
     out: dict[str, list[torch.Tensor]] = {context: [] for context in SUFFIX}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             prompts = encode_rows(processor, [r.load_image() for r in chunk], [r.question for r in chunk], ablation)
@@ -430,8 +425,6 @@ def exact_match(
                 inputs = with_responses(prompts.encoded[("student", context)], references, pad)
                 logprobs = context_logprobs(model, inputs, ids.shape[1], vocab_size)
                 out[context].append(((logprobs.argmax(-1) == ids) | ~mask).all(-1).cpu())
-    finally:
-        model.train(was_training)
     return {context: torch.cat(hits) for context, hits in out.items()}
 
 
