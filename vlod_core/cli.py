@@ -58,6 +58,14 @@ def _add_pair_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own code (off by default)")
 
 
+def _add_grounding_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--require-grounded-teacher",
+        action="store_true",
+        help="refuse (exit 2) when the teacher's answers do not depend on the image (vlod_core.grounding)",
+    )
+
+
 def _pair_spec(args) -> PairSpec:
     return PairSpec(
         teacher=args.teacher,
@@ -130,6 +138,23 @@ def _training_data(args):
     return TrainingData.from_split(split, data.name, extra={"origin": data.origin, "skipped": len(data.skipped)})
 
 
+def _grounding(args, pair, rows=None):
+    """Check that each model reads the image (`vlod_core.grounding`) on a few rows; warnings on stderr.
+
+    With --require-grounded-teacher a teacher that ignores the image is refused (exit 2) before anything runs.
+    """
+    from vlod_core.grounding import check_pair, require_grounded_teacher
+
+    report = check_pair(pair, rows, log=False)
+    if getattr(args, "require_grounded_teacher", False):
+        require_grounded_teacher(report)  # the refusal says what the warning would have said
+    for text in report.warnings:
+        sys.stderr.write(f"vlod: warning: {text}\n")
+    for text in report.notes:
+        sys.stderr.write(f"vlod: note: {text}\n")
+    return report
+
+
 def cmd_toy_build(args) -> int:
     from vlod_core.toy.build import ToyBuildConfig, build_toy_pair, default_toy_dir
 
@@ -164,10 +189,11 @@ def cmd_inspect(args) -> int:
     question, notes = check_question(args.question)
     pair = _load_pair(args)
     sampling = settings.build(SamplingConfig, settings.from_arguments(args, ("temperature", "top_p", "max_new_tokens")))
+    grounding = _grounding(args, pair)  # on drawn scenes: whether each model reads an image at all
     result = inspect(pair, loaded.image, question, args.response, args.ablation, sampling, args.seed)
     notes = loaded.notes + notes + result.notes
     if args.json:
-        print(json.dumps(result.to_dict() | {"notes": notes}, indent=2))
+        print(json.dumps(result.to_dict() | {"notes": notes, "grounding": grounding.to_dict()}, indent=2))
         return 0
     for note in notes:
         print(f"note: {note}")
@@ -296,7 +322,8 @@ def cmd_distill(args) -> int:
     config = _distill_config(args, args.rule, args.seed)
     data = _training_data(args)
     pair = _load_pair(args, training=True)
-    result = distill(pair, config, data, callback=_record_printer(config.steps))
+    grounding = _grounding(args, pair, data.eval_rows)
+    result = distill(pair, config, data, callback=_record_printer(config.steps), grounding=grounding)
     card = result.card
     if result.card.stopped:
         print(f"note: {card.stopped}", file=sys.stderr)
@@ -331,15 +358,17 @@ def cmd_evaluate(args) -> int:
         samples=args.eval_samples,
     )
     pair = _load_pair(args)
+    grounding = _grounding(args, pair, rows)
     sys.stderr.write(f"evaluating on {len(rows)} rows of {name}\n")
     printer = _progress_printer("evaluating")
     progress = None if args.json else (lambda done, total: printer(f"{done}/{total} rows", done / total))
-    student = evaluate(pair, eval_set, progress=progress)
+    student = evaluate(pair, eval_set, progress=progress, check_grounding=False)
     teacher = teacher_accuracy(pair, eval_set)
     if args.json:
         from vlod_core.results import json_safe
 
-        print(json.dumps(json_safe({"rows": len(rows), "teacher": teacher, "student": student.to_dict()}), indent=2))
+        out = {"rows": len(rows), "teacher": teacher, "student": student.to_dict(), "grounding": grounding.to_dict()}
+        print(json.dumps(json_safe(out), indent=2))
         return 0
     print(f"{len(rows)} rows of {name}")
     if teacher:
@@ -365,13 +394,14 @@ def cmd_compare(args) -> int:
         _distill_config(args, rule, 0)  # a bad setting (an unknown rule, a bad pattern) fails before loading
     data = _training_data(args)
     pair = _load_pair(args, training=True)
+    grounding = _grounding(args, pair, data.eval_rows)
     rows = []
     for rule in rules:
         results = []
         for seed in range(args.seeds):
             config = _distill_config(args, rule, seed)
             sys.stderr.write(f"{rule}, seed {seed}\n")
-            card = distill(pair, config, data, callback=_record_printer(config.steps)).card
+            card = distill(pair, config, data, callback=_record_printer(config.steps), grounding=grounding).card
             results.append(card)
             if args.out_dir:
                 Path(args.out_dir).mkdir(parents=True, exist_ok=True)
@@ -499,6 +529,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     settings.add_arguments(parser, DistillConfig, RUN_SETTINGS)
     _add_data_args(parser)
     _add_pair_args(parser)
+    _add_grounding_arg(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -550,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_args(evaluation, evaluation=False)
     _add_pair_args(evaluation)
+    _add_grounding_arg(evaluation)
     evaluation.set_defaults(func=cmd_evaluate)
 
     compare = commands.add_parser("compare", help="several rules from identical seeds; one table")

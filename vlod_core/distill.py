@@ -31,6 +31,8 @@ from vlod_core.data import Row, TrainingData
 from vlod_core.engine import rollout, score_responses
 from vlod_core.evaluation import MAX_SAMPLES, EvalSet, Evaluation, evaluate, greedy_answers
 from vlod_core.geometry import geometry_of_losses
+from vlod_core.grounding import GroundingReport, check_pair
+from vlod_core.grounding import require_grounded_teacher as require_grounded
 from vlod_core.inputs import CONTEXTS, ablation_setting
 from vlod_core.losses import per_token_losses
 from vlod_core.pair import ModelPair
@@ -266,7 +268,7 @@ class RunEvaluator:
         if self.eval_set is None:
             return None
         with self.compute():
-            return evaluate(self.pair, self.eval_set, student)
+            return evaluate(self.pair, self.eval_set, student, check_grounding=False)
 
     def answers(self, student) -> tuple[list[dict], list[dict]]:
         """Greedy answers of `student` on the shown rows and on the probes, each beside the teacher's."""
@@ -275,6 +277,14 @@ class RunEvaluator:
                 _beside(greedy_answers(self.pair, student, self.show, self.ablation), self.teacher_show),
                 _beside(greedy_answers(self.pair, student, self.probes, self.ablation), self.teacher_probes),
             )
+
+
+def data_grounding(pair: ModelPair, data: TrainingData) -> GroundingReport:
+    """Both models' grounding on a few evaluation rows, once per pair and data (compare's runs share it)."""
+    key = ("grounding", id(pair.teacher), id(pair.student))
+    if key not in data.eval_sets:
+        data.eval_sets[key] = check_pair(pair, data.eval_rows or data.train.prompts(0, 8, 0))
+    return data.eval_sets[key]
 
 
 def _beside(answers: list[dict], teacher: list[dict]) -> list[dict]:
@@ -388,19 +398,28 @@ def distill(
     probes: list[Row] | None = None,
     accelerator=None,
     evaluate_model: bool = True,
+    grounding: GroundingReport | None = None,
+    require_grounded_teacher: bool = False,
 ) -> DistillResult:
     """Distil `pair.teacher` into a copy of `pair.student` on `data`; `pair` itself is left exactly as it was.
 
     Each step: the student answers its share of the batch (on-policy), the four passes score the answers, the
     rule turns the per-token losses into its objective, and AdamW descends it. `rollouts` replaces the data's
     prompts and the student's answers with a fixed global batch (tests); without `data` nothing is evaluated.
-    `probes` are extra rows whose greedy answers are kept before/after.
+    `probes` are extra rows whose greedy answers are kept before/after. Before anything trains, both models'
+    grounding is checked on a few of the data's rows (`vlod_core.grounding`; or `grounding`, checked by the
+    caller): a teacher that ignores the image is logged and named in the card, or, with
+    `require_grounded_teacher`, refused (`UngroundedTeacher`).
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     if data is None and rollouts is None:
         raise ValueError("distill needs data (or fixed rollouts)")
     started = time.perf_counter()
+    if grounding is None and data is not None:
+        grounding = data_grounding(pair, data)
+    if grounding is not None and require_grounded_teacher:
+        require_grounded(grounding)
     # Some parameters never get a gradient (a vision tower's final norm when features come from a hidden
     # layer, as in the toy pair and many LLaVA checkpoints), which plain DDP refuses on the next step.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
@@ -487,6 +506,7 @@ def distill(
         probe_before=probe_before,
         probe_after=probe_after,
         stopped=stopped,
+        grounding=grounding.to_dict() if grounding is not None else {},
     )
     trainee.plain.eval()
     return DistillResult(trainee.plain, card)

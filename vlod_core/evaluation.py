@@ -77,6 +77,7 @@ class Evaluation:
     rows: int
     seen_in_training: bool = False
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> category -> value
+    grounding: dict = field(default_factory=dict)  # GroundingReport.to_dict() when checked; else empty
 
     def __getitem__(self, name: str) -> float:
         return self.values[name]
@@ -94,7 +95,7 @@ class Evaluation:
             "eval_rows": self.rows,
             "eval_seen_in_training": self.seen_in_training,
             **self.settings,
-        }
+        } | ({"grounding": self.grounding} if self.grounding else {})
 
 
 def _nbytes(tensors) -> int:
@@ -386,12 +387,23 @@ def summarise(per_row: dict[str, list[float]], rows: list[Row], seen_in_training
     return Evaluation(values, stderr, len(rows), seen_in_training, per_category)
 
 
-def evaluate(pair, eval_set: EvalSet, model=None, progress: Progress | None = None) -> Evaluation:
-    """The metrics of `model` (default: the pair's student) on `eval_set`."""
+def evaluate(
+    pair, eval_set: EvalSet, model=None, progress: Progress | None = None, check_grounding: bool = True
+) -> Evaluation:
+    """The metrics of `model` (default: the pair's student) on `eval_set`.
+
+    With `check_grounding`, also whether the teacher and `model` read the image (`vlod_core.grounding`, on a
+    few of the rows; a warning is logged for a model that ignores it): `Evaluation.grounding`.
+    """
+    from vlod_core.grounding import check_pair
+
     model = model if model is not None else pair.student
     per_row = per_row_metrics(model, pair, eval_set, progress)
     result = summarise(per_row, eval_set.rows, eval_set.seen_in_training)
-    return dataclasses.replace(result, settings=eval_set.settings())
+    result = dataclasses.replace(result, settings=eval_set.settings())
+    if check_grounding:
+        result = dataclasses.replace(result, grounding=check_pair(pair, eval_set.rows, student=model).to_dict())
+    return result
 
 
 @torch.no_grad()

@@ -60,6 +60,7 @@ class RunCard:
     probe_before: list[dict] = field(default_factory=list)
     probe_after: list[dict] = field(default_factory=list)
     stopped: str | None = None  # why the run ended early, if it did
+    grounding: dict = field(default_factory=dict)  # GroundingReport.to_dict(): does each model read the image?
     schema: str = SCHEMA
 
     def to_dict(self) -> dict:
@@ -148,6 +149,8 @@ def validate_card(raw) -> None:
     _evaluation(raw.get("after"), "after")
     if not isinstance(raw.get("data", {}), dict):
         raise RunCardError("'data' must be a JSON object")
+    if not isinstance(raw.get("grounding", {}), dict):
+        raise RunCardError("'grounding' must be a JSON object")
     if len(raw["records"]) > MAX_RECORDS:
         raise RunCardError(f"too many records ({len(raw['records'])}; limit {MAX_RECORDS})")
     for i, record in enumerate(raw["records"]):
