@@ -345,3 +345,19 @@ def test_two_processes_under_accelerate_launch_train_and_log(vlod_home, tmp_path
 
     initial = load_pair(PairSpec(device="cpu"), toy.folders(PairSpec())).student.state_dict()
     assert max(float((students[0][k] - initial[k]).abs().max()) for k in students[0]) > 1e-4
+
+
+@pytest.mark.slow
+def test_the_first_steps_check_warns_about_a_teacher_that_ignores_the_image(toy_pair, tmp_path):
+    import dataclasses
+
+    from test_grounding import zeroed
+    from vlod_core.toy.source import held_out_rows
+
+    rows = held_out_rows(8)
+    images, questions = [row.load_image() for row in rows], [row.question for row in rows]
+    records = worker.trl_records(4)
+    assert _trainer(toy_pair, tmp_path / "a", "standard", records).teacher_grounding_warning(images, questions) is None
+    blind = dataclasses.replace(toy_pair, teacher=zeroed(toy_pair.teacher))
+    warning = _trainer(blind, tmp_path / "b", "standard", records).teacher_grounding_warning(images, questions)
+    assert warning is not None and "ignores the image" in warning

@@ -143,8 +143,12 @@ def _grounding(args, pair, rows=None):
 
     With --require-grounded-teacher a teacher that ignores the image is refused (exit 2) before anything runs.
     """
-    from vlod_core.grounding import check_pair, require_grounded_teacher
+    from vlod_core.grounding import DEFAULT_ROWS, check_pair, require_grounded_teacher
 
+    if rows is None:  # drawn toy scenes: rows any VLM can be asked about
+        from vlod_core.toy.source import held_out_rows
+
+        rows = held_out_rows(DEFAULT_ROWS)
     report = check_pair(pair, rows, log=False)
     if getattr(args, "require_grounded_teacher", False):
         require_grounded_teacher(report)  # the refusal says what the warning would have said

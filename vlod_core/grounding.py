@@ -37,6 +37,7 @@ from PIL import Image
 from vlod_core.data import Row, StoredImage
 from vlod_core.inputs import encode_prompts, with_responses
 from vlod_core.losses import kl
+from vlod_core.modes import eval_mode
 from vlod_core.sampling import SamplingConfig, generate_encoded
 from vlod_core.scoring import context_logprobs
 
@@ -210,13 +211,6 @@ def pick_rows(rows: Sequence[Row], n: int = DEFAULT_ROWS) -> list[Row]:
     return chosen + extra[: n - len(chosen)]
 
 
-def default_rows(n: int = DEFAULT_ROWS) -> list[Row]:
-    """Drawn scenes of the toy world with their questions: rows any VLM can be asked about (the app's check)."""
-    from vlod_core.toy.source import held_out_rows
-
-    return held_out_rows(n)
-
-
 def _distinct(images: list[Image.Image]) -> bool:
     first = images[0].tobytes()
     return any(im.size != images[0].size or im.tobytes() != first for im in images[1:])
@@ -245,9 +239,7 @@ def measure(
     questions = [row.question for row in rows]
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         own = _on(encode_prompts(processor, questions, images), device)
         if answers == "reference" and all(row.answer is not None for row in rows):
             from vlod_core.evaluation import reference_ids
@@ -275,8 +267,6 @@ def measure(
 
         kl_blank = mean_kl([Image.new("RGB", im.size, BLANK_GREY) for im in images])
         kl_other = mean_kl(images[1:] + images[:1]) if len(images) > 1 and _distinct(images) else None
-    finally:
-        model.train(was_training)
     headline = max(kl_blank, kl_other if kl_other is not None else 0.0)
     return Grounding(
         role,
@@ -303,7 +293,7 @@ def _on(encoded: dict, device) -> dict:
 
 def check_pair(
     pair,
-    rows: Sequence[Row] | None = None,
+    rows: Sequence[Row],
     *,
     student=None,
     n: int = DEFAULT_ROWS,
@@ -314,10 +304,11 @@ def check_pair(
 ) -> GroundingReport:
     """The teacher's (and the student's, unless `students=False`) grounding on up to `n` of `rows`.
 
-    `rows` default to drawn toy-world scenes; `student` defaults to the pair's. Warnings are logged (the CLI
-    prints them itself; the app shows them in a box).
+    `rows` are any rows the models can be asked about (the entry points hand drawn toy scenes where the user gave
+    none); `student` defaults to the pair's. Warnings are logged (the CLI prints them itself; the app shows them in
+    a box).
     """
-    chosen = pick_rows(rows if rows is not None else default_rows(n), n)
+    chosen = pick_rows(rows, n)
     common = dict(rows=chosen, answers=answers, threshold=threshold)
     teacher = measure(
         pair.teacher,

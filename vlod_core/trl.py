@@ -318,9 +318,14 @@ class DecomposedDistillationTrainer(DistillationTrainer):
     # ----------------------------------------------------------------------------------------------- hooks
 
     def teacher_grounding_warning(self, images, questions) -> str | None:
-        """HOOK, called once at the first training step with its rows: a warning when the teacher ignores the image.
+        """Called once, at the first training step, with its rows: the warning `vlod_core.grounding` gives when the
+        teacher's answers do not depend on which image it gets (None when they do)."""
+        from vlod_core.grounding import measure, pick_rows
 
-        Issue 20 item 3 puts that check in `vlod_core.grounding`, which is not on main yet; wire its warning here
-        (it is logged as it is returned). Until then: None (no check).
-        """
-        return None
+        teacher = self.accelerator.unwrap_model(self.teacher_model)
+        rows = pick_rows([Row(image, question) for image, question in zip(images, questions)])
+        name = getattr(teacher.config, "_name_or_path", "") or type(teacher).__name__
+        grounding = measure(
+            teacher, self.processing_class, self._tokenizer, self.vocab_size, rows, role="teacher", name=name
+        )
+        return grounding.warning()
