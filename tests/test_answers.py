@@ -4,6 +4,7 @@ the settings reaching evaluation from the CLI, and the same metrics on the toy p
 from __future__ import annotations
 
 import json
+import types
 import math
 import statistics
 
@@ -204,13 +205,15 @@ def test_run_cards_carry_the_new_metrics_as_rates():
 def test_the_cli_flags_reach_the_evaluation(monkeypatch, capsys):
     seen = {}
 
-    def fake_evaluate(pair, eval_set, progress=None):
+    def fake_evaluate(pair, eval_set, progress=None, check_grounding=True):
         seen["set"] = eval_set
         return Evaluation({"acc1_image": 0.5}, {"acc1_image": 0.1}, len(eval_set), settings=eval_set.settings())
 
     monkeypatch.setattr(cli, "_load_pair", lambda args, training=False: object())
     monkeypatch.setattr(evaluation_module, "evaluate", fake_evaluate)
     monkeypatch.setattr(evaluation_module, "teacher_accuracy", lambda pair, eval_set: {})
+    unchecked = types.SimpleNamespace(to_dict=dict)  # the grounding check has its own tests
+    monkeypatch.setattr(cli, "_grounding", lambda args, pair, rows=None: unchecked)
     code = cli.main(["evaluate", "--eval-examples", "3", "--answer-pattern", "boxed", "--samples-k", "4", "--json"])
     assert code == 0
     assert seen["set"].answer_pattern == "boxed" and seen["set"].samples == 4
