@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from vlod_core.images import ImageError
-from vlod_core.pair import TOY, PairError, PairSpec
+from vlod_core.pair import TOY, TOY_REASONING, TOY_WORLDS, PairError, PairSpec
 
 EXIT_USAGE = 2
 
@@ -75,8 +75,9 @@ def _load_pair(args, training: bool = False):
     from vlod_core.pair import load_pair
     from vlod_core.toy.build import ensure_toy_pair
 
-    if TOY in (args.teacher, args.student):
-        ensure_toy_pair(progress=_progress_printer("building the toy pair (first use)"))
+    for name in dict.fromkeys(n for n in (args.teacher, args.student) if n in TOY_WORLDS):
+        label = "building the toy pair (first use)" if name == TOY else f"building the {name} pair (first use)"
+        ensure_toy_pair(progress=_progress_printer(label), world=TOY_WORLDS[name])
     spec = _pair_spec(args)
     if training:
         lengths = (PROMPT_TOKENS, args.max_new_tokens)
@@ -129,6 +130,8 @@ def _training_data(args):
 def cmd_toy_build(args) -> int:
     from vlod_core.toy.build import ToyBuildConfig, build_toy_pair, default_toy_dir
 
+    if args.world == "reasoning":
+        return _build_reasoning(args)
     out = Path(args.out) if args.out else default_toy_dir()
     card = build_toy_pair(out, ToyBuildConfig(seed=args.seed), progress=_progress_printer("building the toy pair"))
     print(f"wrote {out} in {card['build_seconds']} s")
@@ -213,6 +216,26 @@ def _distill_config(args, rule: str, seed: int):
         gradient_checkpointing=args.gradient_checkpointing,
     )
 
+def _build_reasoning(args) -> int:
+    from vlod_core.toy.reasoning_build import ReasoningBuildConfig, build_reasoning_pair, default_reasoning_dir
+
+    out = Path(args.out) if args.out else default_reasoning_dir()
+    config = ReasoningBuildConfig(seed=args.seed)
+    card = build_reasoning_pair(out, config, progress=_progress_printer("building the reasoning pair"))
+    print(f"wrote {out} in {card['build_seconds']} s (chains of {card['mean_answer_tokens']} tokens on average)")
+    for name in ("teacher", "student", "student_blind"):
+        m = card[name]
+        print(
+            f"  {name:<14} final-answer accuracy with image {m['accuracy_image']:.3f}   without {m['accuracy_no_image']:.3f}"
+            f"   format errors {m['format_errors_image']}"
+        )
+    r = card["regime"]
+    print(
+        f"  step 0: |g_lang|/|g_vis| {r['lang_vis_ratio']:.2f}   angle(std, lang) {r['angles']['std-lang']:.1f}°"
+        f"   angle(std, vis) {r['angles']['std-vis']:.1f}°   angle(lang, vis) {r['angles']['lang-vis']:.1f}°"
+    )
+    return 0
+
 
 def _degrees(value: float) -> str:
     return f"{value:>11.1f}°" if value == value else f"{'n/a':>12}"  # n/a: a gradient is zero there
@@ -228,10 +251,19 @@ def cmd_geometry(args) -> int:
     else:
         from vlod_core.toy.source import ToyPrompts
 
-        rows = ToyPrompts().prompts(0, args.batch, args.seed)
+        rows = ToyPrompts(args.world).prompts(0, args.batch, args.seed)
+    if args.world != "default":  # the world's own pair unless another is named
+        args.teacher = TOY_REASONING if args.teacher == TOY else args.teacher
+        args.student = TOY_REASONING if args.student == TOY else args.student
     pair = _load_pair(args)
     images, questions = [row.load_image() for row in rows], [row.question for row in rows]
-    geometry = batch_geometry(pair, images, questions, seed=args.seed, ablation=args.ablation, bins=args.bins)
+    from vlod_core.sampling import SamplingConfig
+    from vlod_core.toy.source import max_new_tokens
+
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens(args.world) or 6)
+    geometry = batch_geometry(
+        pair, images, questions, seed=args.seed, sampling=sampling, ablation=args.ablation, bins=args.bins
+    )
     if args.json:
         print(json.dumps(json_safe(geometry.to_dict()), indent=2))
         return 0
@@ -540,6 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     build = toy.add_parser("build", help="train and save the toy teacher/student pair")
     build.add_argument("--out", help="folder (default: $VLOD_HOME/toy or ~/.cache/vlod/toy)")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument(
+        "--world", default="default", choices=["default", "reasoning"],
+        help="reasoning: chains over several visual facts, a teacher and student of two styles "
+        "(default folder $VLOD_HOME/toy-reasoning)",
+    )
     build.set_defaults(func=cmd_toy_build)
 
     inspect = commands.add_parser("inspect", help="four answers and the per-token decomposition")
@@ -561,6 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
     geometry.add_argument("--bins", type=int, default=10, help="VDS bins (0: none)")
     geometry.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
     geometry.add_argument("--json", action="store_true")
+    geometry.add_argument(
+        "--world", default="default", choices=["default", "reasoning"],
+        help="toy world of the prompts (and of the pair, unless --teacher/--student name another)",
+    )
     _add_data_args(geometry, evaluation=False)
     _add_pair_args(geometry)
     geometry.set_defaults(func=cmd_geometry)

@@ -189,9 +189,9 @@ def configs_of(spec) -> tuple[object, object]:
     """The teacher's and student's configs of a `PairSpec`, read from config.json alone."""
     from transformers import AutoConfig
 
-    from vlod_core.pair import TOY, _check_source, _toy_paths
+    from vlod_core.pair import _check_source, _toy_paths, uses_toy
 
-    names = _toy_paths(spec) if TOY in (spec.teacher, spec.student) else (spec.teacher, spec.student)
+    names = _toy_paths(spec) if uses_toy(spec) else (spec.teacher, spec.student)
     configs = []
     for name in names:
         _check_source(name, spec.trust_remote_code)

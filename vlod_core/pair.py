@@ -27,6 +27,8 @@ from vlod_core.processors import is_image_only, load_processor, needs_torchvisio
 logger = logging.getLogger(__name__)
 
 TOY = "toy"  # the spec name of the embedded toy pair
+TOY_REASONING = "toy-reasoning"  # the spec name of the reasoning world's toy pair (`toy.reasoning`)
+TOY_WORLDS = {TOY: "default", TOY_REASONING: "reasoning"}  # spec name -> toy world
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weights formats that unpickle (and so can run code)
 
 
@@ -349,20 +351,23 @@ def image_encoding_differences(teacher_processor, student_processor) -> list[str
     return differences
 
 
+def uses_toy(spec: PairSpec) -> bool:
+    """Whether either model of `spec` is an embedded toy pair's (built on first use)."""
+    return spec.teacher in TOY_WORLDS or spec.student in TOY_WORLDS
+
+
 def _toy_paths(spec: PairSpec) -> tuple[str, str]:
     from vlod_core.toy.build import ensure_toy_pair
 
-    root = ensure_toy_pair()
-    teacher = str(root / "teacher") if spec.teacher == TOY else spec.teacher
-    student = str(root / spec.student_variant) if spec.student == TOY else spec.student
-    return teacher, student
+    def path(name: str, variant: str) -> str:
+        return str(ensure_toy_pair(world=TOY_WORLDS[name]) / variant) if name in TOY_WORLDS else name
+
+    return path(spec.teacher, "teacher"), path(spec.student, spec.student_variant)
 
 
 def load_pair(spec: PairSpec = PairSpec()) -> ModelPair:
     """Load and check a pair; the teacher comes back frozen in eval mode."""
-    teacher_name, student_name = (
-        _toy_paths(spec) if TOY in (spec.teacher, spec.student) else (spec.teacher, spec.student)
-    )
+    teacher_name, student_name = _toy_paths(spec) if uses_toy(spec) else (spec.teacher, spec.student)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     kwargs = dict(dtype=dtype, device=device, trust_remote_code=spec.trust_remote_code)
