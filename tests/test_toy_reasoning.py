@@ -99,21 +99,25 @@ def test_the_styles_differ_in_phrasing_and_order():
 
 
 def test_the_teacher_writes_its_own_style_and_has_read_the_students():
-    """Each slot: the teacher's phrasing about 1 - gap of the time, the student's the rest; the student never
-    writes the teacher's phrasings."""
+    """Each slot: the teacher's phrasing 70 % of the time, the student's the rest; the student never writes
+    the teacher's phrasings."""
     own_opener = reasoning.OPENER[0]
-    gap = 0.3
-    teacher = reasoning.sample_examples(2000, seed=7, style="teacher", gap=gap)
-    student = reasoning.sample_examples(2000, seed=7, style="student")
+    teacher = reasoning.sample_examples(1000, seed=7, style="teacher", gap=1.0)
+    student = reasoning.sample_examples(1000, seed=7, style="student")
     share = np.mean([own_opener in ex.answer for ex in teacher])
-    assert abs(share - (1 - gap)) < 0.04
+    assert abs(share - (1 - reasoning.READ_SHARE)) < 0.04
     assert not any(own_opener in ex.answer for ex in student)
     students_second = reasoning.OPENER[1][1]
     # The teacher prefers the student's second phrasing, the student its first: not proportional.
     assert np.mean([students_second in ex.answer for ex in teacher]) > np.mean([reasoning.OPENER[1][0] in ex.answer for ex in teacher])
     assert np.mean([students_second in ex.answer for ex in student]) < 0.4
-    pure = reasoning.sample_examples(200, seed=7, style="teacher", gap=0.0)
-    assert all(ex.answer.startswith("<reason> " + own_opener) for ex in pure)
+    first, second = (
+        np.mean([reasoning.OPENER[1][i] in ex.answer for ex in reasoning.sample_examples(1000, 7, gap=0.0)])
+        for i in (0, 1)
+    )
+    assert first > 2 * second  # gap 0: the teacher splits its reading share as the student does
+    with pytest.raises(ValueError, match="style gap"):
+        reasoning.teacher_split(2.0)
 
 
 def test_reference_chains_are_deterministic_and_in_the_teachers_most_likely_style():
@@ -131,8 +135,8 @@ def test_left_of_needs_two_objects():
 
 
 def test_the_question_alone_gets_a_prior_not_the_answers():
-    held = reasoning.sample_examples(1000, seed=1, reference=True)
-    prior = reasoning.prior_accuracy(held, reasoning.sample_examples(20_000, seed=2, reference=True))
+    held = reasoning.sample_examples(500, seed=1, reference=True)
+    prior = reasoning.prior_accuracy(held, reasoning.sample_examples(5000, seed=2, reference=True))
     assert 0.3 < prior < 0.7
 
 

@@ -14,11 +14,16 @@ A chain is made of slots (an opener, one per fact, the step that combines them);
 two *styles*, the teacher's (terse, "step by step", facts in one order) and the student's (chatty, facts in
 the other order, other connectives). A style is a distribution over the phrasings, not one template, as a
 real model's is: the student writes its first phrasing 70 % of the time and its second 30 %; the teacher
-writes its own (1 − gap) and the student's two with gap · (0.3, 0.7), so it has *read* the student's style
-(it can continue a student prefix sensibly, which is what lets it score the student's chains) while
-writing its own. `gap` is the world's style gap: the knob for ‖gLang‖ at step 0 (METHOD.md, "The paper's
-regime"). Where two distributions are proportional on the student's support the reverse KL has no gradient,
-so the teacher reverses the student's preference between its two phrasings.
+writes its own 70 % of the time and the student's two in the remaining `READ_SHARE` = 30 %, so it has
+*read* the student's style (it can continue a student prefix sensibly, which is what lets it score the
+student's chains) while writing its own. How the teacher splits that share between the student's two
+phrasings is the world's *style gap* `gap`: 0 splits it as the student does (0.7, 0.3), 1 reverses it
+(0.3, 0.7), up to 1.75 (0, 1). It is the knob for ‖gLang‖ at step 0 (METHOD.md, "The paper's regime"): the
+gradient of KL(p‖q) with respect to the student's logits is p·(log p/q − KL), zero wherever q is
+proportional to p on p's support, so a teacher that merely adds its own phrasing to the student's (gap 0)
+gives almost no language gradient however large the KL, and the gradient grows with the log-ratio between
+the two preferences. The fact order is a slot too: the teacher keeps its own order 70 % of the time, the
+student its own 80 %.
 
 The fact words (a count, yes or no, a shape, a colour, a column) are the image-read tokens; every other
 token is language, and most of a chain is language.
@@ -41,10 +46,11 @@ YES_NO = ("yes", "no")
 REASON_OPEN, REASON_CLOSE, BOXED_OPEN, BOXED_CLOSE = "<reason>", "</reason>", "\\boxed{", "}"
 MARKERS = (REASON_OPEN, REASON_CLOSE, BOXED_OPEN, BOXED_CLOSE)  # whole tokens of the reasoning tokenizer
 
-STYLE_GAP = 0.3  # the teacher's share of the student's phrasings in each slot
+STYLE_GAP = 1.0  # how the teacher splits its reading share between the student's phrasings (module doc)
+MAX_GAP = 1.75
+READ_SHARE = 0.3  # the teacher's share of the student's phrasings in each slot, and of the student's order
 STUDENT_PREFERENCE = (0.7, 0.3)  # the student's two phrasings of a slot
-TEACHER_PREFERENCE_OF_STUDENT = (0.3, 0.7)  # how the teacher splits `gap` between them (reversed)
-STUDENT_ORDER = 0.8  # the student's share of its own fact order (the teacher's: 1 − gap)
+STUDENT_ORDER = 0.8  # the student's share of its own fact order
 MAX_NEW_TOKENS = 64  # room for the longest chain and its end-of-turn token (chains run 20 to 60 tokens)
 
 # Slot phrasings: (the teacher's, (the student's first, the student's second)). `{v_…}` are fact words read
@@ -103,13 +109,14 @@ def question(objects: tuple[world.SceneObject, ...], kind: str, rng: np.random.G
     """A question of `kind` about `objects` (`left_of` needs two objects)."""
     colours = [o.colour for o in objects]
     if kind == "not_colour":
-        colour = colours[int(rng.integers(len(colours)))] if rng.random() < 0.5 else world.COLOURS[int(rng.integers(4))]
+        colour = _present_or_absent(colours, world.COLOURS, rng)
         n, k = len(objects), int(colour in colours)
         fields = {"c": colour, "v_n": NUMBER_WORDS[n], "n": NUMBER_WORDS[n], "v_yes": YES_NO[1 - k], "k": NUMBER_WORDS[k]}
         return Question(kind, f"how many shapes are not {colour} ?", NUMBER_WORDS[n - k], fields)
     if kind == "two_shapes":
-        a, b = (world.SHAPES[int(i)] for i in rng.choice(len(world.SHAPES), size=2, replace=False))
         shapes = [o.shape for o in objects]
+        a = _present_or_absent(shapes, world.SHAPES, rng)
+        b = _present_or_absent(shapes, [s for s in world.SHAPES if s != a], rng)
         ka, kb = int(a in shapes), int(b in shapes)
         fields = {"pa": PLURALS[a], "pb": PLURALS[b], "v_ka": NUMBER_WORDS[ka], "v_kb": NUMBER_WORDS[kb]}
         fields |= {"ka": NUMBER_WORDS[ka], "kb": NUMBER_WORDS[kb]}
@@ -131,15 +138,32 @@ def question(objects: tuple[world.SceneObject, ...], kind: str, rng: np.random.G
     raise ValueError(f"unknown question kind {kind!r}; expected one of {KINDS}")
 
 
+def teacher_split(gap: float) -> tuple[float, float]:
+    """How the teacher splits its reading share between the student's two phrasings at style gap `gap`."""
+    if not 0.0 <= gap <= MAX_GAP:
+        raise ValueError(f"the style gap must be in [0, {MAX_GAP}], got {gap}")
+    first = STUDENT_PREFERENCE[0] - 0.4 * gap
+    return first, 1.0 - first
+
+
+def _present_or_absent(present: list[str], names, rng: np.random.Generator) -> str:
+    """A name from `names`, there in the scene or not with even odds where both are possible (so absence, the
+    harder fact to read, is asked as often as presence)."""
+    there = [n for n in names if n in present]
+    missing = [n for n in names if n not in present]
+    pool = there if (rng.random() < 0.5 and there) or not missing else missing
+    return pool[int(rng.integers(len(pool)))]
+
+
 def _phrasing(slot: str, style: str, rng: np.random.Generator | None, gap: float) -> str:
     own, theirs = OPENER if slot == "opener" else SLOTS[slot]
     if rng is None:  # the style's most likely phrasing: what greedy decoding of a trained model writes
         return own if style == "teacher" else theirs[0]
     if style == "student":
         return theirs[int(rng.random() >= STUDENT_PREFERENCE[0])]
-    if rng.random() >= gap:
+    if rng.random() >= READ_SHARE:
         return own
-    return theirs[int(rng.random() >= TEACHER_PREFERENCE_OF_STUDENT[0])]
+    return theirs[int(rng.random() >= teacher_split(gap)[0])]
 
 
 def chain(q: Question, style: str, rng: np.random.Generator | None = None, gap: float = STYLE_GAP) -> Chain:
@@ -149,7 +173,7 @@ def chain(q: Question, style: str, rng: np.random.Generator | None = None, gap: 
         raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
     facts = FACTS[q.kind]
     if q.kind in REORDERABLE:
-        own_order = 1 - gap if style == "teacher" else STUDENT_ORDER
+        own_order = 1 - READ_SHARE if style == "teacher" else STUDENT_ORDER
         teacher_order = (rng is None or rng.random() < own_order) == (style == "teacher")
         facts = facts if teacher_order else facts[::-1]
     words, visual = [REASON_OPEN], [False]

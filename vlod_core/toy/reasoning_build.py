@@ -52,10 +52,10 @@ class ReasoningBuildConfig:
 
     seed: int = 0
     tower_steps: int = TowerConfig.steps
-    teacher_steps: int = 1400
+    teacher_steps: int = 1500
     teacher_lr: float = 2e-3
     # The teacher's kinds (not_colour, two_shapes, leftmost_colour, left_of).
-    teacher_question_weights: tuple[float, ...] = (0.2, 0.2, 0.3, 0.3)
+    teacher_question_weights: tuple[float, ...] = (0.25, 0.25, 0.15, 0.35)
     style_gap: float = reasoning.STYLE_GAP
     student_text_steps: int = 500  # its own style from text alone; this snapshot is the blind student
     student_image_steps: int = 600  # counts and presence from the image, with the borrowed tower frozen
@@ -73,8 +73,7 @@ class ReasoningBuildConfig:
         for name in ("tower_steps", "teacher_steps", "student_text_steps", "student_image_steps", "batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.style_gap < 0.5:
-            raise ValueError(f"style_gap must be in [0, 0.5) (the teacher writes its own style), got {self.style_gap}")
+        reasoning.teacher_split(self.style_gap)  # checks its range
 
 
 def default_reasoning_dir() -> Path:
@@ -141,7 +140,8 @@ def build_reasoning_pair(
             except WorkerDied as reason:
                 logger.warning("training the student here instead: %s", reason)
         if students is None:
-            _train_student(config, tower_state, staging, lambda steps: report("training student", first + steps))
+            students = _train_student(config, tower_state, staging, lambda steps: report("training student", first + steps))
+        card |= students
         for scratch in (TOWER_FILE, STUDENT_LOG):
             (staging / scratch).unlink(missing_ok=True)
 
@@ -177,12 +177,14 @@ def train_student_job(payload: dict, on_step: Callable[[int], None]) -> dict:
     config = ReasoningBuildConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
     torch.set_num_threads(config.threads)
     staging = Path(payload["staging"])
-    _train_student(config, load_file(staging / TOWER_FILE), staging, on_step)
-    return {}
+    return _train_student(config, load_file(staging / TOWER_FILE), staging, on_step)
 
 
-def _train_student(config: ReasoningBuildConfig, tower_state: dict, staging: Path, on_step: Callable[[int], None]):
-    """The blind and the grounded student in the student's style, saved into `staging`."""
+def _train_student(
+    config: ReasoningBuildConfig, tower_state: dict, staging: Path, on_step: Callable[[int], None]
+) -> dict[str, dict]:
+    """The blind and the grounded student in the student's style, saved into `staging`, with their card
+    entries (measured here: in the second process, while the teacher still trains)."""
     processor = reasoning.build_reasoning_processor()
     torch.manual_seed(config.seed + 1)
     student = build_model(STUDENT_SIZE, processor)
@@ -198,6 +200,8 @@ def _train_student(config: ReasoningBuildConfig, tower_state: dict, staging: Pat
     text_phase = TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common)
     train(student, processor, text_phase, callback=_every(25, lambda step: on_step(step + 1)), sample=sample)
     _save(student, processor, staging / "student_blind")
+    examples = held_out_examples(config.eval_examples)
+    card = {"student_blind": _model_card(student, processor, examples)}
     image_phase = TrainConfig(
         steps=config.student_image_steps,
         warmup=10,
@@ -208,6 +212,11 @@ def _train_student(config: ReasoningBuildConfig, tower_state: dict, staging: Pat
     done = config.student_text_steps
     train(student, processor, image_phase, callback=_every(25, lambda step: on_step(done + step + 1)), sample=sample)
     _save(student, processor, staging / "student")
+    return card | {"student": _model_card(student, processor, examples)}
+
+
+def _model_card(model, processor, examples: list) -> dict:
+    return chain_accuracy(model, processor, examples) | {"parameters": sum(p.numel() for p in model.parameters())}
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -256,15 +265,14 @@ def chain_accuracy(model, processor, examples: list) -> dict:
 
 
 def measure(root: Path, config: ReasoningBuildConfig) -> dict:
-    """Everything the card says about the built pair in `root`: accuracies, answer length, prior, regime."""
+    """What the card says about the built pair in `root` besides the students' accuracies: the teacher's,
+    the answer length, the question-only prior, the regime."""
     from vlod_core.pair import PairSpec, load_pair
 
     examples = held_out_examples(config.eval_examples)
-    card: dict = {}
-    for name in ("teacher", "student", "student_blind"):
-        model, processor = _load(root / name)
-        card[name] = chain_accuracy(model, processor, examples) | {"parameters": sum(p.numel() for p in model.parameters())}
-    reference = reasoning.sample_examples(20_000, seed=config.seed + 99, reference=True)
+    model, processor = _load(root / "teacher")
+    card: dict = {"teacher": _model_card(model, processor, examples)}
+    reference = reasoning.sample_examples(5000, seed=config.seed + 99, reference=True)
     card["prior_accuracy"] = round(reasoning.prior_accuracy(examples, reference), 4)
     tokenizer = reasoning.build_reasoning_tokenizer()
     card["mean_answer_tokens"] = round(
