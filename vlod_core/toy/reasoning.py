@@ -46,7 +46,7 @@ YES_NO = ("yes", "no")
 REASON_OPEN, REASON_CLOSE, BOXED_OPEN, BOXED_CLOSE = "<reason>", "</reason>", "\\boxed{", "}"
 MARKERS = (REASON_OPEN, REASON_CLOSE, BOXED_OPEN, BOXED_CLOSE)  # whole tokens of the reasoning tokenizer
 
-STYLE_GAP = 1.0  # how the teacher splits its reading share between the student's phrasings (module doc)
+STYLE_GAP = 0.25  # how the teacher splits its reading share between the student's phrasings (module doc)
 MAX_GAP = 1.75
 READ_SHARE = 0.3  # the teacher's share of the student's phrasings in each slot, and of the student's order
 STUDENT_PREFERENCE = (0.7, 0.3)  # the student's two phrasings of a slot
