@@ -68,6 +68,7 @@ def concurrency(steps: int) -> None:
 
     from vlod_app.jobs import DEFAULT_SETTINGS, JobRegistry, distill_configs
     from vlod_core.distill import distill
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
 
     settings = dict(DEFAULT_SETTINGS, steps=steps, eval_every=0)
@@ -91,7 +92,7 @@ def concurrency(steps: int) -> None:
             registry.close()
 
     def threads(n: int) -> list[float]:
-        pair = load_pair(PairSpec())
+        pair = load_pair(PairSpec(), toy.folders(PairSpec()))
         torch.set_num_threads(1)
         configs = distill_configs(settings)
         times = [0.0] * n
@@ -155,10 +156,11 @@ def main() -> None:
     print(f"{'page 2: Measure the angles':<38} {action(PAGES[1], 'Measure the angles'):6.2f} s")
 
     from vlod_core.inspection import inspect
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
     from vlod_core.toy import world
 
-    pair = load_pair(PairSpec())
+    pair = load_pair(PairSpec(), toy.folders(PairSpec()))
     examples = world.sample_examples(args.repeats + 1, seed=11)
     # the app runs small CPU models with one intra-op thread (vlod_app.state.set_threads_for)
     for threads in sorted({1, default_threads}):

@@ -47,7 +47,7 @@ print(json.dumps({"baseline": baseline, "peak": peak, "estimate": estimate.to_di
 
 
 def medium_qwen_pair(root: Path) -> tuple[Path, Path]:
-    from vlod_core.toy.families import Size, _qwen2_5_vl
+    from vlod_core.testing.families import Size, _qwen2_5_vl
 
     teacher, student = root / "teacher", root / "student"
     _qwen2_5_vl(Size(hidden=512, layers=4, heads=8, vision_hidden=128, extra_rows=32064), teacher, 0)

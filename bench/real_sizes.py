@@ -126,7 +126,7 @@ def padded_tokenizer(size: int, specials: dict[str, int], template: str, *, eos:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from vlod_core.toy.families import TEMPLATE_WORDS
+    from vlod_core.testing.families import TEMPLATE_WORDS
     from vlod_core.toy.tokenizer import build_tokenizer
 
     toy = build_tokenizer(extra_words=TEMPLATE_WORDS)
@@ -158,7 +158,7 @@ def padded_tokenizer(size: int, specials: dict[str, int], template: str, *, eos:
 
 def tiny_values(values: dict, teacher: bool) -> dict:
     """The published values with the depth and widths shrunk (same classes, tokenizer and vocabulary)."""
-    from vlod_core.toy.families import _mrope_section
+    from vlod_core.testing.families import _mrope_section
 
     hidden, layers, heads = (64, 2, 4) if teacher else (32, 1, 2)
     text = values["text_config"]
@@ -201,7 +201,7 @@ def save_smolvlm(model_id: str, path: Path, teacher: bool, opts) -> None:
     from transformers import Idefics3ForConditionalGeneration, Idefics3Processor
     from transformers.models.idefics3 import Idefics3ImageProcessorPil
 
-    from vlod_core.toy.families import _smolvlm_template
+    from vlod_core.testing.families import _smolvlm_template
 
     template = _smolvlm_template()
     tokenizer = padded_tokenizer(
@@ -229,7 +229,7 @@ def save_qwen3_vl(model_id: str, path: Path, teacher: bool, opts) -> None:
     """Qwen3-VL classes; the processor written file by file as the Hub repositories have it."""
     from transformers import Qwen3VLForConditionalGeneration
 
-    from vlod_core.toy.families import QWEN3_VL_TEMPLATE, _save_processor_files
+    from vlod_core.testing.families import QWEN3_VL_TEMPLATE, _save_processor_files
 
     tokenizer = padded_tokenizer(
         QWEN_VOCAB, QWEN_SPECIALS, QWEN3_VL_TEMPLATE, bos=None, eos="<|im_end|>", pad="<|endoftext|>"

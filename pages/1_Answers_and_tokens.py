@@ -33,17 +33,13 @@ from vlod_app.widgets import (
     show_image,
 )
 from vlod_app.words import TOKEN_COLUMNS
+from vlod_core import settings
 from vlod_core.decomposition import PER_TOKEN_FIELDS
-from vlod_core.figures import (
-    kl_bars,
-    logratio_split,
-    logratio_words,
-    occlusion_figure,
-    token_strip,
-    visual_term_change,
-)
+from vlod_core.distill import DistillConfig
+from vlod_core.figures.tokens import kl_bars, logratio_split, logratio_words, occlusion_figure, token_strip, visual_term_change
 from vlod_core.inputs import ABLATIONS
 from vlod_core.occlusion import FILLS
+from vlod_core.sampling import SamplingConfig
 from vlod_core.text import check_question
 from vlod_core.toy.scenes import SceneError, decode_scene, reference_answer, scene_changes
 
@@ -68,8 +64,8 @@ ANSWER_TITLES = {
     "student_image": "Student, with the image",
     "student_no_image": "Student, without it",
 }
-MAX_SEED = 2**31 - 1
-TEMPERATURES = (0.1, 2.0)  # the range offered for sampling
+SAMPLING, RUN = settings.entries(SamplingConfig), settings.entries(DistillConfig)
+TEMPERATURE = SAMPLING["temperature"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,11 @@ class Asked:
     notes: tuple[str, ...] = ()
 
 
-FORM_DEFAULTS = {"ask_seed": 0, "ask_ablation": "remove", "ask_temperature": 1.0}  # mode: greedy; texts: empty
+FORM_DEFAULTS = {  # mode: greedy; texts: empty
+    "ask_seed": RUN["seed"].default,
+    "ask_ablation": RUN["ablation"].default,
+    "ask_temperature": TEMPERATURE.default,
+}
 
 
 def set_form(asked: Asked) -> None:
@@ -171,9 +171,9 @@ elif "question" in params.raw and from_link():
     linked = Asked(
         probe.digest if probe else "",
         question or "",
-        params.integer("seed", 0, MAX_SEED) or 0,
-        params.choice("ablation", ABLATIONS) or "remove",
-        params.number("temperature", *TEMPERATURES),
+        params.integer("seed", 0, int(RUN["seed"].about.high)) or FORM_DEFAULTS["ask_seed"],
+        params.choice("ablation", ABLATIONS) or FORM_DEFAULTS["ask_ablation"],
+        params.number("temperature", TEMPERATURE.about.low, TEMPERATURE.about.high),
         params.text("answer"),
         tuple(notes),
     )
@@ -211,27 +211,18 @@ with view.inputs:
     with st.form("ask"):
         st.text_input("Question", key="ask_question", max_chars=500)
         st.radio("Answer to decompose", MODES, key="ask_mode", help="The four cards are always greedy answers.")
-        st.slider(
-            "Temperature (for a sample)", *TEMPERATURES, FORM_DEFAULTS["ask_temperature"], 0.1, key="ask_temperature"
+        st.number_input(
+            **settings.widget(SamplingConfig, "temperature", FORM_DEFAULTS["ask_temperature"]), key="ask_temperature"
         )
         st.number_input(
-            "Sampling seed",
-            0,
-            MAX_SEED,
-            FORM_DEFAULTS["ask_seed"],
-            1,
+            **settings.widget(DistillConfig, "seed", FORM_DEFAULTS["ask_seed"]) | {"label": "Sampling seed"},
             key="ask_seed",
-            help="Another seed, another sample.",
         )
         st.text_input("Answer to score (when you type one)", placeholder="it is red", key="ask_answer")
         st.selectbox(
-            "Without the image means",
-            ABLATIONS,
-            index=ABLATIONS.index(FORM_DEFAULTS["ask_ablation"]),
+            **settings.widget(DistillConfig, "ablation", FORM_DEFAULTS["ask_ablation"]),
             format_func=ABLATION_HELP.get,
             key="ask_ablation",
-            help="remove is the paper's default: the image entry is dropped from the message, so there are no "
-            "image tokens at all",
         )
         st.form_submit_button("Ask", type="primary", on_click=ask, disabled=probe is None)
 if probe is None:
@@ -278,7 +269,7 @@ if result is None:
     st.session_state.pop(ASKED_KEY, None)
     view.share(probe_params(probe, question=False))
     st.stop()
-inspection = result.inspection
+inspection = result
 view.context = f"sample {sample_number(probe)}" if probe.source == "toy" else probe.label
 reference = probe.reference if probe.question == inspection.question else None
 if probe.source == "scene":
@@ -319,7 +310,7 @@ if before is not None:
     )
     if earlier is not None:
         scored = SCORED[0] if st.session_state.get("scene_scored", SCORED[0]) == SCORED[0] else SCORED[1]
-        text = earlier.inspection.answers["teacher_image"] if scored == SCORED[0] else inspection.response
+        text = earlier.answers["teacher_image"] if scored == SCORED[0] else inspection.response
         # one answer scored on both images: the same tokens, so their visual terms compare one to one
         both = [
             shown(
@@ -345,10 +336,10 @@ if before is not None:
         show_image(probe.image, "after", new_col, width=128)
         with answers_col:
             for key, title in ANSWER_TITLES.items():
-                old, new = earlier.inspection.answers[key], inspection.answers[key]
+                old, new = earlier.answers[key], inspection.answers[key]
                 st.markdown(f"{title}: {old or '(nothing)'} → {diff_markdown(old, new)}")
         st.radio("Answer scored on both scenes", SCORED, key="scene_scored", horizontal=True)
-        rows_before, rows_after = (result.inspection.decomposition.rows(0) for result in both)
+        rows_before, rows_after = (result.decomposition.rows(0) for result in both)
         view.chart(visual_term_change(rows_before, rows_after), "visual term before and after")
         st.caption(
             f"**{text or '(end of turn only)'}** scored on both scenes. Each token's visual term is student PMI − "

@@ -17,22 +17,26 @@ from vlod_app.compute import geometry_cached
 from vlod_app.links import Params, from_link
 from vlod_app.state import current_spec, get_pair, shown
 from vlod_app.widgets import adopt_probe, page_setup, probe_or_default, probe_params
-from vlod_core.figures import (
-    FEW_TOKENS,
-    PAIR_LABELS,
-    angles_by_bin,
-    angles_by_group,
-    norms_by_group,
-    thin_bins,
-    vector_plane,
-)
+from vlod_core.figures.angles import angles_by_bin, angles_by_group, norms_by_group, thin_bins, vector_plane
+from vlod_core.figures.style import FEW_TOKENS, PAIR_LABELS
+from vlod_core import settings
+from vlod_core.geometry_batch import GeometryConfig
 from vlod_core.inputs import ABLATIONS
+from vlod_core.steering import SteeringConfig
 
 MEASURED_KEY = "vlod_measured"
-MAX_SEED = 2**31 - 1
-# 32 examples in 5 bins: about 25 response tokens per bin, enough for an angle (10 bins need 64 or more)
-FORM_DEFAULTS = {"angles_include": True, "angles_samples": 31, "angles_seed": 0, "angles_ablation": "remove"}
-FORM_DEFAULTS |= {"angles_bins": 5, "angles_gamma": 2.0}
+MEASURE = settings.entries(GeometryConfig)
+GAMMA = settings.entries(SteeringConfig)["gamma"]
+PAGE_BINS = 5  # 32 answers in 5 bins: about 25 response tokens per bin, enough for an angle (10 need 64 or more)
+FORM_DEFAULTS = {
+    "angles_include": True,
+    "angles_samples": MEASURE["batch"].default - 1,  # with the page-1 image, the CLI's batch
+    "angles_seed": MEASURE["seed"].default,
+    "angles_ablation": MEASURE["ablation"].default,
+    "angles_bins": PAGE_BINS,
+    "angles_gamma": GAMMA.default,
+}
+MAX_SAMPLES = int(MEASURE["batch"].about.high) - 1
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,14 @@ spec = current_spec()
 params = Params()
 if "samples" in params.raw and from_link():
     adopt_probe(params)
-    include, samples, bins = params.flag("include"), params.integer("samples", 0, 64), params.integer("bins", 0, 20)
-    gamma = params.number("gamma", 0.0, 4.0)
+    include, samples = params.flag("include"), params.integer("samples", 0, MAX_SAMPLES)
+    bins = params.integer("bins", int(MEASURE["bins"].about.low), int(MEASURE["bins"].about.high))
+    gamma = params.number("gamma", GAMMA.about.low, GAMMA.about.high)
     linked = Measured(
         "sample" in params.raw if include is None else include,
         FORM_DEFAULTS["angles_samples"] if samples is None else samples,
-        params.integer("seed", 0, MAX_SEED) or 0,
-        params.choice("ablation", ABLATIONS) or "remove",
+        params.integer("seed", 0, int(MEASURE["seed"].about.high)) or MEASURE["seed"].default,
+        params.choice("ablation", ABLATIONS) or MEASURE["ablation"].default,
         FORM_DEFAULTS["angles_bins"] if bins is None else bins,
     )
     st.session_state[MEASURED_KEY] = linked
@@ -91,20 +96,17 @@ with view.inputs, st.form("geometry"):
         value=defaults["angles_include"],
         key="angles_include",
     )
-    st.slider("Toy samples in the batch", 0, 64, defaults["angles_samples"], key="angles_samples")
-    st.number_input("Seed", 0, MAX_SEED, defaults["angles_seed"], 1, key="angles_seed")
-    st.selectbox(
-        "Without the image means", ABLATIONS, ABLATIONS.index(defaults["angles_ablation"]), key="angles_ablation"
-    )
-    st.number_input(
-        "VDS bins",
+    st.slider(
+        "Toy samples in the batch",
         min_value=0,
-        max_value=20,
-        value=defaults["angles_bins"],
-        step=1,
-        key="angles_bins",
-        help="Equal-count bins of the response tokens by VDS (0: none)",
+        max_value=MAX_SAMPLES,
+        value=defaults["angles_samples"],
+        key="angles_samples",
+        help="answered by the student, besides the page-1 image when it is included",
     )
+    st.number_input(**settings.widget(GeometryConfig, "seed", defaults["angles_seed"]), key="angles_seed")
+    st.selectbox(**settings.widget(GeometryConfig, "ablation", defaults["angles_ablation"]), key="angles_ablation")
+    st.number_input(**settings.widget(GeometryConfig, "bins", defaults["angles_bins"]), key="angles_bins")
     st.form_submit_button("Measure the angles", type="primary", on_click=measure)
 
 measured: Measured | None = st.session_state.get(MEASURED_KEY)
@@ -156,9 +158,7 @@ view.note(
 
 plane_col, note_col = st.columns([3, 2], gap="large")
 with note_col:
-    gamma = st.slider(
-        "γ (steering weight) for the VGS update", 0.0, 4.0, defaults["angles_gamma"], 0.5, key="angles_gamma"
-    )
+    gamma = st.slider(**settings.widget(SteeringConfig, "gamma", defaults["angles_gamma"]), key="angles_gamma")
     st.markdown(
         """
 **How to read this.** gStd lies on the x axis and gVis is drawn at its true angle and length. gLang is
@@ -223,6 +223,6 @@ view.share(
         "seed": measured.seed,
         "ablation": measured.ablation,
         "bins": measured.bins,
-        "gamma": gamma if gamma != 2.0 else None,
+        "gamma": gamma if gamma != GAMMA.default else None,
     }
 )

@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from vlod_app import data_picker
-from vlod_app.jobs import DEFAULT_SETTINGS, Job, RegistryFull, eta_text, student_zip
+from vlod_app.jobs import DEFAULT_SETTINGS, FORM_SETTINGS, Job, RegistryFull, eta_text, student_zip
 from vlod_app.links import Params, from_link
 from vlod_app.run_view import (
     answer_rows,
@@ -29,66 +29,34 @@ from vlod_app.run_view import (
     prompt_tokens,
     shows_every_row,
     student_download,
+    verdict_markdown,
 )
 from vlod_app.server import job_registry
 from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
 from vlod_app.widgets import adopt_probe, diff_markdown, page_setup, probe_or_default, probe_params
-from vlod_core.figures import accuracy_bars, accuracy_text, training_curves
+from vlod_core import settings
+from vlod_core.distill import DistillConfig
+from vlod_core.figures.runs import accuracy_bars, accuracy_text, training_curves
 from vlod_core.results import RunCard
-from vlod_core.steering import RULES
+from vlod_core.steering import RULES, rule_label
 
 JOB_KEY = "vlod_distill_job"
 ERROR_KEY = "vlod_run_error"
-RULE_HELP = {
-    "standard": "standard: ℓStd only",
-    "vgs": "vgs: ℓStd + γ·ℓVis + λ·ℓLP (the paper's VGS)",
-    "vgs_no_lp": "vgs_no_lp: VGS without language preservation",
-    "vgs_adaptive": "vgs_adaptive: γ per token by VDS quantile",
-    "vgs_anchored": "vgs_anchored: q* from the initial student's prior",
-    "lang_steer": "lang_steer: ℓStd + γ·ℓLang + λ·ℓVP (inverse control)",
-}
-MAX_SEED = 2**31 - 1
-# setting -> (label, min, max, step, format, help); the form and the URL's checks both read this
-NUMBERS = {
-    "steps": ("Steps", 1, 5000, 10, None, None),
-    "lr": (
-        "Learning rate (AdamW)",
-        1e-7,
-        1.0,
-        1e-4,
-        "%.0e",
-        "The toy student needs ~1e-3; the paper used 1e-6 on billion-parameter students",
-    ),
-    "batch": ("Batch (questions per step)", 1, 512, 8, None, None),
-    "seed": ("Seed", 0, MAX_SEED, 1, None, "Every rule starts from this seed: same questions, same start"),
-    "gamma": ("γ, steering weight", 0.0, 10.0, 0.5, None, "How much of ℓVis (vgs…) or ℓLang (lang_steer) is added"),
-    "lam": ("λ, preservation weight", 0.0, 10.0, 0.01, "%.3f", "How strongly the language prior is kept (ℓLP)"),
-    "eval_every": ("Held-out accuracy every k steps (0: before/after only)", 0, 5000, 10, None, None),
-    "geometry_every": ("Angles every k steps (0: never; costs 3+ backward passes)", 0, 5000, 10, None, None),
-    "lora_rank": (
-        "LoRA rank (0: train every weight)",
-        0,
-        1024,
-        4,
-        None,
-        "Train low-rank adapters of this rank only: far less memory for gradients and AdamW on a big student",
-    ),
-}
+FIELDS = settings.entries(DistillConfig)  # each form setting's range, step, format and help
 
 
-def set_form(settings: dict) -> None:
-    st.session_state["run_rules"] = list(settings["rules"])
-    for name in NUMBERS:
-        st.session_state[f"run_{name}"] = settings.get(name, DEFAULT_SETTINGS[name])
+def set_form(values: dict) -> None:
+    st.session_state["run_rules"] = list(values["rules"])
+    for name in FORM_SETTINGS:
+        st.session_state[f"run_{name}"] = values.get(name, DEFAULT_SETTINGS[name])
 
 
 def form_settings() -> dict:
     state = st.session_state
-    settings = {"rules": list(state["run_rules"])}
-    for name, (_, low, *_rest) in NUMBERS.items():
-        value = state[f"run_{name}"]
-        settings[name] = float(value) if isinstance(low, float) else int(value)
-    return settings
+    values = {"rules": list(state["run_rules"])}
+    for name in FORM_SETTINGS:
+        values[name] = FIELDS[name].coerce(state[f"run_{name}"])
+    return values
 
 
 def start_run() -> None:
@@ -98,18 +66,18 @@ def start_run() -> None:
     probe = probe_or_default()
     registry = job_registry()
     spec = current_spec()
-    settings, folder = form_settings(), None
+    values, folder = form_settings(), None
     if data_picker.trains_on_my_images():
         chosen = data_picker.chosen_set()
         if chosen is None:
             state[ERROR_KEY] = "Not started: load your images first (or the example set), or train on the toy world."
             return
-        settings["data"] = chosen.data.name
+        values["data"] = chosen.data.name
     try:
         threads = worker_threads(cached_pair(spec), registry.max_running)
         if data_picker.trains_on_my_images():  # the set as an image folder in the session's private folder
             folder = data_picker.my_data().for_job(chosen.data, chosen.split)
-        job = registry.submit(spec, settings, [(probe.image, probe.question)], threads, data=folder)
+        job = registry.submit(spec, values, [(probe.image, probe.question)], threads, data=folder)
     except (ValueError, OSError, RegistryFull) as error:
         state[ERROR_KEY] = f"Not started: {error}."
         return
@@ -152,8 +120,9 @@ if from_link():
             set_form(linked.settings)  # the form says what this run was
     elif "rules" in params.raw:
         linked = dict(DEFAULT_SETTINGS, rules=params.choices("rules", RULES) or DEFAULT_SETTINGS["rules"])
-        for name, (_, low, high, *_rest) in NUMBERS.items():
-            value = params.number(name, low, high) if isinstance(low, float) else params.integer(name, low, high)
+        for name in FORM_SETTINGS:
+            about, kind = FIELDS[name].about, FIELDS[name].kind
+            value = (params.number if kind is float else params.integer)(name, kind(about.low), kind(about.high))
             if value is not None:
                 linked[name] = value
         set_form(linked)
@@ -163,7 +132,6 @@ job: Job | None = registry.get(st.session_state.get(JOB_KEY))
 running = job is not None and not job.done
 probe = probe_or_default()
 view.show_probe(probe)
-
 
 
 def training_data() -> None:
@@ -182,6 +150,7 @@ def training_data() -> None:
             "images instead."
         )
 
+
 # ------------------------------------------------------------------------------------- the form (sidebar)
 if running:
     set_form(job.settings)  # the running job's settings, whatever the form held
@@ -190,21 +159,13 @@ with view.inputs, st.form("distill"):  # each widget's own default is DEFAULT_SE
         "Update rules (run one after the other)",
         RULES,
         default=DEFAULT_SETTINGS["rules"],
-        format_func=RULE_HELP.get,
+        format_func=rule_label,
         key="run_rules",
         disabled=running,
     )
-    for name, (label, low, high, step, fmt, hint) in NUMBERS.items():
+    for name in FORM_SETTINGS:
         st.number_input(
-            label,
-            min_value=low,
-            max_value=high,
-            value=DEFAULT_SETTINGS[name],
-            step=step,
-            format=fmt,
-            help=hint,
-            key=f"run_{name}",
-            disabled=running,
+            **settings.widget(DistillConfig, name, DEFAULT_SETTINGS[name]), key=f"run_{name}", disabled=running
         )
     st.form_submit_button("Run", type="primary", disabled=running, on_click=start_run)
     if running:
@@ -309,6 +270,8 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
     view.table(pd.DataFrame(rows), f"{headline} before and after", key=f"{prefix}_summary")
     if not cards:
         return
+    if len(cards) + len(not_run) + len(failed) > 1:
+        st.markdown(verdict_markdown(cards, not_run + list(failed)))
     st.markdown(f"**Closeness to the teacher, before and after** ({evaluated_on(cards)}, ± one standard error)")
     view.table(metric_rows(cards), "metrics before and after", key=f"{prefix}_metrics")
     plain = {rule: card.to_dict() for rule, card in cards.items()}

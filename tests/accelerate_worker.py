@@ -62,9 +62,10 @@ def main(out: Path) -> None:
     from safetensors.torch import save_file
 
     from vlod_core.distill import distill
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
 
-    pair = load_pair(PairSpec(device="cpu"))
+    pair = load_pair(PairSpec(device="cpu"), toy.folders(PairSpec()))
     for rule in rules() | parallel_only_rules():
         # No accelerator passed: distill makes its own, as `accelerate launch -m vlod_core distill` does.
         result = distill(pair, config(rule), rollouts=fixed_rollouts(pair), evaluate_model=False)

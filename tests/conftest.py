@@ -50,9 +50,10 @@ def vlod_home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def toy_pair(vlod_home):
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
 
-    return load_pair(PairSpec())
+    return load_pair(PairSpec(), toy.folders(PairSpec()))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Tiny random pairs of five VLM families (vlod_core/toy/families.py), built and loaded once per test session.
+"""Tiny random pairs of five VLM families (vlod_core/testing/families.py), built and loaded once per test session.
 
 Import the fixture into a test module (`from family_pairs import family_pairs_fixture`) and ask it for a family:
 `family_pairs.pair("qwen2_5_vl")` is a loaded, checked `ModelPair` (built on first use, then shared: read
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vlod_core.pair import ModelPair, PairSpec, load_pair
-from vlod_core.toy.families import build_family_pair
+from vlod_core.testing.families import build_family_pair
 
 FAMILIES = ("llava", "qwen2_5_vl", "qwen3_vl", "smolvlm", "smolvlm2", "gemma3")
 MIXED = "mixed"  # teacher and student processors encode images differently

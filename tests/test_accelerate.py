@@ -14,6 +14,8 @@ import pytest
 
 from vlod_core.distill import distill
 
+pytestmark = pytest.mark.slow  # starts two processes under accelerate launch
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("accelerate_worker.py")
 
@@ -63,9 +65,10 @@ def worker():
 @pytest.fixture(scope="module")
 def cpu_pair(vlod_home):
     """The session's small pair on the CPU in float32, as the worker loads it (the session pair may be on a GPU)."""
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
 
-    return load_pair(PairSpec(device="cpu"))
+    return load_pair(PairSpec(device="cpu"), toy.folders(PairSpec()))
 
 
 @pytest.fixture(scope="module")

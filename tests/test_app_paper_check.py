@@ -14,6 +14,8 @@ from test_experiments import TINY
 
 from vlod_core.experiments import run_experiments
 
+pytestmark = pytest.mark.slow  # runs a tiny paper check
+
 PAGE_4 = "pages/4_Paper_check.py"
 
 

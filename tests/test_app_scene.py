@@ -4,12 +4,16 @@ object, and see the answers and each token's visual term change; the scene and t
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from test_app_pages import PAGE_1, ask, assert_clean, button, open_page, texts
 
 from vlod_core.toy.scenes import decode_scene
 from vlod_core.toy.world import GRID
+
+pytestmark = pytest.mark.slow  # runs the scene builder in AppTest
 
 QUESTION = "what color is the circle ?"
 CONTEXTS = ("r2c3-triangle-green", "r0c2-cross-yellow", "r2c3-square-blue", "")  # the circle's companions

@@ -16,6 +16,8 @@ import pytest
 
 from vlod_core.inspection import ANSWER_KEYS
 
+pytestmark = pytest.mark.slow  # starts the command line in a process each
+
 REPO = Path(__file__).resolve().parents[1]
 TOKEN_KEYS = {"token", "id", "std_kl", "lang_kl", "vis_kl", "vds", "logratio", "logratio_lang", "logratio_vis"}
 

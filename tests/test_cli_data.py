@@ -11,6 +11,8 @@ import pytest
 
 from test_cli import REPO, assert_one_line_error, run_cli
 
+pytestmark = pytest.mark.slow  # starts the command line in a process each
+
 SHAPES = str(REPO / "examples" / "shapes")
 
 
@@ -24,7 +26,7 @@ def test_distill_on_the_shipped_example_set_writes_a_card(vlod_home, tmp_path):
     assert card["data"]["name"] == "shapes" and card["data"]["eval_rows"] == 5
     assert card["after"]["eval_rows"] == 5 and card["after"]["eval_seen_in_training"] is False
     assert {"agreement_image", "kl_no_image", "accuracy_image"} <= card["after"].keys()
-    assert "accuracy (exact match with the reference), with image" in result.stdout and " ± " in result.stdout
+    assert "accuracy (exact match with the right answer), with image" in result.stdout and " ± " in result.stdout
 
 
 def test_evaluate_prints_one_json_object(vlod_home):

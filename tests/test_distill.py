@@ -377,9 +377,11 @@ def test_lora_run_trains_only_adapters_and_leaves_every_base_weight_bit_identica
 
 def test_a_bf16_pair_trains_float32_master_weights_that_small_steps_move(vlod_home, examples):
     """AdamW at lr 1e-6 on bf16 weights rounds every update away; the private copy keeps float32 weights."""
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
 
-    pair = load_pair(PairSpec(dtype="bfloat16", device="cpu"))
+    spec = PairSpec(dtype="bfloat16", device="cpu")
+    pair = load_pair(spec, toy.folders(spec))
     start = {k: v.float() for k, v in _state(pair.student).items()}
     result = distill(pair, _config(steps=2, lr=1e-6), rollouts=_fixed(pair, examples[:4]), evaluate_model=False)
     assert result.card.stopped is None and result.card.records[-1]["loss"] > 0

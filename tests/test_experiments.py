@@ -12,25 +12,22 @@ import re
 
 import pytest
 from plotly.offline import get_plotlyjs
-
 from test_cli import assert_one_line_error, run_cli
+
 from vlod_core.experiments import Plan, latest_results, run_experiments
 from vlod_core.experiments.analysis import (
-    Z,
     direction_verdict,
     fitted_rise,
     lr_answer,
-    paired,
-    paired_rates,
     range_verdict,
-    stat,
     step_seconds,
-    steps_to_gain,
 )
 from vlod_core.experiments.figures import all_figures
 from vlod_core.experiments.plan import DEFAULTS
 from vlod_core.experiments.runner import data_identity
 from vlod_core.pair import PairSpec
+from vlod_core.run_summary import steps_to_gain
+from vlod_core.stats import Z, paired, paired_rates, stat
 
 TINY = Plan(
     name="tiny",
@@ -47,6 +44,9 @@ TINY = Plan(
     windows=2,
 )
 CLAIM_FIELDS = {"claim", "paper", "measured", "stderr", "verdict"}
+
+
+runs = pytest.mark.slow  # a tiny paper check: runs on worker processes
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +180,7 @@ def test_plan_refuses_one_seed():
 # End to end
 
 
+@runs
 def test_results_file(tiny_check):
     home, result, reports = tiny_check
     results = json.loads(result.results_path.read_text())
@@ -211,6 +212,7 @@ def test_results_file(tiny_check):
     assert all(0.0 <= r.fraction <= 1.0 for r in reports)
 
 
+@runs
 def test_claims_follow_the_stated_rule(tiny_check):
     """Each claim's verdict, recomputed here from its numbers and its spec, independently of the module."""
     claims = tiny_check[1].results["claims"]
@@ -238,6 +240,7 @@ def test_claims_follow_the_stated_rule(tiny_check):
     assert all(c["measured"] is None and c["verdict"] == "inconclusive" for c in not_run)  # γ = 1, 3 not in TINY
 
 
+@runs
 def test_report_is_one_self_contained_page(tiny_check):
     page = tiny_check[1].report_path.read_text()
     assert page.count("<html") == 1
@@ -251,6 +254,7 @@ def test_report_is_one_self_contained_page(tiny_check):
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", ours)
 
 
+@runs
 def test_every_plotted_number_has_an_error_bar(tiny_check):
     for name, figure in all_figures(tiny_check[1].results).items():
         for trace in figure.data:
@@ -259,6 +263,7 @@ def test_every_plotted_number_has_an_error_bar(tiny_check):
             assert trace.error_y is not None and trace.error_y.array is not None, (name, trace.name)
 
 
+@runs
 def test_rerun_uses_the_cache(tiny_check, tiny_data):
     home, first, _ = tiny_check
     again = run_experiments(TINY, PairSpec(), tiny_data, home / "tiny", workers=2)  # no worker starts: all cached
@@ -268,6 +273,7 @@ def test_rerun_uses_the_cache(tiny_check, tiny_data):
     assert found is not None and found[1] == home / "tiny"
 
 
+@runs
 def test_stopped_check_resumes_and_workers_match(tmp_path, toy_pair, tiny_data, tiny_check):
     """Stopped after its first run, a check writes no report and keeps that run; resumed on two worker
     processes, it computes only the rest, and a run computed in a worker equals the same run computed here."""
@@ -295,6 +301,7 @@ def test_stopped_check_resumes_and_workers_match(tmp_path, toy_pair, tiny_data, 
 # The command
 
 
+@runs
 def test_cli_help_and_errors(vlod_home):
     shown = run_cli(vlod_home, "experiments", "--help")
     assert shown.returncode == 0 and "--quick" in shown.stdout and "--seeds" in shown.stdout

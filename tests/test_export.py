@@ -7,7 +7,10 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from vlod_core import export, figures
+from vlod_core import export
+from vlod_core.figures import tokens
+
+pytestmark = pytest.mark.slow  # drives Chromium through kaleido
 
 ROWS = [
     {"token": t, "std_kl": 0.5, "lang_kl": 0.2, "vis_kl": 0.3, "vds": 0.1, "logratio": 0.1}
@@ -23,7 +26,7 @@ def test_view_html_is_one_self_contained_page_of_figures_tables_and_images():
     page = export.view_html(
         "Answers <and> tokens",
         [
-            ("token strip", figures.token_strip(ROWS)),
+            ("token strip", tokens.token_strip(ROWS)),
             ("numbers", table),
             ("the image", Image.new("RGB", (8, 8))),
             ("note", "a < b"),
@@ -46,7 +49,7 @@ def test_file_names_are_readable_and_safe():
 
 @pytest.mark.skipif(export.find_browser() is None, reason="no Chrome or Chromium for kaleido")
 def test_a_figure_exports_as_png_and_svg():
-    fig = figures.token_strip(ROWS)
+    fig = tokens.token_strip(ROWS)
     png, svg = export.figure_bytes(fig, "png", width=600), export.figure_bytes(fig, "svg", width=600)
     assert png.startswith(b"\x89PNG")
     image = Image.open(__import__("io").BytesIO(png))

@@ -1,4 +1,4 @@
-"""Five VLM families in their stock Hub layout, and a pair whose processors differ (vlod_core/toy/families.py).
+"""Five VLM families in their stock Hub layout, and a pair whose processors differ (vlod_core/testing/families.py).
 
 Each pair is built at test time from configs and a small local tokenizer, saved as the Hub ships it, and loaded
 through `load_pair`, the function a user's command calls. Without torchvision (not installed here) the stock
@@ -25,6 +25,8 @@ from transformers import AutoProcessor
 from vlod_core.pair import PairError, PairSpec, load_pair, probe_image
 from vlod_core.processors import VideoSettings, image_only_class, is_image_only, load_processor
 from vlod_core.toy import world
+
+pytestmark = pytest.mark.slow  # builds six tiny real-family pairs
 
 MODEL_CLASSES = {
     "llava": "LlavaForConditionalGeneration",

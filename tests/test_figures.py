@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from vlod_core import figures
+from vlod_core.figures import angles, style, tokens
+from vlod_core.figures import runs as run_figures
 from vlod_core.topk import DISTRIBUTIONS, NextTokens
 
 
@@ -46,7 +47,7 @@ ROWS_BY_SIZE = [_row("big", 0.9, 0.9), _row("even", 0.02, 0.02), _row("tiny", 2e
 
 def test_token_strip_colours_by_visual_share_and_hovers_the_top_tokens():
     top = [{key: [("red", 0.7), ("blue", 0.2)] for key in DISTRIBUTIONS} for _ in ROWS]
-    fig = figures.token_strip(ROWS, NextTokens([r["token"] for r in ROWS], top))
+    fig = tokens.token_strip(ROWS, NextTokens([r["token"] for r in ROWS], top))
     split, flat = fig.data
     assert list(split.x) == [0, 2] and list(split.text) == ["it", "red"]
     assert split.marker.color[0] == pytest.approx(0.25) and split.marker.color[1] == pytest.approx(0.9)
@@ -59,24 +60,24 @@ def test_token_strip_colours_by_visual_share_and_hovers_the_top_tokens():
 
 
 def test_token_strip_opacity_grows_with_the_mismatch_and_even_differs_from_nothing():
-    split, flat = figures.token_strip(ROWS_BY_SIZE).data
+    split, flat = tokens.token_strip(ROWS_BY_SIZE).data
     opacity = dict(zip(split.text, split.marker.opacity))
-    assert opacity["big"] == 1.0 and opacity["even"] < opacity["big"] and opacity["even"] > figures.MIN_OPACITY
+    assert opacity["big"] == 1.0 and opacity["even"] < opacity["big"] and opacity["even"] > style.MIN_OPACITY
     share = dict(zip(split.text, split.marker.color))
     assert share["even"] == pytest.approx(0.5) and share["lang"] == 0.0
     # an even split is a solid mid colour; "nothing to split" is a separate, hatched, outlined box
     assert list(flat.text) == ["tiny"] and flat.marker.color == "white"
-    assert figures.strength(1e-6) == figures.MIN_OPACITY and figures.strength(5.0) == 1.0
+    assert tokens.strength(1e-6) == style.MIN_OPACITY and tokens.strength(5.0) == 1.0
 
 
 def test_the_sign_of_the_log_ratio_in_words():
-    assert figures.logratio_words(0.8) == "student more sure than the teacher"
-    assert figures.logratio_words(-0.8) == "student less sure than the teacher"
-    assert figures.logratio_words(0.01) == "about as sure as the teacher"
+    assert tokens.logratio_words(0.8) == "student more sure than the teacher"
+    assert tokens.logratio_words(-0.8) == "student less sure than the teacher"
+    assert tokens.logratio_words(0.01) == "about as sure as the teacher"
 
 
 def test_logratio_split_stacks_parts_that_sum_to_the_marker():
-    fig = figures.logratio_split(ROWS)
+    fig = tokens.logratio_split(ROWS)
     lang, vis, total = fig.data
     assert fig.layout.barmode == "relative"
     assert np.allclose(np.add(lang.y, vis.y), total.y)
@@ -87,7 +88,7 @@ def test_plane_coordinates_reproduce_angles_norms_and_the_vgs_scale():
     std, vis = rng.normal(size=5), rng.normal(size=5)
     lang = 0.3 * std - 0.8 * vis + 0.5 * rng.normal(size=5)  # partly out of the std-vis plane
     block = _geometry_block({"std": std, "lang": lang, "vis": vis})
-    coords = figures.plane_coordinates(block, gamma=2.0)
+    coords = angles.plane_coordinates(block, gamma=2.0)
     assert np.linalg.norm(coords["std"]) == pytest.approx(np.linalg.norm(std))
     assert np.linalg.norm(coords["vis"]) == pytest.approx(np.linalg.norm(vis))
     # the in-plane part of gLang plus what sticks out is all of gLang
@@ -100,7 +101,7 @@ def test_plane_coordinates_reproduce_angles_norms_and_the_vgs_scale():
     # η keeps the VGS update as long as gStd
     assert np.linalg.norm(coords["vgs"]) == pytest.approx(np.linalg.norm(std))
     assert coords["eta"] == pytest.approx(np.linalg.norm(std) / np.linalg.norm(std + 2 * vis))
-    assert len(figures.vector_plane(block).data) == 4
+    assert len(angles.vector_plane(block).data) == 4
 
 
 def test_geometry_figures_draw_every_group_and_bin():
@@ -112,18 +113,18 @@ def test_geometry_figures_draw_every_group_and_bin():
         "groups": {"vision tower": block, "language layer 00": block},
         "bins": [block | {"vds_low": i, "vds_high": i + 1, "tokens": 3} for i in range(10)],
     }
-    heat = figures.angles_by_group(geometry).data[0]
+    heat = angles.angles_by_group(geometry).data[0]
     assert list(heat.y) == ["vision tower", "language layer 00"]
     assert heat.z[0][0] == pytest.approx(90.0) and heat.z[0][1] == pytest.approx(45.0)
-    by_bin = figures.angles_by_bin(geometry)
+    by_bin = angles.angles_by_bin(geometry)
     assert len(by_bin.data) == 6 and all(len(trace.x) == 10 for trace in by_bin.data)
-    assert len(figures.norms_by_group(geometry).data) == 3
+    assert len(angles.norms_by_group(geometry).data) == 3
     # each bin's tick says its token count and VDS range; thin bins are shaded and named
     assert list(by_bin.layout.xaxis2.ticktext)[0] == "1<br>3 tok<br>0–1"
-    assert figures.thin_bins(geometry["bins"]) == list(range(1, 11))
+    assert angles.thin_bins(geometry["bins"]) == list(range(1, 11))
     assert sum(shape.type == "rect" for shape in by_bin.layout.shapes) == 2 * 10  # both panels, each thin bin
-    assert f"under {figures.FEW_TOKENS} tokens" in by_bin.layout.title.text
-    assert figures.thin_bins([{"tokens": 40}, {"tokens": figures.FEW_TOKENS - 1}]) == [2]
+    assert f"under {style.FEW_TOKENS} tokens" in by_bin.layout.title.text
+    assert angles.thin_bins([{"tokens": 40}, {"tokens": style.FEW_TOKENS - 1}]) == [2]
 
 
 def test_training_curves_and_accuracy_bars_follow_the_records():
@@ -133,44 +134,44 @@ def test_training_curves_and_accuracy_bars_follow_the_records():
         "standard": {"records": [record, record | {"step": 2}], "before": accuracy, "after": accuracy},
         "vgs": {"records": [record]},
     }
-    fig = figures.training_curves(runs)
+    fig = run_figures.training_curves(runs)
     std_trace = next(t for t in fig.data if t.name == "standard ℓStd")
     assert list(std_trace.x) == [1, 2]
     accuracy_trace = next(t for t in fig.data if t.name == "standard accuracy_image")
     assert list(accuracy_trace.x) == [0, 2]  # before at step 0, after at the last step
     assert any("not measured" in (a.text or "") for a in fig.layout.annotations)
     cards = {"standard": {"before": accuracy, "after": accuracy | {"accuracy_image": 0.8}}}
-    before, after = figures.accuracy_bars(cards).data
+    before, after = run_figures.accuracy_bars(cards).data
     assert list(after.y) == [0.8, 0.5] and list(before.y) == [0.6, 0.5]
 
 
 def test_accuracies_carry_a_standard_error_binomial_unless_the_card_gives_one():
     block = {"accuracy_image": 0.8, "accuracy_no_image": 0.5, "eval_rows": 100}
-    assert figures.accuracy_se(block, "accuracy_image") == pytest.approx((0.8, 0.04))
-    assert figures.accuracy_se(block | {"stderr": {"accuracy_image": 0.01}}, "accuracy_image") == (0.8, 0.01)
-    assert figures.accuracy_se({"accuracy_image": 0.8, "n": 100}, "accuracy_image") == pytest.approx((0.8, 0.04))
-    value, se = figures.accuracy_se({"accuracy_image": 0.8}, "accuracy_image")  # n unknown
+    assert run_figures.accuracy_se(block, "accuracy_image") == pytest.approx((0.8, 0.04))
+    assert run_figures.accuracy_se(block | {"stderr": {"accuracy_image": 0.01}}, "accuracy_image") == (0.8, 0.01)
+    assert run_figures.accuracy_se({"accuracy_image": 0.8, "n": 100}, "accuracy_image") == pytest.approx((0.8, 0.04))
+    value, se = run_figures.accuracy_se({"accuracy_image": 0.8}, "accuracy_image")  # n unknown
     assert value == 0.8 and math.isnan(se)
-    assert figures.accuracy_text(block, "accuracy_no_image") == "0.500 ± 0.050"
-    assert figures.accuracy_text({"accuracy_image": float("nan")}, "accuracy_image") == "–"
+    assert run_figures.accuracy_text(block, "accuracy_no_image") == "0.500 ± 0.050"
+    assert run_figures.accuracy_text({"accuracy_image": float("nan")}, "accuracy_image") == "–"
     cards = {"vgs": {"before": block, "after": block | {"accuracy_image": 0.9}}}
-    before, after = figures.accuracy_bars(cards).data
+    before, after = run_figures.accuracy_bars(cards).data
     assert list(after.error_y.array) == pytest.approx([0.03, 0.05]) and list(before.error_y.array)[0] == pytest.approx(
         0.04
     )
     runs = {"vgs": {"records": [{"step": 1, "std": 1, "lang": 1, "vis": 1, "eta": 1}], "before": block, "after": block}}
-    curve = next(t for t in figures.training_curves(runs).data if t.name == "vgs accuracy_image")
+    curve = next(t for t in run_figures.training_curves(runs).data if t.name == "vgs accuracy_image")
     assert list(curve.error_y.array) == pytest.approx([0.04, 0.04])
 
 
 def test_word_diff_marks_removed_and_added_words():
-    assert figures.word_diff("it is blue", "it is red") == [
+    assert run_figures.word_diff("it is blue", "it is red") == [
         ("same", "it"),
         ("same", "is"),
         ("removed", "blue"),
         ("added", "red"),
     ]
-    assert figures.word_diff("", "two shapes") == [("added", "two"), ("added", "shapes")]
+    assert run_figures.word_diff("", "two shapes") == [("added", "two"), ("added", "shapes")]
 
 
 def test_occlusion_figure_draws_the_map_beside_the_image_in_its_own_colours():
@@ -179,28 +180,28 @@ def test_occlusion_figure_draws_the_map_beside_the_image_in_its_own_colours():
     from vlod_core.occlusion import OcclusionMap
 
     occlusion = OcclusionMap(np.arange(16.0).reshape(4, 4) - 8, 0.5, "red", 2, (4, 4))
-    fig = figures.occlusion_figure(Image.new("RGB", (64, 48)), occlusion)
+    fig = tokens.occlusion_figure(Image.new("RGB", (64, 48)), occlusion)
     image, heat = fig.data
     assert image.type == "image" and heat.zmid == 0
     assert (image.xaxis or "x") == "x" and heat.xaxis == "x2", "the map sits beside the image, not over it"
     assert list(heat.x) == [8, 24, 40, 56] and list(heat.y) == [6, 18, 30, 42]
     # teacher-versus-student reliance uses neither the language blue nor the visual orange
     colours = {c for _, c in heat.colorscale}
-    assert not colours & {figures.LANG, figures.VIS} and figures.TEACHER_MORE in colours
+    assert not colours & {style.LANG, style.VIS} and style.TEACHER_MORE in colours
     assert list(heat.colorbar.ticktext) == ["student relies more", "no change", "teacher relies more"]
 
 
 def test_language_and_visual_keep_their_colours_everywhere():
-    assert figures.SHARE_SCALE[0][1] == figures.LANG and figures.SHARE_SCALE[-1][1] == figures.VIS
-    split = figures.logratio_split(ROWS)
-    assert split.data[0].marker.color == figures.LANG and split.data[1].marker.color == figures.VIS
-    kls = {t.name.split()[0]: t.marker.color for t in figures.kl_bars(ROWS).data}
-    assert kls["language"] == figures.LANG and kls["visual"] == figures.VIS
+    assert style.SHARE_SCALE[0][1] == style.LANG and style.SHARE_SCALE[-1][1] == style.VIS
+    split = tokens.logratio_split(ROWS)
+    assert split.data[0].marker.color == style.LANG and split.data[1].marker.color == style.VIS
+    kls = {t.name.split()[0]: t.marker.color for t in tokens.kl_bars(ROWS).data}
+    assert kls["language"] == style.LANG and kls["visual"] == style.VIS
     # angle maps do not reuse blue or orange for "agree" and "conflict"
-    assert not {c for _, c in figures.ANGLE_SCALE} & {figures.LANG, figures.VIS}
+    assert not {c for _, c in style.ANGLE_SCALE} & {style.LANG, style.VIS}
 
 
 def test_decomposition_diagram_names_the_four_distributions_and_losses():
-    text = " ".join(a.text for a in figures.decomposition_diagram().layout.annotations)
+    text = " ".join(a.text for a in tokens.decomposition_diagram().layout.annotations)
     for name in ("pI", "px", "qI", "qx", "q*", "ℓStd", "ℓLang", "ℓVis", "VDS"):
         assert name in text

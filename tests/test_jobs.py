@@ -17,6 +17,8 @@ from vlod_app.jobs import DEFAULT_SETTINGS, JobRegistry, RegistryFull, distill_c
 from vlod_core.pair import PairSpec
 
 # Reports "ready", then one step every 0.05 s for each rule until it reads "stop" (or its input ends).
+pytestmark = pytest.mark.slow  # starts worker processes
+
 FAKE_WORKER = r"""
 import json, sys, threading, time
 folder = sys.argv[1]
@@ -52,7 +54,7 @@ def registry():
     registries = []
 
     def make(**kwargs) -> JobRegistry:
-        made = JobRegistry(command=[sys.executable, "-c", FAKE_WORKER], poll_s=0.1, **kwargs)
+        made = JobRegistry(command=[sys.executable, "-c", FAKE_WORKER], **({"poll_s": 0.1} | kwargs))
         registries.append(made)
         return made
 
@@ -103,13 +105,25 @@ def test_jobs_beyond_the_limit_wait_in_line_and_a_full_server_says_so(registry):
     assert jobs.get(second.id) is second and jobs.get("unknown") is None
 
 
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_job_nobody_looks_at_stops_itself_and_a_watched_one_does_not(registry):
-    jobs = registry(max_running=2, idle_stop_s=1.0)
+    clock = FakeClock()
+    jobs = registry(max_running=2, idle_stop_s=1.0, poll_s=3600, clock=clock)  # the test tends, not the thread
     watched, forgotten = jobs.submit(PairSpec(), SETTINGS, []), jobs.submit(PairSpec(), SETTINGS, [])
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        watched.touch()  # a page polling it every 0.1 s
-        time.sleep(0.1)
+    wait(lambda: watched.runs["standard"].records and forgotten.runs["standard"].records)
+    for _ in range(30):  # three seconds, a page polling the watched job every 0.1 s
+        clock.now += 0.1
+        watched.touch()
+        jobs.tend()
     wait(lambda: forgotten.done)
     assert forgotten.stop_reason == "stopped because nobody looked at it for 1 s"
     assert not watched.done and watched.stop_reason is None

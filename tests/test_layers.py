@@ -10,6 +10,7 @@ from pathlib import Path
 CORE = (
     "data", "sources", "archive", "inputs", "sampling", "scoring", "engine", "losses", "decomposition", "steering",
     "distill", "evaluation", "geometry", "geometry_batch", "inspection", "occlusion", "topk", "results", "images",
+    "grounding", "decoding", "eta_sample", "answers", "settings", "run_summary", "verdict", "stats", "modes", "child",
 )  # fmt: skip
 
 
@@ -22,3 +23,11 @@ def test_core_modules_do_not_import_the_toy_world():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_public_api_resolves_every_name_it_states():
+    import vlod_core
+
+    for name in vlod_core.__all__:
+        assert getattr(vlod_core, name) is not None, name
+    assert vlod_core.build_config is vlod_core.settings.build

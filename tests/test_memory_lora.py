@@ -17,6 +17,8 @@ from vlod_core.lora import check_lora_rank, enable_gradient_checkpointing, lora_
 from vlod_core.memory import GIB, check_fits, check_pair_memory, estimate_training_memory
 from vlod_core.pair import PairError, probe_image
 
+pytestmark = pytest.mark.slow  # builds tiny real-family pairs
+
 LENGTHS = (64, 16)
 
 

@@ -41,7 +41,12 @@ def test_path_that_does_not_exist(name):
 
 def test_missing_teacher_in_a_spec_names_it():
     with pytest.raises(PairError, match="/no/such/teacher"):
-        load_pair(PairSpec(teacher="/no/such/teacher"))
+        load_pair(PairSpec(teacher="/no/such/teacher", student="/no/such/student"))
+
+
+def test_the_toy_name_is_located_by_the_caller_not_by_load_pair():
+    with pytest.raises(PairError, match=r"vlod_core\.toy\.folders"):
+        load_pair(PairSpec())
 
 
 def test_folder_without_a_model(tmp_path):

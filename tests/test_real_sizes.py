@@ -19,6 +19,8 @@ import pytest
 
 from vlod_core.distill import DistillConfig
 
+pytestmark = pytest.mark.slow  # instantiates real-size shapes
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "real_sizes.py"
 

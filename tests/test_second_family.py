@@ -1,4 +1,4 @@
-"""The core against a second model family: a tiny random Qwen2-VL pair (vlod_core/toy/second_family.py).
+"""The core against a second model family: a tiny random Qwen2-VL pair (vlod_core/testing/second_family.py).
 
 The same properties the toy LLaVA pair is held to, on a family with 3-D (M-RoPE) positions computed from
 `mm_token_type_ids`, image tensors flattened over patches with per-image `image_grid_thw`, and image tokens
@@ -20,7 +20,7 @@ from vlod_core.pair import PairSpec, load_pair
 from vlod_core.sampling import GREEDY, SamplingConfig, generate, structural_token_ids
 from vlod_core.scoring import score_four
 from vlod_core.toy import world
-from vlod_core.toy.second_family import IMAGE_PAD, build_qwen2vl_pair
+from vlod_core.testing.second_family import IMAGE_PAD, build_qwen2vl_pair
 
 # Three question lengths and three response lengths, so padding differs in every row and in both contexts.
 QUESTIONS = ("what ?", "which shape is blue ?", "how many shapes are there in this picture ?")

@@ -9,9 +9,11 @@ import torch
 
 from vlod_core.toy import world
 from vlod_core.toy.models import TEACHER_SIZE, build_model, build_processor
-from vlod_core.toy.parallel import Beside, WorkerDied
+from vlod_core.child import Beside, WorkerDied
 from vlod_core.toy.prefetch import prefetched
 from vlod_core.toy.tower import TowerConfig, cell_labels, places, pretrain_tower
+
+pytestmark = pytest.mark.slow  # builds toy pairs and starts processes
 
 
 def test_cell_labels_follow_the_patch_order():

@@ -24,6 +24,8 @@ from vlod_core.toy import drawings, world
 from vlod_core.toy.models import build_processor
 from vlod_core.toy.source import HELD_OUT_SEED
 
+pytestmark = pytest.mark.slow  # builds the default toy pair
+
 SEED = 4242
 QUESTIONS = 200
 

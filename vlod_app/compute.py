@@ -6,7 +6,6 @@ arguments and are identified by the pair's spec and the image's content digest i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import streamlit as st
 from PIL import Image
@@ -16,18 +15,10 @@ from vlod_core.inspection import Inspection, inspect
 from vlod_core.occlusion import OcclusionMap, occlusion_map
 from vlod_core.pair import ModelPair, PairSpec
 from vlod_core.sampling import GREEDY, SamplingConfig
-from vlod_core.topk import NextTokens
 from vlod_core.toy import world
 
 SAMPLES_SEED = 4242  # the built-in toy samples offered on page 1
 N_SAMPLES = 8
-
-
-@dataclass
-class InspectResult:
-    inspection: Inspection
-    next_tokens: NextTokens
-    response_ids: list[int]
 
 
 @st.cache_data(max_entries=1, show_spinner=False)
@@ -47,14 +38,11 @@ def inspect_cached(
     seed: int,
     temperature: float | None = None,
     k: int = 5,
-) -> InspectResult:
+) -> Inspection:
     """`inspect`; the answer decomposed is the typed `response`, else the student's greedy answer, else (with a
     `temperature`) a sample drawn with `seed`."""
     sampling = GREEDY if temperature is None else SamplingConfig(temperature=temperature)
-    result = inspect(_pair, _image, question, response, ablation, sampling, seed, top_k=k)
-    decomposition = result.decomposition
-    ids = decomposition.ids[0][decomposition.mask[0]].tolist()
-    return InspectResult(result, result.next_tokens, ids)
+    return inspect(_pair, _image, question, response, ablation, sampling, seed, top_k=k)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -34,27 +34,22 @@ from pathlib import Path
 
 from PIL import Image
 
+from vlod_core import settings
 from vlod_core.distill import DistillConfig
 from vlod_core.pair import PairSpec
 from vlod_core.results import RunCard
-from vlod_core.steering import RULES, SteeringConfig
+from vlod_core.steering import RULES
 
 ROOT = Path(__file__).resolve().parents[1]  # the worker imports this checkout's vlod_core, whatever is installed
 FINISHED = ("done", "skipped", "failed")  # a rule's final states; "waiting" and "running" are not
-_DISTILL, _STEERING = DistillConfig(), SteeringConfig()
-# The form's settings and their defaults (the page draws the form from these): the configs' own defaults, but
-# for the rules compared, a shorter run, and a held-out measurement every 20 steps to draw the curves.
-DEFAULT_SETTINGS = {
-    "rules": ["standard", "vgs"],
-    "steps": 300,  # half the CLI's: two rules side by side, a visible gain in about a minute each
-    "lr": _DISTILL.lr,
-    "batch": _DISTILL.batch,
-    "seed": _DISTILL.seed,
-    "gamma": _STEERING.gamma,
-    "lam": _STEERING.lam,
-    "eval_every": 50,
-    "geometry_every": _DISTILL.geometry_every,
-    "lora_rank": _DISTILL.lora_rank,
+# The form's settings (the page draws a widget for each from its config field) and the app's own defaults: the
+# configs' defaults but for the rules compared, a shorter run, and a held-out measurement every 50 steps.
+FORM_SETTINGS = ("steps", "lr", "batch", "seed", "gamma", "lam", "eval_every", "geometry_every", "lora_rank")
+APP_DEFAULTS = {"steps": 300, "eval_every": 50}  # two rules side by side, a visible gain in about a minute each
+DEFAULT_SETTINGS = {"rules": ["standard", "vgs"]} | {
+    name: APP_DEFAULTS.get(name, entry.default)
+    for name, entry in settings.entries(DistillConfig).items()
+    if name in FORM_SETTINGS
 }
 EVAL_EXAMPLES = 200
 
@@ -63,28 +58,16 @@ class RegistryFull(RuntimeError):
     """No room for another job on this server; the message says so for the user."""
 
 
-def distill_configs(settings: dict) -> dict[str, DistillConfig]:
+def distill_configs(form: dict) -> dict[str, DistillConfig]:
     """One `DistillConfig` per chosen rule from the form's settings; ValueError names a bad field."""
-    rules = list(settings.get("rules") or [])
+    rules = list(form.get("rules") or [])
     if not rules:
         raise ValueError("choose at least one update rule")
     unknown = [rule for rule in rules if rule not in RULES]
     if unknown:
         raise ValueError(f"unknown update rule {unknown[0]!r} (choose from {', '.join(RULES)})")
-    return {
-        rule: DistillConfig(
-            steps=int(settings["steps"]),
-            batch=int(settings["batch"]),
-            lr=float(settings["lr"]),
-            seed=int(settings["seed"]),
-            steering=SteeringConfig(rule=rule, gamma=float(settings["gamma"]), lam=float(settings["lam"])),
-            eval_every=int(settings["eval_every"]),
-            eval_examples=EVAL_EXAMPLES,
-            geometry_every=int(settings["geometry_every"]),
-            lora_rank=int(settings.get("lora_rank", DEFAULT_SETTINGS["lora_rank"])),
-        )
-        for rule in rules
-    }
+    values = {name: form[name] for name in FORM_SETTINGS if name in form} | {"eval_examples": EVAL_EXAMPLES}
+    return {rule: settings.build(DistillConfig, values | {"rule": rule}) for rule in rules}
 
 
 @dataclass
@@ -104,8 +87,9 @@ class Job:
     kind = "distill"
     idle_stops = True  # stopped when nobody has looked at it for a while
 
-    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int):
+    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int, clock=time.monotonic):
         self.id = job_id
+        self.clock = clock  # seconds, monotonic; the registry's (a test's fake one advances by hand)
         self.spec = spec
         self.settings = settings
         self.folder = folder
@@ -115,7 +99,7 @@ class Job:
         self.error: str | None = None
         self.stop_reason: str | None = None
         self.finished: float | None = None
-        self.last_seen = time.monotonic()
+        self.last_seen = clock()
         self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -123,7 +107,7 @@ class Job:
 
     def touch(self) -> None:
         """A page is looking at this job (it stops itself when nobody has for a while)."""
-        self.last_seen = time.monotonic()
+        self.last_seen = self.clock()
 
     def stop(self, reason: str = "stopped by the user") -> None:
         with self._lock:
@@ -269,7 +253,7 @@ class Job:
             elif run.state == "running":  # the worker died mid-rule
                 run.state = "failed"
                 run.error = run.error or self.error or "the worker process ended"
-        self.state, self.finished = "finished", time.time()
+        self.state, self.finished = "finished", self.clock()
 
 
 class ExperimentsJob(Job):
@@ -278,8 +262,8 @@ class ExperimentsJob(Job):
     kind = "experiments"
     idle_stops = False  # its finished runs are cached and its report is for every visitor
 
-    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int):
-        super().__init__(job_id, spec, settings, folder, threads)
+    def __init__(self, job_id: str, spec: PairSpec, settings: dict, folder: Path, threads: int, clock=time.monotonic):
+        super().__init__(job_id, spec, settings, folder, threads, clock)
         self.progress: dict | None = None
         self.out_dir: Path | None = None  # set when the check ended with a report (or stopped)
         self.stopped = False  # it ended before every run finished (no report; the runs so far are cached)
@@ -328,11 +312,13 @@ class JobRegistry:
         keep_s: float = 3600,
         command: list[str] | None = None,
         poll_s: float = 1.0,
+        clock=time.monotonic,
     ):
         if max_running < 1 or max_queued < 0:
             raise ValueError("max_running must be >= 1 and max_queued >= 0")
         self.max_running, self.max_queued = max_running, max_queued
         self.idle_stop_s, self.keep_s = idle_stop_s, keep_s
+        self.clock = clock  # the idle and keep times are read from it (a test injects its own)
         self.command = command or [sys.executable, "-m", "vlod_app.worker"]
         self.root = Path(tempfile.mkdtemp(prefix="vlod-jobs-"))
         self._jobs: dict[str, Job] = {}
@@ -382,7 +368,7 @@ class JobRegistry:
                     }
                 )
             )
-            job = Job(job_id, spec, dict(settings), folder, threads)
+            job = Job(job_id, spec, dict(settings), folder, threads, self.clock)
             self._jobs[job_id] = job
         self._schedule()
         return job
@@ -405,7 +391,7 @@ class JobRegistry:
             (folder / "job.json").write_text(
                 json.dumps({"kind": "experiments", "spec": asdict(spec), "settings": settings, "threads": threads})
             )
-            job = ExperimentsJob(job_id, spec, dict(settings), folder, threads)
+            job = ExperimentsJob(job_id, spec, dict(settings), folder, threads, self.clock)
             self._jobs[job_id] = job
         self._schedule()
         return job
@@ -450,15 +436,20 @@ class JobRegistry:
 
     def _tend(self, poll_s: float) -> None:
         while not self._closed.wait(poll_s):
-            now = time.monotonic()
-            for job in list(self._jobs.values()):
-                if not job.done and job.idle_stops and now - job.last_seen > self.idle_stop_s:
-                    job.stop(f"stopped because nobody looked at it for {_duration(self.idle_stop_s)}")
-                if job.done and job.finished is not None and time.time() - job.finished > self.keep_s:
-                    with self._lock:
-                        self._jobs.pop(job.id, None)
-                    shutil.rmtree(job.folder, ignore_errors=True)
-            self._schedule()
+            self.tend()
+
+    def tend(self) -> None:
+        """One round of housekeeping (the janitor thread's, every `poll_s`): stop the jobs nobody has looked at
+        for `idle_stop_s`, forget those finished `keep_s` ago, start queued ones where a place is free."""
+        now = self.clock()
+        for job in list(self._jobs.values()):
+            if not job.done and job.idle_stops and now - job.last_seen > self.idle_stop_s:
+                job.stop(f"stopped because nobody looked at it for {_duration(self.idle_stop_s)}")
+            if job.done and job.finished is not None and now - job.finished > self.keep_s:
+                with self._lock:
+                    self._jobs.pop(job.id, None)
+                shutil.rmtree(job.folder, ignore_errors=True)
+        self._schedule()
 
 
 def _duration(seconds: float) -> str:

@@ -10,36 +10,38 @@ from __future__ import annotations
 import pandas as pd
 
 from vlod_core.distill import DistillConfig
-from vlod_core.figures import accuracy_text
+from vlod_core.figures.runs import accuracy_text
 from vlod_core.memory import GIB, estimate_training_memory
 from vlod_core.results import RunCard
-
-# metric name (without its context suffix) -> what the table calls it
-METRICS = {
-    "agreement": "agreement with the teacher (exact)",
-    "token_agreement": "token agreement with the teacher",
-    "kl": "KL(student ‖ teacher) per token (lower is closer)",
-    "accuracy": "accuracy (exact match with the right answer)",
-}
+from vlod_core.run_summary import METRICS, headline
+from vlod_core.verdict import verdict
 
 
 def headline_metric(cards: dict[str, RunCard]) -> str:
     """'accuracy' when the evaluation rows have right answers (the toy world always has), else 'agreement'."""
-    has_accuracy = any("accuracy_image" in card.before or "accuracy_image" in card.after for card in cards.values())
-    return "accuracy" if has_accuracy or not cards else "agreement"
+    if not cards:
+        return "accuracy"
+    return headline(*(block for card in cards.values() for block in (card.before, card.after)))
+
+
+def verdict_markdown(cards: dict[str, RunCard], not_run: list[str]) -> str:
+    """The run's verdict in words (`vlod_core.verdict`): the line in bold, then what it rests on."""
+    result = verdict({rule: [card] for rule, card in cards.items()} | {rule: [] for rule in not_run})
+    lines = [f"**{result.line().removeprefix('verdict: ').capitalize()}.**"]
+    return "\n".join(lines + [f"- {reason}" for reason in result.reasons])
 
 
 def metric_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
     """One row per rule and metric measured: before and after, with the image and without, ± one standard error."""
     rows = []
     for rule, card in cards.items():
-        for name, label in METRICS.items():
+        for name, metric in METRICS.items():
             if f"{name}_image" not in card.before and f"{name}_image" not in card.after:
                 continue  # accuracy is absent, not 0, when the rows have no right answers
             rows.append(
                 {
                     "rule": rule,
-                    "metric": label,
+                    "metric": metric.label,
                     "with image, before": accuracy_text(card.before, f"{name}_image"),
                     "with image, after": accuracy_text(card.after, f"{name}_image"),
                     "without image, before": accuracy_text(card.before, f"{name}_no_image"),
@@ -118,8 +120,10 @@ def memory_text(pair, batch: int, lora_rank: int, prompt_tokens: int) -> str:
         (max(prompt_tokens, 1), response),
         lora_rank or None,
     )
-    what = f"LoRA rank {lora_rank}: {estimate.trainable_parameters:,} trainable parameters" if lora_rank else (
-        f"every weight trained: {estimate.trainable_parameters:,} parameters"
+    what = (
+        f"LoRA rank {lora_rank}: {estimate.trainable_parameters:,} trainable parameters"
+        if lora_rank
+        else (f"every weight trained: {estimate.trainable_parameters:,} parameters")
     )
     return (
         f"Memory for this run, estimated: about {_size(estimate.total)} on {pair.device.type} "

@@ -37,7 +37,7 @@ from vlod_app.state import (
 )
 from vlod_app.words import GLOSSARY, TOY_UNDERSTANDS
 from vlod_core.export import file_stem, find_browser, view_html
-from vlod_core.figures import word_diff
+from vlod_core.figures.runs import word_diff
 from vlod_core.images import MAX_SIDE, MAX_UPLOAD_BYTES, ImageError, load_image
 from vlod_core.toy.scenes import SceneError, decode_scene
 

@@ -166,6 +166,7 @@ def main(folder: str) -> int:
     from transformers.utils import logging as hf_logging
 
     from vlod_app.jobs import EVAL_EXAMPLES, distill_configs
+    from vlod_core import toy
     from vlod_core.pair import PairSpec, load_pair
 
     hf_logging.disable_progress_bar()
@@ -175,7 +176,8 @@ def main(folder: str) -> int:
         run_check(job, emit, stop.is_set)
         emit({"event": "end"})
         return 0
-    pair = load_pair(PairSpec(**job["spec"]))
+    spec = PairSpec(**job["spec"])
+    pair = load_pair(spec, toy.folders(spec))
     probes = [(Image.open(folder / p["image"]).convert("RGB"), p["question"]) for p in job["probes"]]
     emit({"event": "ready"})
     configs = distill_configs(job["settings"])

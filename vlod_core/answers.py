@@ -9,10 +9,12 @@ A response the pattern does not find has no final answer: it counts as wrong and
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import re
 
-BOXED = r"\\boxed\{([^{}]*)\}"
-SHORTHANDS = {"boxed": BOXED}
+BOXED = r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}"  # one level of inner braces: \boxed{\frac{1}{2}}
+SHORTHANDS = MappingProxyType({"boxed": BOXED})
 
 
 def compile_pattern(pattern: str | None) -> re.Pattern | None:

@@ -6,13 +6,16 @@ Errors the user can fix (bad paths, bad images, bad numbers) print one line on s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
+from vlod_core import settings
 from vlod_core.images import ImageError
-from vlod_core.pair import TOY, TOY_REASONING, TOY_WORLDS, PairError, PairSpec
+from vlod_core.pair import TOY, PairError, PairSpec
+from vlod_core.run_summary import CONTEXTS, METRICS, headline, steps_to_gain
 
 EXIT_USAGE = 2
 
@@ -55,6 +58,14 @@ def _add_pair_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own code (off by default)")
 
 
+def _add_grounding_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--require-grounded-teacher",
+        action="store_true",
+        help="refuse (exit 2) when the teacher's answers do not depend on the image (vlod_core.grounding)",
+    )
+
+
 def _pair_spec(args) -> PairSpec:
     return PairSpec(
         teacher=args.teacher,
@@ -71,18 +82,18 @@ PROMPT_TOKENS = 320  # assumed prompt length for the memory check: a 448-px imag
 
 def _load_pair(args, training: bool = False):
     """Build the toy pair on first use; check a training run fits in memory before loading anything."""
+    from vlod_core import toy
     from vlod_core.memory import check_pair_memory
     from vlod_core.pair import load_pair
-    from vlod_core.toy.build import ensure_toy_pair
 
-    for name in dict.fromkeys(n for n in (args.teacher, args.student) if n in TOY_WORLDS):
-        label = "building the toy pair (first use)" if name == TOY else f"building the {name} pair (first use)"
-        ensure_toy_pair(progress=_progress_printer(label), world=TOY_WORLDS[name])
     spec = _pair_spec(args)
+    folders = toy.folders(spec, progress=_progress_printer("building the toy pair (first use)"))
     if training:
         lengths = (PROMPT_TOKENS, args.max_new_tokens)
-        check_pair_memory(spec, args.batch, lengths, args.lora or None, args.gradient_checkpointing)
-    return load_pair(spec)
+        check_pair_memory(
+            spec, args.batch, lengths, args.lora_rank or None, args.gradient_checkpointing, folders=folders
+        )
+    return load_pair(spec, folders)
 
 
 def _add_data_args(parser: argparse.ArgumentParser, evaluation: bool = True) -> None:
@@ -127,6 +138,27 @@ def _training_data(args):
     return TrainingData.from_split(split, data.name, extra={"origin": data.origin, "skipped": len(data.skipped)})
 
 
+def _grounding(args, pair, rows=None):
+    """Check that each model reads the image (`vlod_core.grounding`) on a few rows; warnings on stderr.
+
+    With --require-grounded-teacher a teacher that ignores the image is refused (exit 2) before anything runs.
+    """
+    from vlod_core.grounding import DEFAULT_ROWS, check_pair, require_grounded_teacher
+
+    if rows is None:  # drawn toy scenes: rows any VLM can be asked about
+        from vlod_core.toy.source import held_out_rows
+
+        rows = held_out_rows(DEFAULT_ROWS)
+    report = check_pair(pair, rows, log=False)
+    if getattr(args, "require_grounded_teacher", False):
+        require_grounded_teacher(report)  # the refusal says what the warning would have said
+    for text in report.warnings:
+        sys.stderr.write(f"vlod: warning: {text}\n")
+    for text in report.notes:
+        sys.stderr.write(f"vlod: note: {text}\n")
+    return report
+
+
 def cmd_toy_build(args) -> int:
     from vlod_core.toy.build import ToyBuildConfig, build_toy_pair, default_toy_dir
 
@@ -162,11 +194,12 @@ def cmd_inspect(args) -> int:
     loaded = load_image(args.image)
     question, notes = check_question(args.question)
     pair = _load_pair(args)
-    sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
+    sampling = settings.build(SamplingConfig, settings.from_arguments(args, ("temperature", "top_p", "max_new_tokens")))
+    grounding = _grounding(args, pair)  # on drawn scenes: whether each model reads an image at all
     result = inspect(pair, loaded.image, question, args.response, args.ablation, sampling, args.seed)
     notes = loaded.notes + notes + result.notes
     if args.json:
-        print(json.dumps(result.to_dict() | {"notes": notes}, indent=2))
+        print(json.dumps(result.to_dict() | {"notes": notes, "grounding": grounding.to_dict()}, indent=2))
         return 0
     for note in notes:
         print(f"note: {note}")
@@ -178,43 +211,35 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def _steering_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gamma", type=float, default=2.0, help="γ, weight of the steering term (default 2)")
-    parser.add_argument("--lam", type=float, default=0.01, help="λ, weight of language preservation (default 0.01)")
-    parser.add_argument("--eta", default="auto", help="'auto' (measured from gradients) or a fixed number, e.g. 0.41")
-    parser.add_argument("--eta-every", type=int, default=1, help="with --eta auto: re-measure every k steps")
-    parser.add_argument("--estimator", default="full", choices=["full", "sampled"])
-
-
-def _steering(args, rule: str):
-    from vlod_core.steering import SteeringConfig
-
-    eta = args.eta if args.eta == "auto" else float(args.eta)
-    return SteeringConfig(
-        rule=rule, gamma=args.gamma, lam=args.lam, eta=eta, eta_every=args.eta_every, estimator=args.estimator
-    )
+# The run's settings offered as flags; each flag's type, default, range and help come from the config field.
+GEOMETRY_SETTINGS = ("seed", "batch", "bins", "ablation", "max_new_tokens")
+RUN_SETTINGS = (
+    "steps",
+    "lr",
+    "batch",
+    "ablation",
+    "geometry_every",
+    "eval_every",
+    "eval_examples",
+    "samples_per_prompt",
+    "answer_pattern",
+    "eval_samples",
+    "max_new_tokens",
+    "lora_rank",
+    "gradient_checkpointing",
+    "decompose_every",
+    "gamma",
+    "lam",
+    "eta",
+    "eta_every",
+    "estimator",
+)
 
 
 def _distill_config(args, rule: str, seed: int):
     from vlod_core.distill import DistillConfig
-    from vlod_core.sampling import SamplingConfig
 
-    return DistillConfig(
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        seed=seed,
-        steering=_steering(args, rule),
-        ablation=args.ablation,
-        geometry_every=args.geometry_every,
-        eval_every=args.eval_every,
-        eval_examples=args.eval_examples,
-        decompose_every=args.decompose_every,
-        samples_per_prompt=args.samples_per_prompt,
-        sampling=SamplingConfig(max_new_tokens=args.max_new_tokens),
-        lora_rank=args.lora,
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
+    return settings.build(DistillConfig, settings.from_arguments(args, RUN_SETTINGS) | {"rule": rule, "seed": seed})
 
 def _build_reasoning(args) -> int:
     from vlod_core.toy.reasoning_build import ReasoningBuildConfig, build_reasoning_pair, default_reasoning_dir
@@ -242,9 +267,11 @@ def _degrees(value: float) -> str:
 
 
 def cmd_geometry(args) -> int:
-    from vlod_core.geometry_batch import batch_geometry
+    from vlod_core.geometry_batch import GeometryConfig, batch_geometry
     from vlod_core.results import json_safe
+    from vlod_core.sampling import SamplingConfig
 
+    config = settings.build(GeometryConfig, settings.from_arguments(args, GEOMETRY_SETTINGS))
     if args.data:
         source = _read(args.data, args, "data").rows
         rows = [source[(args.seed + i) % len(source)] for i in range(min(args.batch, len(source)))]
@@ -252,17 +279,19 @@ def cmd_geometry(args) -> int:
         from vlod_core.toy.source import ToyPrompts
 
         rows = ToyPrompts(args.world).prompts(0, args.batch, args.seed)
-    if args.world != "default":  # the world's own pair unless another is named
+    if args.world != "default":  # the world's own pair (unless another is named) and answer length
+        from vlod_core.toy import TOY_REASONING
+        from vlod_core.toy.source import max_new_tokens
+
         args.teacher = TOY_REASONING if args.teacher == TOY else args.teacher
         args.student = TOY_REASONING if args.student == TOY else args.student
+        if config.max_new_tokens == GeometryConfig.max_new_tokens:  # not set on the command line
+            config = dataclasses.replace(config, max_new_tokens=max_new_tokens(args.world))
     pair = _load_pair(args)
     images, questions = [row.load_image() for row in rows], [row.question for row in rows]
-    from vlod_core.sampling import SamplingConfig
-    from vlod_core.toy.source import max_new_tokens
-
-    sampling = SamplingConfig(max_new_tokens=max_new_tokens(args.world) or 6)
+    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens)
     geometry = batch_geometry(
-        pair, images, questions, seed=args.seed, sampling=sampling, ablation=args.ablation, bins=args.bins
+        pair, images, questions, seed=config.seed, sampling=sampling, ablation=config.ablation, bins=config.bins
     )
     if args.json:
         print(json.dumps(json_safe(geometry.to_dict()), indent=2))
@@ -287,7 +316,7 @@ def _record_printer(total: int):
     def report(record) -> None:
         extra = ""
         if record.evaluation:
-            key = _headline(record.evaluation)
+            key = headline(record.evaluation)
             extra = f"  {key} {record.evaluation[key + '_image']:.3f} / {record.evaluation[key + '_no_image']:.3f}"
         text = (
             f"step {record.step}/{total}  loss {record.loss:.4f}  std {record.std:.4f}  lang {record.lang:.4f}"
@@ -298,19 +327,6 @@ def _record_printer(total: int):
     return report
 
 
-METRIC_LABELS = {
-    "accuracy": "accuracy (exact match with the reference)",
-    "agreement": "agreement with the teacher's greedy answer",
-    "token_agreement": "token agreement with the teacher",
-    "kl": "KL(student ‖ teacher) per token, nats",
-}
-
-
-def _headline(evaluation: dict) -> str:
-    """The metric a summary leads with: accuracy where references exist, else agreement with the teacher."""
-    return "accuracy" if "accuracy_image" in evaluation else "agreement"
-
-
 def _with_error(block: dict, name: str) -> str:
     value, error = block.get(name, float("nan")), block.get("stderr", {}).get(name, float("nan"))
     return f"{value:.3f} ± {error:.3f}"
@@ -318,15 +334,15 @@ def _with_error(block: dict, name: str) -> str:
 
 def _evaluation_lines(before: dict, after: dict | None = None) -> list[str]:
     lines = []
-    for metric, label in METRIC_LABELS.items():
-        for suffix, context in (("image", "with image"), ("no_image", "image removed")):
-            name = f"{metric}_{suffix}"
+    for metric in METRICS.values():
+        for suffix, context in CONTEXTS.items():
+            name = f"{metric.name}_{suffix}"
             if name not in before:
                 continue
-            text = f"  {label}, {context}: {_with_error(before, name)}"
+            text = f"  {metric.label}, {context}: {_with_error(before, name)}"
             if after is not None:
                 change = after[name] - before[name]
-                unit = f"{100 * change:+.1f} points" if metric != "kl" else f"{change:+.3f}"
+                unit = f"{100 * change:+.1f} points" if metric.rate else f"{change:+.3f}"
                 text += f" -> {_with_error(after, name)}  ({unit})"
             lines.append(text)
     if before.get("eval_seen_in_training"):
@@ -337,10 +353,11 @@ def _evaluation_lines(before: dict, after: dict | None = None) -> list[str]:
 def cmd_distill(args) -> int:
     from vlod_core.distill import distill
 
-    config = _distill_config(args, args.steering, args.seed)
+    config = _distill_config(args, args.rule, args.seed)
     data = _training_data(args)
     pair = _load_pair(args, training=True)
-    result = distill(pair, config, data, callback=_record_printer(config.steps))
+    grounding = _grounding(args, pair, data.eval_rows)
+    result = distill(pair, config, data, callback=_record_printer(config.steps), grounding=grounding)
     card = result.card
     if result.card.stopped:
         print(f"note: {card.stopped}", file=sys.stderr)
@@ -349,7 +366,7 @@ def cmd_distill(args) -> int:
     if args.save_student:  # with --lora: the adapters only (peft's format, safetensors)
         result.student.save_pretrained(args.save_student)
         pair.processor.save_pretrained(args.save_student)
-    print(f"{args.steering}: {len(card.records)} steps in {card.seconds:.1f} s on {card.data.get('name', 'data')}")
+    print(f"{args.rule}: {len(card.records)} steps in {card.seconds:.1f} s on {card.data.get('name', 'data')}")
     print(f"evaluated on {card.after.get('eval_rows', 0)} rows ({card.data.get('split', '')}):")
     print("\n".join(_evaluation_lines(card.before, card.after)))
     if args.out:
@@ -367,53 +384,58 @@ def cmd_evaluate(args) -> int:
         from vlod_core.toy.source import held_out_rows
 
         rows, name = held_out_rows(args.eval_examples), "toy world"
+    eval_set = EvalSet(
+        rows,
+        ablation=args.ablation,
+        max_new_tokens=args.eval_max_new_tokens,
+        answer_pattern=args.answer_pattern,
+        samples=args.eval_samples,
+    )
     pair = _load_pair(args)
-    eval_set = EvalSet(rows, ablation=args.ablation, max_new_tokens=args.max_new_tokens)
+    grounding = _grounding(args, pair, rows)
     sys.stderr.write(f"evaluating on {len(rows)} rows of {name}\n")
     printer = _progress_printer("evaluating")
     progress = None if args.json else (lambda done, total: printer(f"{done}/{total} rows", done / total))
-    student = evaluate(pair, eval_set, progress=progress)
+    student = evaluate(pair, eval_set, progress=progress, check_grounding=False)
     teacher = teacher_accuracy(pair, eval_set)
     if args.json:
         from vlod_core.results import json_safe
 
-        print(json.dumps(json_safe({"rows": len(rows), "teacher": teacher, "student": student.to_dict()}), indent=2))
+        out = {"rows": len(rows), "teacher": teacher, "student": student.to_dict(), "grounding": grounding.to_dict()}
+        print(json.dumps(json_safe(out), indent=2))
         return 0
     print(f"{len(rows)} rows of {name}")
     if teacher:
         print("teacher:")
-        for suffix, context in (("image", "with image"), ("no_image", "image removed")):
-            error = teacher[f"accuracy_{suffix}_stderr"]
-            print(f"  {METRIC_LABELS['accuracy']}, {context}: {teacher[f'accuracy_{suffix}']:.3f} ± {error:.3f}")
+        for metric in ("accuracy", "format_errors"):
+            for suffix, context in CONTEXTS.items():
+                if f"{metric}_{suffix}" in teacher:
+                    value, error = teacher[f"{metric}_{suffix}"], teacher[f"{metric}_{suffix}_stderr"]
+                    print(f"  {METRICS[metric].label}, {context}: {value:.3f} ± {error:.3f}")
     print("student:")
     print("\n".join(_evaluation_lines(student.to_dict())))
     return 0
-
-
-def _steps_to_gain(card, gain: float) -> int | None:
-    key = _headline(card.before) + "_image"
-    target = card.before[key] + gain
-    for record in card.records:
-        if record.get("evaluation") and record["evaluation"][key] >= target:
-            return record["step"]
-    return card.config["steps"] if card.after[key] >= target else None
 
 
 def cmd_compare(args) -> int:
     import statistics
 
     from vlod_core.distill import distill
+    from vlod_core.verdict import verdict
 
+    rules = args.rules.split(",")
+    for rule in rules:
+        _distill_config(args, rule, 0)  # a bad setting (an unknown rule, a bad pattern) fails before loading
     data = _training_data(args)
     pair = _load_pair(args, training=True)
-    rules = args.rules.split(",")
+    grounding = _grounding(args, pair, data.eval_rows)
     rows = []
     for rule in rules:
         results = []
         for seed in range(args.seeds):
             config = _distill_config(args, rule, seed)
             sys.stderr.write(f"{rule}, seed {seed}\n")
-            card = distill(pair, config, data, callback=_record_printer(config.steps)).card
+            card = distill(pair, config, data, callback=_record_printer(config.steps), grounding=grounding).card
             results.append(card)
             if args.out_dir:
                 Path(args.out_dir).mkdir(parents=True, exist_ok=True)
@@ -425,13 +447,13 @@ def cmd_compare(args) -> int:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{mean:.3f} ± {sd:.3f}"
 
-    key = _headline(rows[0][1][0].before)
+    key = headline(rows[0][1][0].before)
     print(f"{key} (mean ± standard deviation over {args.seeds} seeds)")
     header = f"{'rule':<14}{'before (img)':>16}{'after (img)':>16}{'after (no img)':>17}{'steps to +5 pts':>18}{'seconds':>9}"
     print(header)
     print("-" * len(header))
     for rule, cards in rows:
-        reach = [_steps_to_gain(c, 0.05) for c in cards]
+        reach = [steps_to_gain(c, key) for c in cards]
         reach_text = ",".join("-" if r is None else str(r) for r in reach)
         print(
             f"{rule:<14}{spread([c.before[key + '_image'] for c in cards]):>16}"
@@ -439,6 +461,7 @@ def cmd_compare(args) -> int:
             f"{spread([c.after[key + '_no_image'] for c in cards]):>17}{reach_text:>18}"
             f"{statistics.fmean(c.seconds for c in cards):>9.1f}"
         )
+    print(verdict(dict(rows)).text())
     return 0
 
 
@@ -469,6 +492,16 @@ def _experiments_printer():
     return report
 
 
+def cmd_rules(args) -> int:
+    """The update rules as a Markdown table: the README's table is this output."""
+    from vlod_core.steering import REGISTRY
+
+    print("| rule | descends | what it is |\n|---|---|---|")
+    for rule in REGISTRY.values():
+        print(f"| `{rule.name}` | {rule.objective} | {rule.description} |")
+    return 0
+
+
 def cmd_experiments(args) -> int:
     import shlex
 
@@ -477,6 +510,7 @@ def cmd_experiments(args) -> int:
     plan = plan_named("quick" if args.quick else "full")
     if args.seeds is not None:
         plan = plan.with_seeds(args.seeds)
+    plan = dataclasses.replace(plan, answer_pattern=args.answer_pattern, eval_samples=args.eval_samples)
     if not 0 <= args.workers <= 64:
         raise ValueError(f"--workers must be between 0 (run here) and 64, got {args.workers}")
     args.eval_examples = plan.eval_examples  # the toy world's held-out rows
@@ -523,47 +557,21 @@ def cmd_experiments(args) -> int:
     return 0
 
 
-def _default(name: str):
-    """A `DistillConfig` field's default: the config is the one place a run's defaults are written."""
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
     from vlod_core.distill import DistillConfig
 
-    field = DistillConfig.__dataclass_fields__[name]
-    return field.default_factory() if callable(field.default_factory) else field.default
-
-
-def _add_run_args(parser: argparse.ArgumentParser) -> None:
-    sampling = _default("sampling")
-    parser.add_argument("--steps", type=int, default=_default("steps"), help=f"optimiser steps ({_default('steps')})")
-    parser.add_argument("--lr", type=float, default=_default("lr"), help=f"AdamW learning rate ({_default('lr')})")
-    parser.add_argument("--batch", type=int, default=_default("batch"), help=f"answers per step ({_default('batch')})")
-    parser.add_argument("--ablation", default=_default("ablation"), choices=["remove", "blank", "blur"])
-    parser.add_argument("--geometry-every", type=int, default=0, help="record gradient angles every k steps")
-    parser.add_argument("--eval-every", type=int, default=0, help="evaluate every k steps (0: before and after)")
-    parser.add_argument(
-        "--eval-examples", type=int, default=_default("eval_examples"), help="at most this many evaluation rows"
-    )
-    parser.add_argument(
-        "--samples-per-prompt", type=int, default=1, help="student answers per prompt in a step (divides --batch)"
-    )
-    parser.add_argument(
-        "--max-new-tokens", type=int, default=sampling.max_new_tokens, help="length limit of the student's answers"
-    )
-    parser.add_argument("--lora", type=int, default=0, metavar="R", help="train LoRA adapters of rank R only")
-    parser.add_argument(
-        "--gradient-checkpointing", action="store_true", help="recompute activations in backward: less memory"
-    )
-    parser.add_argument(
-        "--decompose-every",
-        type=int,
-        default=_default("decompose_every"),
-        help="standard only: score the image-free passes (for the logged ℓLang, ℓVis, VDS) every k steps",
-    )
+    settings.add_arguments(parser, DistillConfig, RUN_SETTINGS)
     _add_data_args(parser)
-    _steering_args(parser)
     _add_pair_args(parser)
+    _add_grounding_arg(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vlod_core.distill import DistillConfig
+    from vlod_core.geometry_batch import GeometryConfig
+    from vlod_core.sampling import SamplingConfig
+    from vlod_core.steering import REGISTRY
+
     parser = argparse.ArgumentParser(prog="vlod", description="Decomposed on-policy distillation of VLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the library does")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -583,20 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--image", required=True, help="an image file")
     inspect.add_argument("--question", required=True)
     inspect.add_argument("--response", help="score this answer instead of the student's sample")
-    inspect.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
-    inspect.add_argument("--seed", type=int, default=0)
-    inspect.add_argument("--temperature", type=float, default=1.0)
-    inspect.add_argument("--top-p", type=float, default=1.0)
-    inspect.add_argument("--max-new-tokens", type=int, default=8)
+    settings.add_arguments(inspect, DistillConfig, ("ablation", "seed"))
+    settings.add_arguments(inspect, SamplingConfig, ("temperature", "top_p", "max_new_tokens"))
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     _add_pair_args(inspect)
     inspect.set_defaults(func=cmd_inspect)
 
     geometry = commands.add_parser("geometry", help="norms and angles of g_std, g_lang, g_vis on one batch")
-    geometry.add_argument("--seed", type=int, default=0)
-    geometry.add_argument("--batch", type=int, default=32)
-    geometry.add_argument("--bins", type=int, default=10, help="VDS bins (0: none)")
-    geometry.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
+    settings.add_arguments(geometry, GeometryConfig, GEOMETRY_SETTINGS)
     geometry.add_argument("--json", action="store_true")
     geometry.add_argument(
         "--world", default="default", choices=["default", "reasoning"],
@@ -606,31 +608,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pair_args(geometry)
     geometry.set_defaults(func=cmd_geometry)
 
-    from vlod_core.steering import RULES
-
     run = commands.add_parser("distill", help="on-policy distillation with one update rule; writes a run card")
-    run.add_argument("--steering", default="standard", choices=RULES)
-    run.add_argument("--seed", type=int, default=0)
+    settings.add_arguments(run, DistillConfig, ("rule", "seed"))
     run.add_argument("--out", help="run card path (JSON)")
     run.add_argument("--save-student", help="save the distilled student here (safetensors folder)")
     _add_run_args(run)
     run.set_defaults(func=cmd_distill)
 
     evaluation = commands.add_parser("evaluate", help="measure a pair on a data set without training")
-    evaluation.add_argument("--eval-examples", type=int, default=400, help="toy world only: held-out rows (400)")
-    evaluation.add_argument("--ablation", default="remove", choices=["remove", "blank", "blur"])
-    evaluation.add_argument("--max-new-tokens", type=int, default=32, help="bound on the teacher's greedy answers")
+    settings.add_arguments(
+        evaluation,
+        DistillConfig,
+        ("eval_examples", "ablation", "eval_max_new_tokens", "answer_pattern", "eval_samples"),
+    )
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_args(evaluation, evaluation=False)
     _add_pair_args(evaluation)
+    _add_grounding_arg(evaluation)
     evaluation.set_defaults(func=cmd_evaluate)
 
     compare = commands.add_parser("compare", help="several rules from identical seeds; one table")
-    compare.add_argument("--rules", default="standard,vgs", help=f"comma-separated, from {', '.join(RULES)}")
+    compare.add_argument("--rules", default="standard,vgs", help=f"comma-separated, from {', '.join(REGISTRY)}")
     compare.add_argument("--seeds", type=int, default=3)
     compare.add_argument("--out-dir", help="also save every run card here")
     _add_run_args(compare)
     compare.set_defaults(func=cmd_compare)
+
+    rules = commands.add_parser("rules", help="the update rules (name, the terms it descends, what it is)")
+    rules.set_defaults(func=cmd_rules)
 
     experiments = commands.add_parser(
         "experiments", help="check the paper's claims: every experiment, with seeds, error bars and verdicts"
@@ -639,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--seeds", type=int, help="seeds per configuration (default: the plan's, 3)")
     experiments.add_argument("--out", help="output folder (default: $VLOD_HOME/experiments/quick or .../full)")
     experiments.add_argument("--workers", type=int, default=2, help="worker processes, one per core (0: run here)")
+    settings.add_arguments(experiments, DistillConfig, ("answer_pattern", "eval_samples"))
     _add_data_args(experiments)
     _add_pair_args(experiments)
     experiments.set_defaults(func=cmd_experiments)

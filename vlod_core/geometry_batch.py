@@ -8,6 +8,8 @@ model).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from PIL import Image
 
@@ -15,7 +17,27 @@ from vlod_core.engine import rollout
 from vlod_core.geometry import GradGeometry, geometry_of_losses
 from vlod_core.losses import token_kls
 from vlod_core.pair import ModelPair
+from vlod_core.inputs import ablation_setting
 from vlod_core.sampling import SamplingConfig
+from vlod_core.settings import check, setting
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """One measurement of the angles: `vlod geometry`'s flags and page 2's form."""
+
+    batch: int = setting(32, low=1, high=256, help="questions in the batch (each answered once by the student)")
+    seed: int = setting(
+        0, low=0, high=2**31 - 1, step=1, help="which questions and which sampled answers", label="Seed"
+    )
+    bins: int = setting(
+        10, low=0, high=20, step=1, help="equal-count VDS bins of the response tokens (0: none)", label="VDS bins"
+    )
+    ablation: str = ablation_setting()
+    max_new_tokens: int = setting(6, low=1, high=4096, help="length limit of the student's answers")
+
+    def __post_init__(self):
+        check(self)
 
 
 def batch_geometry(

@@ -21,6 +21,21 @@ import torch
 from PIL import Image, ImageFilter
 
 ABLATIONS = ("remove", "blank", "blur")
+
+
+def ablation_setting():
+    """The `ablation` field of every config that scores without the image (one wording, one default)."""
+    from vlod_core.settings import setting
+
+    return setting(
+        "remove",
+        choices=ABLATIONS,
+        label="Without the image means",
+        help="what 'without the image' means: remove (the paper's default) drops the image entry from the message, "
+        "so there are no image tokens at all; blank and blur keep a neutral image",
+    )
+
+
 CONTEXTS = ("image", "ablated")
 ROLES = ("student", "teacher")
 BLUR_RADIUS_FRACTION = 0.08  # of the image's shorter side

@@ -32,6 +32,11 @@ class Inspection:
     notes: list[str]
     next_tokens: NextTokens  # top-k of the four distributions at each response position (from the same passes)
 
+    @property
+    def response_ids(self) -> list[int]:
+        """The scored response's token ids."""
+        return self.decomposition.ids[0][self.decomposition.mask[0]].tolist()
+
     def to_dict(self) -> dict:
         return {
             "question": self.question,

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import torch
 
-LOSS_NAMES = ("std", "lang", "vis", "vds")
-
 
 def kl(logp: torch.Tensor, logq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """KL(p ‖ q) per position from (B, T, V) log-probs -> (B, T)."""

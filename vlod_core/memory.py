@@ -185,13 +185,14 @@ def check_fits(estimate: MemoryEstimate, device: torch.device, free: int | None 
     )
 
 
-def configs_of(spec) -> tuple[object, object]:
-    """The teacher's and student's configs of a `PairSpec`, read from config.json alone."""
+def configs_of(spec, folders: tuple[str, str] | None = None) -> tuple[object, object]:
+    """The teacher's and student's configs of a `PairSpec` (from `folders` when given, as `load_pair`), read
+    from config.json alone."""
     from transformers import AutoConfig
 
-    from vlod_core.pair import _check_source, _toy_paths, uses_toy
+    from vlod_core.pair import _check_source
 
-    names = _toy_paths(spec) if uses_toy(spec) else (spec.teacher, spec.student)
+    names = folders or (spec.teacher, spec.student)
     configs = []
     for name in names:
         _check_source(name, spec.trust_remote_code)
@@ -209,13 +210,14 @@ def check_pair_memory(
     lora_rank: int | None = None,
     gradient_checkpointing: bool = False,
     free: int | None = None,
+    folders: tuple[str, str] | None = None,
 ) -> MemoryEstimate:
     """Before loading: estimate what distilling `spec`'s pair needs and refuse if the device has not got it."""
     from vlod_core.pair import resolve_device, resolve_dtype
 
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
-    teacher_config, student_config = configs_of(spec)
+    teacher_config, student_config = configs_of(spec, folders)
     estimate = estimate_training_memory(
         teacher_config, student_config, dtype, batch, lengths, lora_rank, gradient_checkpointing
     )

@@ -27,8 +27,6 @@ from vlod_core.processors import is_image_only, load_processor, needs_torchvisio
 logger = logging.getLogger(__name__)
 
 TOY = "toy"  # the spec name of the embedded toy pair
-TOY_REASONING = "toy-reasoning"  # the spec name of the reasoning world's toy pair (`toy.reasoning`)
-TOY_WORLDS = {TOY: "default", TOY_REASONING: "reasoning"}  # spec name -> toy world
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weights formats that unpickle (and so can run code)
 
 
@@ -351,23 +349,18 @@ def image_encoding_differences(teacher_processor, student_processor) -> list[str
     return differences
 
 
-def uses_toy(spec: PairSpec) -> bool:
-    """Whether either model of `spec` is an embedded toy pair's (built on first use)."""
-    return spec.teacher in TOY_WORLDS or spec.student in TOY_WORLDS
+def load_pair(spec: PairSpec, folders: tuple[str, str] | None = None) -> ModelPair:
+    """Load and check a pair; the teacher comes back frozen in eval mode.
 
-
-def _toy_paths(spec: PairSpec) -> tuple[str, str]:
-    from vlod_core.toy.build import ensure_toy_pair
-
-    def path(name: str, variant: str) -> str:
-        return str(ensure_toy_pair(world=TOY_WORLDS[name]) / variant) if name in TOY_WORLDS else name
-
-    return path(spec.teacher, "teacher"), path(spec.student, spec.student_variant)
-
-
-def load_pair(spec: PairSpec = PairSpec()) -> ModelPair:
-    """Load and check a pair; the teacher comes back frozen in eval mode."""
-    teacher_name, student_name = _toy_paths(spec) if uses_toy(spec) else (spec.teacher, spec.student)
+    The models come from `folders` (teacher, student) when given, else from the spec's folders or Hub ids. The
+    spec name "toy" is located by the entry point that offers it (`vlod_core.toy.folders`), not here.
+    """
+    teacher_name, student_name = folders or (spec.teacher, spec.student)
+    if TOY in (teacher_name, student_name):
+        raise PairError(
+            f"'{TOY}' names the embedded toy pair, which the caller locates: "
+            "load_pair(spec, vlod_core.toy.folders(spec)) (the CLI and the app do this)"
+        )
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     kwargs = dict(dtype=dtype, device=device, trust_remote_code=spec.trust_remote_code)

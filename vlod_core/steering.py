@@ -19,46 +19,114 @@ times log p(y).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from dataclasses import asdict, dataclass
 
 import torch
 
-RULES = ("standard", "vgs", "vgs_no_lp", "vgs_adaptive", "vgs_anchored", "lang_steer")
+from vlod_core.settings import check, setting
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An update rule as the CLI's choices, the app's picker and the docs name it."""
+
+    name: str
+    objective: str  # the terms it descends, in METHOD.md's notation
+    description: str
+    steering_term: str | None = None  # the loss it adds with weight γ
+    preserved_term: str | None = None  # the loss it keeps on the top-VDS tokens with weight λ
+
+
+REGISTRY = MappingProxyType(
+    {
+        rule.name: rule
+        for rule in (
+            Rule("standard", "ℓStd", "standard on-policy distillation: the full reverse KL to the teacher"),
+            Rule("vgs", "ℓStd + γ·ℓVis + λ·ℓLP", "the paper's Visual Gradient Steering", "vis", "lang"),
+            Rule("vgs_no_lp", "ℓStd + γ·ℓVis", "VGS without language preservation (the paper's ablation)", "vis"),
+            Rule("vgs_adaptive", "ℓStd + γ_t·ℓVis + λ·ℓLP", "VGS with γ per token by VDS quantile", "vis", "lang"),
+            Rule(
+                "vgs_anchored", "ℓStd + γ·ℓVis* + λ·ℓLP", "VGS whose q* uses the initial student's prior", "vis", "lang"
+            ),
+            Rule(
+                "lang_steer",
+                "ℓStd + γ·ℓLang + λ·ℓVP",
+                "steering toward language instead (the inverse control)",
+                "lang",
+                "vis",
+            ),
+        )
+    }
+)
+RULES = tuple(REGISTRY)
+
+
+def rule_label(name: str) -> str:
+    """'vgs: ℓStd + γ·ℓVis + λ·ℓLP (the paper's Visual Gradient Steering)', the picker's wording."""
+    rule = REGISTRY[name]
+    return f"{rule.name}: {rule.objective} ({rule.description})"
+
+
+def _eta(text: str) -> float | str:
+    """'auto' or a positive number up to 10."""
+    value = text if text == "auto" else float(text)
+    if value != "auto" and not 0 < value <= 10:
+        raise ValueError(f"eta must be 'auto' or a number in (0, 10], got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class SteeringConfig:
-    rule: str = "standard"
-    gamma: float = 2.0  # weight of the steering term
-    lam: float = 0.01  # weight of the preservation term (λ)
-    eta: float | str = "auto"  # "auto": measured from the gradients; or a fixed scale
-    eta_every: int = 1  # with eta="auto": re-measure every k steps, reuse in between
-    preserve_quantile: float = 0.7  # LP / VP act on tokens above this VDS quantile (top 30%)
-    adaptive_low_quantile: float = 0.4  # vgs_adaptive: γ_t = 0 below this quantile
-    estimator: str = "full"  # "full" (full-vocabulary KL) or "sampled" (sampled-token estimator)
-    detach_prior: bool = True  # stop-gradient on the student's text-only log-probs inside q*
-    average: str = "response"  # "response": mean over each response's tokens, then responses; "token": all tokens
+    rule: str = setting("standard", choices=RULES, flag="--steering", help="the update rule", label="Update rule")
+    gamma: float = setting(
+        2.0,
+        low=0.0,
+        high=10.0,
+        step=0.5,
+        help="γ, weight of the steering term (ℓVis, or ℓLang for lang_steer)",
+        label="γ, steering weight",
+    )
+    lam: float = setting(
+        0.01,
+        low=0.0,
+        high=10.0,
+        step=0.01,
+        fmt="%.3f",
+        help="λ, weight of the preservation term (ℓLP or ℓVP)",
+        label="λ, preservation weight",
+    )
+    eta: float | str = setting(
+        "auto", parse=_eta, help="η: 'auto' (measured from the gradients each step) or a fixed scale, e.g. 0.41"
+    )
+    eta_every: int = setting(1, low=1, high=100_000, help="with eta 'auto': re-measure η every k steps")
+    eta_rows: int = setting(
+        0, low=0, high=4096, help="with eta 'auto': measure η on the batch's first k rows (0: the whole batch)"
+    )
+    preserve_quantile: float = setting(
+        0.7, low=0.0, high=1.0, help="LP / VP act on the tokens above this VDS quantile (the top 30%)"
+    )
+    adaptive_low_quantile: float = setting(0.4, low=0.0, high=1.0, help="vgs_adaptive: γ_t = 0 below this quantile")
+    estimator: str = setting(
+        "full", choices=("full", "sampled"), help="full-vocabulary KL, or the sampled-token estimator"
+    )
+    detach_prior: bool = setting(True, help="stop-gradient on the student's text-only log-probs inside q*")
+    average: str = setting(
+        "response",
+        choices=("response", "token"),
+        help="mean over each response's tokens then responses, or over all tokens",
+    )
 
     def __post_init__(self):
-        if self.rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(RULES)}; got {self.rule!r}")
-        if not self.gamma >= 0:  # also refuses NaN
-            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
-        if not self.lam >= 0:
-            raise ValueError(f"lam (λ) must be >= 0, got {self.lam}")
+        check(self)
         if isinstance(self.eta, str):
             if self.eta != "auto":
                 raise ValueError(f"eta must be 'auto' or a positive number, got {self.eta!r}")
-        elif not 0 < self.eta <= 10:
+        elif isinstance(self.eta, bool) or not 0 < self.eta <= 10:
             raise ValueError(f"eta must be in (0, 10], got {self.eta}")
-        if self.eta_every < 1:
-            raise ValueError(f"eta_every must be >= 1, got {self.eta_every}")
         if not 0 < self.adaptive_low_quantile < self.preserve_quantile < 1:
             raise ValueError("need 0 < adaptive_low_quantile < preserve_quantile < 1")
-        if self.estimator not in ("full", "sampled"):
-            raise ValueError(f"estimator must be 'full' or 'sampled', got {self.estimator!r}")
-        if self.average not in ("response", "token"):
-            raise ValueError(f"average must be 'response' or 'token', got {self.average!r}")
 
     @property
     def steers(self) -> bool:
@@ -67,11 +135,11 @@ class SteeringConfig:
     @property
     def steering_term(self) -> str | None:
         """Which loss the rule adds with weight γ."""
-        return None if self.rule == "standard" else ("lang" if self.rule == "lang_steer" else "vis")
+        return REGISTRY[self.rule].steering_term
 
     @property
     def effective_lam(self) -> float:
-        return 0.0 if self.rule in ("standard", "vgs_no_lp") else self.lam
+        return self.lam if REGISTRY[self.rule].preserved_term else 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,7 +210,7 @@ def objective(
         else:
             steer = config.gamma * average(losses[term], mask, how)
         if config.effective_lam > 0:
-            preserved = "vis" if config.rule == "lang_steer" else "lang"
+            preserved = REGISTRY[config.rule].preserved_term
             preserve = config.effective_lam * average(losses[preserved] * high, mask, how)
     logs["lp"] = float(average((losses["lang"] * high).detach(), mask, how))
     return Objective(std, steer, preserve, logs)
@@ -183,3 +251,9 @@ def eta_from_gradients(grad_std: list[torch.Tensor], grad_steer: list[torch.Tens
     num = _squared_norm([g for g in grad_std if g is not None])
     den = _squared_norm([a + b for a, b in zip(grad_std, grad_steer) if a is not None])
     return (num**0.5) / max(den**0.5, 1e-12)
+
+
+def measured_eta(terms: Objective, params: list[torch.Tensor]) -> float:
+    """η of a steering rule's terms, measured from two VJPs; the graph is kept for the caller's own backward
+    (data-parallel training and TRL's trainer, where the framework runs the backward pass)."""
+    return eta_from_gradients(_gradients(terms.std, params, retain=True), _gradients(terms.steer, params, retain=True))

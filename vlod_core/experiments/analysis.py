@@ -32,46 +32,15 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
-Z = 2.0
+from vlod_core.run_summary import curve, headline, steps_to_gain
+from vlod_core.stats import Z, finite, paired_rates, stat
+
 VERDICTS = ("agrees", "disagrees", "inconclusive")
-GAIN = 0.05  # "steps to +5 points"
-POINTS = 100.0  # rates are stored in [0, 1]; claims and tables speak in points
 VDS_FLOOR = 1e-3  # nats: below this the image barely changes the teacher's next-token distribution
 
 
 # ---------------------------------------------------------------------------------------------------
 # Statistics
-
-
-def finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def stat(values, scale: float = 1.0) -> dict:
-    """Mean and standard error over seeds (`values` one per seed; None/NaN: not measured for that seed)."""
-    kept = [v * scale for v in values if finite(v)]
-    n = len(kept)
-    mean = statistics.fmean(kept) if kept else None
-    stderr = statistics.stdev(kept) / math.sqrt(n) if n >= 2 else None
-    return {"mean": mean, "stderr": stderr, "n": n, "values": [v * scale if finite(v) else None for v in values]}
-
-
-def paired(a: list, b: list, scale: float = 1.0) -> dict:
-    """Per-seed differences a − b, for the seeds where both were measured."""
-    return stat([x - y if finite(x) and finite(y) else None for x, y in zip(a, b)], scale)
-
-
-def paired_rates(a: list, b: list, rows: int | None, scale: float = POINTS) -> dict:
-    """`paired` for two rates measured on the same `rows` evaluation rows: the SE adds, in quadrature, the
-    smallest sampling error of the rows that each seed's difference d allows, √((|d| − d²)/rows)."""
-    block = paired(a, b, scale)
-    differences = [x - y for x, y in zip(a, b) if finite(x) and finite(y)]
-    if not differences or not rows:
-        return block
-    rows_error = scale * statistics.fmean(math.sqrt(max(abs(d) - d * d, 0.0) / rows) for d in differences)
-    seeds_error = block["stderr"]
-    total = math.sqrt(seeds_error**2 + rows_error**2) if seeds_error is not None else None
-    return block | {"stderr": total, "stderr_seeds": seeds_error, "stderr_rows": rows_error}
 
 
 def t_coverage(df: int, z: float = Z) -> float:
@@ -269,11 +238,6 @@ def claim_row(spec: ClaimSpec, measured: dict | None, note: str = "") -> dict:
 # One run's numbers
 
 
-def headline(before: dict) -> str:
-    """Accuracy where the rows have reference answers, else agreement with the teacher."""
-    return "accuracy" if "accuracy_image" in before else "agreement"
-
-
 def _value(block: dict | None, name: str):
     value = (block or {}).get(name)
     return value if finite(value) else None
@@ -297,25 +261,6 @@ def step_seconds(card: dict, block: int = 10) -> float | None:
     if whole:
         return statistics.median(whole)
     return statistics.fmean(gaps.values()) if gaps else None
-
-
-def curve(card: dict, metric: str) -> list[tuple[int, float]]:
-    """(step, metric with the image) at 0, at every evaluation during the run, and after it."""
-    key = f"{metric}_image"
-    points = [(0, _value(card["before"], key))]
-    points += [(r["step"], _value(r["evaluation"], key)) for r in card["records"] if r.get("evaluation")]
-    if card["records"]:
-        points.append((card["records"][-1]["step"], _value(card["after"], key)))
-    return [(s, v) for s, v in points if v is not None]
-
-
-def steps_to_gain(card: dict, metric: str, gain: float = GAIN) -> int | None:
-    """The first evaluated step whose metric with the image is `gain` above the start; None if never."""
-    points = curve(card, metric)
-    if not points or points[0][0] != 0:
-        return None
-    target = points[0][1] + gain - 1e-9
-    return next((step for step, value in points[1:] if value >= target), None)
 
 
 def windows(card: dict, steps: int, count: int, key: str = "lang_high_vds") -> list[float | None]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from vlod_core import figures as core
+from vlod_core.figures import style as core
 
 ERROR_NOTE = "error bars: ± 1 standard error over seeds"
 FIXED_ETA_COLOUR = "#e377c2"  # vgs with the paper's fixed η

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from vlod_core.distill import DistillConfig
-from vlod_core.steering import RULES, SteeringConfig
+from vlod_core import settings
+from vlod_core.steering import RULES
 
 DEFAULTS = DistillConfig()
 COMPARED_RULES = ("standard", "vgs", "vgs_anchored", "lang_steer", "vgs_no_lp")
@@ -60,6 +61,8 @@ class Plan:
     geometry_rows: int = 128  # rows whose gradients the angles are taken over (at the start and after)
     geometry_bins: int = 10
     windows: int = 10  # ℓLang on the top-30% VDS tokens is averaged over this many windows of steps
+    answer_pattern: str | None = None  # reasoning answers: accuracy on this final answer (DistillConfig's)
+    eval_samples: int = 0  # Acc@k's k in every evaluation (0: none)
 
     def __post_init__(self):
         for name in (
@@ -91,7 +94,11 @@ class Plan:
         for lr, steps in self.learning_rates:
             if not 0 < lr <= 1 or steps < 1:
                 raise ValueError(f"learning_rates: need 0 < lr <= 1 and steps >= 1, got ({lr}, {steps})")
-        DistillConfig(steps=self.steps, batch=self.batch, lr=self.lr, eval_examples=self.eval_examples)  # its checks
+        settings.build(  # the run's own checks
+            DistillConfig,
+            {"steps": self.steps, "batch": self.batch, "lr": self.lr, "eval_examples": self.eval_examples}
+            | {"answer_pattern": self.answer_pattern, "eval_samples": self.eval_samples},
+        )
 
     def with_seeds(self, seeds: int) -> "Plan":
         return replace(self, seeds=seeds)
@@ -142,15 +149,23 @@ class Arm:
     def config(self, plan: Plan, seed: int) -> DistillConfig:
         steps = self.steps or plan.steps
         every = -(-steps // (plan.evaluations + 1)) if plan.evaluations else 0  # ceil: `evaluations` of them
-        return DistillConfig(
-            steps=steps,
-            batch=plan.batch,
-            lr=self.lr if self.lr is not None else plan.lr,
-            seed=seed,
-            steering=SteeringConfig(rule=self.rule, gamma=self.gamma, lam=self.lam, eta=self.eta),
-            eval_every=every if every < steps else 0,
-            eval_examples=plan.eval_examples,
-            answer_examples=0,
+        return settings.build(
+            DistillConfig,
+            {
+                "steps": steps,
+                "batch": plan.batch,
+                "lr": self.lr if self.lr is not None else plan.lr,
+                "seed": seed,
+                "rule": self.rule,
+                "gamma": self.gamma,
+                "lam": self.lam,
+                "eta": self.eta,
+                "eval_every": every if every < steps else 0,
+                "eval_examples": plan.eval_examples,
+                "answer_examples": 0,
+                "answer_pattern": plan.answer_pattern,
+                "eval_samples": plan.eval_samples,
+            },
         )
 
     def geometry_rows(self, plan: Plan) -> int:

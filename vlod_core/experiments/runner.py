@@ -229,13 +229,14 @@ def _worker(spec: PairSpec, data: TrainingData, cache_dir: Path, tasks, events, 
     import torch
     from transformers.utils import logging as hf_logging
 
+    from vlod_core import toy
     from vlod_core.pair import load_pair
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers through `stop`
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
     try:
-        pair = load_pair(spec)
+        pair = load_pair(spec, toy.folders(spec))
     except Exception as error:  # the parent raises it: one clear error, not a dead worker
         events.put(("error", None, error))
         return
@@ -334,9 +335,10 @@ def run_tasks(
     executed: list[str] = []
     stopped = False
     if todo and workers == 0:
+        from vlod_core import toy
         from vlod_core.pair import load_pair
 
-        pair = pair or load_pair(spec)
+        pair = pair or load_pair(spec, toy.folders(spec))
         for key in todo:
             if stop_requested():
                 stopped = True

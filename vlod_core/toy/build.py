@@ -9,7 +9,7 @@ Three stages, as a real VLM is made: the vision tower is pretrained on what each
 (`toy.tower`), then the teacher's language model learns to read it (the tower frozen), and the student, a
 smaller language model, borrows that same frozen tower and learns to answer the colour and count questions
 from the image; shape and leftmost it answers from the language prior. The student trains in a second
-process while the teacher trains (`toy.parallel`): on two cores the build takes the teacher's time, not the
+process while the teacher trains (`vlod_core.child`): on two cores the build takes the teacher's time, not the
 sum, and the weights are the same as trained one after the other. Each stage trains to a plateau, so
 an accuracy is not a snapshot of a steep learning curve that a different CPU's rounding (thread count,
 kernel choice) would move by points; that was why two machines once disagreed by 8 points on a student
@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from vlod_core.evaluation import reference_accuracy
 from vlod_core.results import library_versions
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model, build_processor
-from vlod_core.toy.parallel import Beside, WorkerDied
+from vlod_core.child import Beside, WorkerDied
 from vlod_core.toy.source import held_out_rows
 from vlod_core.toy.tower import TowerConfig, pretrain_tower
 from vlod_core.toy.train import TrainConfig, train
@@ -197,7 +197,7 @@ def _evaluate_and_save(model, processor, config: ToyBuildConfig, folder: Path) -
 
 
 def train_student_job(payload: dict, on_step: Callable[[int], None]) -> dict[str, dict]:
-    """`_train_student` in the second process (`toy.parallel`): the config and the tower's weights from files."""
+    """`_train_student` in the second process (`vlod_core.child`): the config and the tower's weights from files."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

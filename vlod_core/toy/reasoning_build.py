@@ -7,7 +7,7 @@ the student's); the student, a smaller language model on the same frozen tower, 
 its own style from text alone (the blind student, as an instruct model's language is learned), then to read
 the counts and the shapes and colours that are there (`not_colour`, `two_shapes`) from the image. Columns and
 "leftmost" it guesses from the language prior: that is the part of the image it misreads and what
-distillation has to teach. The student trains in a second process while the teacher trains (`toy.parallel`).
+distillation has to teach. The student trains in a second process while the teacher trains (`vlod_core.child`).
 
 The card records final-answer accuracies (greedy chains, the `\\boxed{}` answer parsed and compared exactly),
 format errors, mean answer length, and the regime at step 0: `geometry`'s norms and angles on the seed-0
@@ -37,7 +37,7 @@ from vlod_core.sampling import SamplingConfig, decode, generate
 from vlod_core.toy import reasoning
 from vlod_core.toy.build import STUDENT_LOG, TOWER_FILE, Progress, _every, vlod_home
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model
-from vlod_core.toy.parallel import Beside, WorkerDied
+from vlod_core.child import Beside, WorkerDied
 from vlod_core.toy.tower import TowerConfig, pretrain_tower
 from vlod_core.toy.train import TrainConfig, train
 
@@ -170,7 +170,7 @@ def _save(model, processor, folder: Path) -> None:
 
 
 def train_student_job(payload: dict, on_step: Callable[[int], None]) -> dict:
-    """`_train_student` in the second process (`toy.parallel`)."""
+    """`_train_student` in the second process (`vlod_core.child`)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

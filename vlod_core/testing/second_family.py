@@ -11,7 +11,7 @@ The weights are random (nothing is trained); both checkpoints are saved with `sa
 through the Auto classes like any Hub checkpoint. The stock `Qwen2VLProcessor` needs a video processor, which
 needs torchvision; it is built and saved here for images only (`vlod_core.processors.image_only_class`), and
 saved as a stock `Qwen2VLProcessor`, which `load_pair` loads the way it loads any download (see
-`vlod_core/toy/families.py` for more families in their Hub layout). Everything is tiny so a test builds the pair in seconds: a 64x64 toy image is resized to 56x56, cut into
+`vlod_core/testing/families.py` for more families in their Hub layout). Everything is tiny so a test builds the pair in seconds: a 64x64 toy image is resized to 56x56, cut into
 4x4 patches of 14 pixels and merged 2x2 into 4 tokens.
 """
 

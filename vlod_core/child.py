@@ -2,7 +2,7 @@
 
 The toy build trains the student while the teacher trains: after the vision tower is pretrained they share
 nothing, and each runs torch on one thread, so on a 2-core machine the two take the time of the longer one.
-The job runs as `python -m vlod_core.toy.parallel module:function`, not through `multiprocessing`: its spawn
+The job runs as `python -m vlod_core.child module:function`, not through `multiprocessing`: its spawn
 re-imports the caller's main module, and Streamlit installs the app's script as `__main__`, so a spawned
 child would run the app again. The payload goes in as JSON on stdin; progress and the result come back as
 JSON lines on stdout; stderr goes to a log file whose tail a failure quotes.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "vlod-beside"  # marks the lines meant for the parent; anything else a job prints is ignored
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds vlod_core
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])  # the folder that holds vlod_core
 
 
 class WorkerDied(RuntimeError):
@@ -38,7 +38,7 @@ class Beside:
         self._log = open(self._log_path, "w")  # noqa: SIM115 (open for the process's lifetime; closed in wait)
         env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "vlod_core.toy.parallel", job],
+            [sys.executable, "-m", "vlod_core.child", job],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -173,13 +173,6 @@ def _finish(model, tokenizer):
     return model
 
 
-def _image_processor_json(image_processor, hub_type: str, processor_class: str) -> dict:
-    """preprocessor_config.json as a Hub repository has it: the Hub's class name, its processor class."""
-    data = image_processor.to_dict()
-    data.update(image_processor_type=hub_type, processor_class=processor_class)
-    return data
-
-
 def _save_processor_files(path: Path, tokenizer, files: dict[str, dict], template: str) -> None:
     """Processor files written one by one (stock processors that cannot be built without torchvision)."""
     tokenizer.save_pretrained(path)
