@@ -152,3 +152,22 @@ def test_the_data_source_serves_reference_chains_and_says_its_length():
     assert held_out_rows(3)[0].answer == toy_data(3).eval_rows[0].answer  # the default world as it was
     with pytest.raises(ValueError, match="unknown toy world"):
         held_out_rows(3, "nowhere")
+
+
+def test_the_spec_name_toy_reasoning_locates_the_reasoning_pair(tmp_path, monkeypatch):
+    """`toy.folders` maps "toy-reasoning" to $VLOD_HOME/toy-reasoning (already built here: nothing is trained)
+    and leaves other names alone."""
+    from vlod_core import toy
+    from vlod_core.pair import PairSpec
+
+    root = tmp_path / "toy-reasoning"
+    for name in ("teacher", "student", "student_blind"):
+        (root / name).mkdir(parents=True)
+        (root / name / "model.safetensors").write_bytes(b"")
+    (root / "card.json").write_text("{}")
+    monkeypatch.setenv("VLOD_HOME", str(tmp_path))
+    spec = PairSpec(teacher=toy.TOY_REASONING, student=toy.TOY_REASONING, student_variant="student_blind")
+    assert toy.folders(spec) == (str(root / "teacher"), str(root / "student_blind"))
+    assert toy.folders(PairSpec(teacher=toy.TOY_REASONING, student="some/folder")) == (str(root / "teacher"), "some/folder")
+    assert toy.folders(PairSpec(teacher="a", student="b")) is None
+    assert not (tmp_path / "toy").exists()
