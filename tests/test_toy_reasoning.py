@@ -10,7 +10,7 @@ from vlod_core.toy import reasoning, world
 from vlod_core.toy.reasoning import KINDS, STYLES
 from vlod_core.toy.source import held_out_rows, max_new_tokens, toy_data
 
-O = world.SceneObject
+Obj = world.SceneObject
 
 
 def _tokens(tokenizer, text: str) -> list[int]:
@@ -22,7 +22,7 @@ def tokenizer():
     return reasoning.build_reasoning_tokenizer()
 
 
-SCENE = (O("circle", "red", 0, 2), O("square", "blue", 1, 0), O("triangle", "green", 3, 3))
+SCENE = (Obj("circle", "red", 0, 2), Obj("square", "blue", 1, 0), Obj("triangle", "green", 3, 3))
 
 
 @pytest.mark.parametrize(
@@ -30,9 +30,15 @@ SCENE = (O("circle", "red", 0, 2), O("square", "blue", 1, 0), O("triangle", "gre
     [
         # 3 shapes, red is there: 3 - 1; circle there, cross not: 1 + 0; the square is leftmost and blue.
         ("not_colour", {"how many shapes are not red ?": "two", "how many shapes are not yellow ?": "three"}),
-        ("two_shapes", {"how many circles and crosses together ?": "one", "how many squares and circles together ?": "two"}),
+        (
+            "two_shapes",
+            {"how many circles and crosses together ?": "one", "how many squares and circles together ?": "two"},
+        ),
         ("leftmost_colour", {"what color is the leftmost shape ?": "blue"}),
-        ("left_of", {"is the red shape left of the green shape ?": "yes", "is the green shape left of the blue shape ?": "no"}),
+        (
+            "left_of",
+            {"is the red shape left of the green shape ?": "yes", "is the green shape left of the blue shape ?": "no"},
+        ),
     ],
 )
 def test_questions_answer_what_the_scene_shows(kind, expected):
@@ -77,7 +83,7 @@ def test_chains_are_20_to_60_tokens_and_mostly_language(style, tokenizer):
 
 
 def test_visual_words_are_the_facts_read_off_the_image():
-    scene = (O("square", "blue", 1, 0), O("circle", "red", 0, 2))
+    scene = (Obj("square", "blue", 1, 0), Obj("circle", "red", 0, 2))
     rng = np.random.default_rng(0)
     while (q := reasoning.question(scene, "left_of", rng)).fields["c1"] != "blue":
         pass
@@ -87,7 +93,7 @@ def test_visual_words_are_the_facts_read_off_the_image():
 
 def test_the_styles_differ_in_phrasing_and_order():
     rng = np.random.default_rng(2)
-    objects = (O("circle", "red", 0, 2), O("square", "blue", 1, 0))
+    objects = (Obj("circle", "red", 0, 2), Obj("square", "blue", 1, 0))
     q = reasoning.question(objects, "not_colour", rng)
     teacher, student = reasoning.chain(q, "teacher"), reasoning.chain(q, "student")
     assert teacher.answer == student.answer
@@ -109,7 +115,9 @@ def test_the_teacher_writes_its_own_style_and_has_read_the_students():
     assert not any(own_opener in ex.answer for ex in student)
     students_second = reasoning.OPENER[1][1]
     # The teacher prefers the student's second phrasing, the student its first: not proportional.
-    assert np.mean([students_second in ex.answer for ex in teacher]) > np.mean([reasoning.OPENER[1][0] in ex.answer for ex in teacher])
+    assert np.mean([students_second in ex.answer for ex in teacher]) > np.mean(
+        [reasoning.OPENER[1][0] in ex.answer for ex in teacher]
+    )
     assert np.mean([students_second in ex.answer for ex in student]) < 0.4
     first, second = (
         np.mean([reasoning.OPENER[1][i] in ex.answer for ex in reasoning.sample_examples(1000, 7, gap=0.0)])
@@ -129,7 +137,7 @@ def test_reference_chains_are_deterministic_and_in_the_teachers_most_likely_styl
 
 def test_left_of_needs_two_objects():
     with pytest.raises(ValueError, match="two objects"):
-        reasoning.question((O("circle", "red", 0, 0),), "left_of", np.random.default_rng(0))
+        reasoning.question((Obj("circle", "red", 0, 0),), "left_of", np.random.default_rng(0))
     rng = np.random.default_rng(0)
     assert all(len(reasoning.sample_scene(rng, "left_of")) >= 2 for _ in range(100))
 
@@ -168,6 +176,9 @@ def test_the_spec_name_toy_reasoning_locates_the_reasoning_pair(tmp_path, monkey
     monkeypatch.setenv("VLOD_HOME", str(tmp_path))
     spec = PairSpec(teacher=toy.TOY_REASONING, student=toy.TOY_REASONING, student_variant="student_blind")
     assert toy.folders(spec) == (str(root / "teacher"), str(root / "student_blind"))
-    assert toy.folders(PairSpec(teacher=toy.TOY_REASONING, student="some/folder")) == (str(root / "teacher"), "some/folder")
+    assert toy.folders(PairSpec(teacher=toy.TOY_REASONING, student="some/folder")) == (
+        str(root / "teacher"),
+        "some/folder",
+    )
     assert toy.folders(PairSpec(teacher="a", student="b")) is None
     assert not (tmp_path / "toy").exists()

@@ -63,12 +63,24 @@ SLOTS = {
     "has_a": ("{pa} : {v_ka} .", ("how many {pa} ? i count {v_ka} .", "i find {v_ka} of the {pa} here .")),
     "has_b": ("{pb} : {v_kb} .", ("how many {pb} ? i count {v_kb} .", "i find {v_kb} of the {pb} here .")),
     "plus": ("{ka} plus {kb} is {a} .", ("so {ka} and {kb} make {a} .", "adding them , {ka} and {kb} give {a} .")),
-    "leftmost": ("leftmost : {v_s} .", ("the shape furthest left is the {v_s} .", "on the left side i see the {v_s} .")),
+    "leftmost": (
+        "leftmost : {v_s} .",
+        ("the shape furthest left is the {v_s} .", "on the left side i see the {v_s} ."),
+    ),
     "its_colour": ("{s} : {v_c} .", ("the {s} looks {v_c} .", "its color is {v_c} .")),
     "answer": ("answer : {a} .", ("so the color is {a} .", "that makes it {a} .")),
-    "column_1": ("{c1} : column {v_k1} .", ("the {c1} shape sits in column {v_k1} .", "i find the {c1} one in column {v_k1} .")),
-    "column_2": ("{c2} : column {v_k2} .", ("the {c2} shape sits in column {v_k2} .", "i find the {c2} one in column {v_k2} .")),
-    "compare": ("{k1} {rel} {k2} , {a} .", ("column {k1} is {rel} column {k2} , so {a} .", "since {k1} is {rel} {k2} , it is {a} .")),
+    "column_1": (
+        "{c1} : column {v_k1} .",
+        ("the {c1} shape sits in column {v_k1} .", "i find the {c1} one in column {v_k1} ."),
+    ),
+    "column_2": (
+        "{c2} : column {v_k2} .",
+        ("the {c2} shape sits in column {v_k2} .", "i find the {c2} one in column {v_k2} ."),
+    ),
+    "compare": (
+        "{k1} {rel} {k2} , {a} .",
+        ("column {k1} is {rel} column {k2} , so {a} .", "since {k1} is {rel} {k2} , it is {a} ."),
+    ),
 }
 # Fact slots in the teacher's order; the student reads them the other way round. A hop has one order.
 FACTS = {
@@ -111,7 +123,13 @@ def question(objects: tuple[world.SceneObject, ...], kind: str, rng: np.random.G
     if kind == "not_colour":
         colour = _present_or_absent(colours, world.COLOURS, rng)
         n, k = len(objects), int(colour in colours)
-        fields = {"c": colour, "v_n": NUMBER_WORDS[n], "n": NUMBER_WORDS[n], "v_yes": YES_NO[1 - k], "k": NUMBER_WORDS[k]}
+        fields = {
+            "c": colour,
+            "v_n": NUMBER_WORDS[n],
+            "n": NUMBER_WORDS[n],
+            "v_yes": YES_NO[1 - k],
+            "k": NUMBER_WORDS[k],
+        }
         return Question(kind, f"how many shapes are not {colour} ?", NUMBER_WORDS[n - k], fields)
     if kind == "two_shapes":
         shapes = [o.shape for o in objects]

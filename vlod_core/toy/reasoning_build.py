@@ -107,7 +107,9 @@ def build_reasoning_pair(
         teacher = build_model(TEACHER_SIZE, processor)
         tower = TowerConfig(steps=config.tower_steps, seed=config.seed)
         card["tower"] = pretrain_tower(
-            teacher.model.vision_tower, tower, callback=_every(25, lambda step: report("training vision tower", step + 1))
+            teacher.model.vision_tower,
+            tower,
+            callback=_every(25, lambda step: report("training vision tower", step + 1)),
         )
         tower_state = {k: v.detach().clone() for k, v in teacher.model.vision_tower.state_dict().items()}
         if config.parallel:
@@ -128,7 +130,9 @@ def build_reasoning_pair(
             train_vision=False,
         )
         sample = partial(reasoning.sample_examples, style="teacher", gap=config.style_gap)
-        step_report = _every(25, lambda step: report("training teacher", config.tower_steps + step + 1 + student_done()))
+        step_report = _every(
+            25, lambda step: report("training teacher", config.tower_steps + step + 1 + student_done())
+        )
         train(teacher, processor, teacher_config, callback=step_report, sample=sample)
         _save(teacher, processor, staging / "teacher")
 
@@ -140,7 +144,9 @@ def build_reasoning_pair(
             except WorkerDied as reason:
                 logger.warning("training the student here instead: %s", reason)
         if students is None:
-            students = _train_student(config, tower_state, staging, lambda steps: report("training student", first + steps))
+            students = _train_student(
+                config, tower_state, staging, lambda steps: report("training student", first + steps)
+            )
         card |= students
         for scratch in (TOWER_FILE, STUDENT_LOG):
             (staging / scratch).unlink(missing_ok=True)
@@ -280,7 +286,9 @@ def measure(root: Path, config: ReasoningBuildConfig) -> dict:
     )
     card["max_new_tokens"] = reasoning.MAX_NEW_TOKENS
     card["answer_pattern"] = "boxed"
-    pair = load_pair(PairSpec(teacher=str(root / "teacher"), student=str(root / "student"), device="cpu", dtype="float32"))
+    pair = load_pair(
+        PairSpec(teacher=str(root / "teacher"), student=str(root / "student"), device="cpu", dtype="float32")
+    )
     card["regime"] = regime(pair, batch=config.geometry_batch, seed=0)
     return card
 
