@@ -162,6 +162,8 @@ def _grounding(args, pair, rows=None):
 def cmd_toy_build(args) -> int:
     from vlod_core.toy.build import ToyBuildConfig, build_toy_pair, default_toy_dir
 
+    if args.world == "reasoning":
+        return _build_reasoning(args)
     out = Path(args.out) if args.out else default_toy_dir()
     card = build_toy_pair(out, ToyBuildConfig(seed=args.seed), progress=_progress_printer("building the toy pair"))
     print(f"wrote {out} in {card['build_seconds']} s")
@@ -239,6 +241,26 @@ def _distill_config(args, rule: str, seed: int):
 
     return settings.build(DistillConfig, settings.from_arguments(args, RUN_SETTINGS) | {"rule": rule, "seed": seed})
 
+def _build_reasoning(args) -> int:
+    from vlod_core.toy.reasoning_build import ReasoningBuildConfig, build_reasoning_pair, default_reasoning_dir
+
+    out = Path(args.out) if args.out else default_reasoning_dir()
+    config = ReasoningBuildConfig(seed=args.seed)
+    card = build_reasoning_pair(out, config, progress=_progress_printer("building the reasoning pair"))
+    print(f"wrote {out} in {card['build_seconds']} s (chains of {card['mean_answer_tokens']} tokens on average)")
+    for name in ("teacher", "student", "student_blind"):
+        m = card[name]
+        print(
+            f"  {name:<14} final-answer accuracy with image {m['accuracy_image']:.3f}   without {m['accuracy_no_image']:.3f}"
+            f"   format errors {m['format_errors_image']}"
+        )
+    r = card["regime"]
+    print(
+        f"  step 0: |g_lang|/|g_vis| {r['lang_vis_ratio']:.2f}   angle(std, lang) {r['angles']['std-lang']:.1f}°"
+        f"   angle(std, vis) {r['angles']['std-vis']:.1f}°   angle(lang, vis) {r['angles']['lang-vis']:.1f}°"
+    )
+    return 0
+
 
 def _degrees(value: float) -> str:
     return f"{value:>11.1f}°" if value == value else f"{'n/a':>12}"  # n/a: a gradient is zero there
@@ -256,7 +278,15 @@ def cmd_geometry(args) -> int:
     else:
         from vlod_core.toy.source import ToyPrompts
 
-        rows = ToyPrompts().prompts(0, args.batch, args.seed)
+        rows = ToyPrompts(args.world).prompts(0, args.batch, args.seed)
+    if args.world != "default":  # the world's own pair (unless another is named) and answer length
+        from vlod_core.toy import TOY_REASONING
+        from vlod_core.toy.source import max_new_tokens
+
+        args.teacher = TOY_REASONING if args.teacher == TOY else args.teacher
+        args.student = TOY_REASONING if args.student == TOY else args.student
+        if config.max_new_tokens == GeometryConfig.max_new_tokens:  # not set on the command line
+            config = dataclasses.replace(config, max_new_tokens=max_new_tokens(args.world))
     pair = _load_pair(args)
     images, questions = [row.load_image() for row in rows], [row.question for row in rows]
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens)
@@ -550,6 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
     build = toy.add_parser("build", help="train and save the toy teacher/student pair")
     build.add_argument("--out", help="folder (default: $VLOD_HOME/toy or ~/.cache/vlod/toy)")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument(
+        "--world", default="default", choices=["default", "reasoning"],
+        help="reasoning: chains over several visual facts, a teacher and student of two styles "
+        "(default folder $VLOD_HOME/toy-reasoning)",
+    )
     build.set_defaults(func=cmd_toy_build)
 
     inspect = commands.add_parser("inspect", help="four answers and the per-token decomposition")
@@ -565,6 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     geometry = commands.add_parser("geometry", help="norms and angles of g_std, g_lang, g_vis on one batch")
     settings.add_arguments(geometry, GeometryConfig, GEOMETRY_SETTINGS)
     geometry.add_argument("--json", action="store_true")
+    geometry.add_argument(
+        "--world", default="default", choices=["default", "reasoning"],
+        help="toy world of the prompts (and of the pair, unless --teacher/--student name another)",
+    )
     _add_data_args(geometry, evaluation=False)
     _add_pair_args(geometry)
     geometry.set_defaults(func=cmd_geometry)

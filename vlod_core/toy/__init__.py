@@ -10,14 +10,19 @@ from collections.abc import Callable
 from vlod_core.pair import TOY, PairSpec
 
 
+TOY_REASONING = "toy-reasoning"  # the spec name of the reasoning world's pair (`toy.reasoning`)
+WORLDS = {TOY: "default", TOY_REASONING: "reasoning"}  # spec name -> toy world
+
+
 def folders(spec: PairSpec, progress: Callable[[str, float], None] | None = None) -> tuple[str, str] | None:
     """The (teacher, student) folders `load_pair` should read for `spec`: the built toy pair's where the spec
-    says "toy" (built first if missing), the spec's own elsewhere; None when the spec does not use the toy."""
-    if TOY not in (spec.teacher, spec.student):
+    says "toy" or "toy-reasoning" (built first if missing), the spec's own elsewhere; None when the spec does
+    not use a toy pair."""
+    if spec.teacher not in WORLDS and spec.student not in WORLDS:
         return None
     from vlod_core.toy.build import ensure_toy_pair
 
-    root = ensure_toy_pair(progress=progress)
-    teacher = str(root / "teacher") if spec.teacher == TOY else spec.teacher
-    student = str(root / spec.student_variant) if spec.student == TOY else spec.student
-    return teacher, student
+    def folder(name: str, variant: str) -> str:
+        return str(ensure_toy_pair(progress=progress, world=WORLDS[name]) / variant) if name in WORLDS else name
+
+    return folder(spec.teacher, "teacher"), folder(spec.student, spec.student_variant)

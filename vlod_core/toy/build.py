@@ -246,17 +246,26 @@ def is_built(root: Path) -> bool:
     )
 
 
-def ensure_toy_pair(root: Path | None = None, progress: Progress | None = None) -> Path:
-    """The toy pair's folder, building it first (under a lock) if it is not there yet."""
-    root = Path(root) if root is not None else default_toy_dir()
+def ensure_toy_pair(root: Path | None = None, progress: Progress | None = None, world: str = "default") -> Path:
+    """The toy pair's folder, building it first (under a lock) if it is not there yet; `world="reasoning"`:
+    the reasoning world's pair (`toy.reasoning_build`, default folder `$VLOD_HOME/toy-reasoning`)."""
+    if world == "default":
+        default, build, lock_name = default_toy_dir, build_toy_pair, ".toy-build.lock"
+    elif world == "reasoning":
+        from vlod_core.toy.reasoning_build import build_reasoning_pair, default_reasoning_dir
+
+        default, build, lock_name = default_reasoning_dir, build_reasoning_pair, ".toy-reasoning-build.lock"
+    else:
+        raise ValueError(f"unknown toy world {world!r}; expected default or reasoning")
+    root = Path(root) if root is not None else default()
     if is_built(root):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / ".toy-build.lock", "w") as lock:
+    with open(root.parent / lock_name, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not is_built(root):  # another process may have built it while we waited
-                build_toy_pair(root, progress=progress)
+                build(root, progress=progress)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return root

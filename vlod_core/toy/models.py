@@ -44,8 +44,9 @@ TEACHER_SIZE = ToyModelSize(hidden=96, layers=2, init_std=0.08)
 STUDENT_SIZE = ToyModelSize(hidden=48, layers=2, vision_hidden=TEACHER_SIZE.hidden, init_std=0.08)
 
 
-def build_processor() -> LlavaProcessor:
-    tokenizer = build_tokenizer()
+def build_processor(tokenizer=None) -> LlavaProcessor:
+    """The toy processor around `tokenizer` (default: the toy world's)."""
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     image_processor = SiglipImageProcessorPil(
         do_resize=True,
         size={"height": world.IMAGE_SIZE, "width": world.IMAGE_SIZE},

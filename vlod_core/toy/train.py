@@ -125,8 +125,10 @@ def train(
     processor,
     config: TrainConfig,
     callback: Callable[[int, float], None] | None = None,
+    sample: Callable[..., list[world.Example]] = world.sample_examples,
 ) -> None:
-    """Train `model` in place on fresh toy examples; `callback(step, loss)` after each step."""
+    """Train `model` in place on fresh toy examples; `callback(step, loss)` after each step. `sample(n, seed,
+    weights)` draws the examples (another world's sampler: `toy.reasoning`)."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     draw_rng = np.random.default_rng([config.seed, 1])
@@ -145,10 +147,10 @@ def train(
 
     def batches():
         for step in range(config.steps):
-            examples = world.sample_examples(config.batch, int(rng.integers(2**31)), config.question_weights)
+            examples = sample(config.batch, int(rng.integers(2**31)), config.question_weights)
             with_image = list(rng.random(config.batch) >= config.text_only_fraction)
             if config.text_question_weights is not None:
-                text = world.sample_examples(config.batch, int(rng.integers(2**31)), config.text_question_weights)
+                text = sample(config.batch, int(rng.integers(2**31)), config.text_question_weights)
                 examples = [ex if image else t for ex, t, image in zip(examples, text, with_image)]
             varied = config.varied_fraction if step >= config.clean_start * config.steps else 0.0
             yield make_batch(cache, examples, with_image, draw_rng, varied)
