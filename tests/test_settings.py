@@ -141,3 +141,29 @@ def test_app_form_settings_are_config_fields_with_the_apps_defaults():
     configs = distill_configs(DEFAULT_SETTINGS)
     assert set(configs) == set(DEFAULT_SETTINGS["rules"])
     assert all(settings.flat(c)[n] == DEFAULT_SETTINGS[n] for c in configs.values() for n in FORM_SETTINGS)
+
+
+@pytest.mark.parametrize("command", ["inspect", "geometry", "distill", "compare", "evaluate", "experiments"])
+def test_a_world_brings_its_pair_and_the_settings_its_answers_need(command):
+    from vlod_core.cli import _use_world
+    from vlod_core.toy import TOY_REASONING
+    from vlod_core.toy.source import world_settings
+
+    required = {"inspect": ["--image", "x.png", "--question", "q"]}.get(command, [])
+    parser = build_parser()
+    args = parser.parse_args([command, *required, "--world", "reasoning"])
+    _use_world(args, parser)
+    assert (args.teacher, args.student) == (TOY_REASONING, TOY_REASONING)
+    wanted = world_settings("reasoning")
+    assert wanted["answer_pattern"] == "boxed" and wanted["max_new_tokens"] >= 44  # the longest chain fits
+    for name, value in wanted.items():
+        if hasattr(args, name):
+            assert getattr(args, name) == value, name
+    explicit = parser.parse_args([command, *required, "--world", "reasoning", "--teacher", "/my/teacher"])
+    if hasattr(explicit, "max_new_tokens"):
+        explicit = parser.parse_args(
+            [command, *required, "--world", "reasoning", "--teacher", "/my/teacher", "--max-new-tokens", "80"]
+        )
+    _use_world(explicit, parser)
+    assert explicit.teacher == "/my/teacher" and explicit.student == TOY_REASONING
+    assert getattr(explicit, "max_new_tokens", 80) == 80  # what the command line says wins

@@ -50,6 +50,13 @@ def _progress_printer(label: str):
 
 
 def _add_pair_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--world",
+        default="default",
+        choices=["default", "reasoning"],
+        help="the toy world: its prompts, its pair (unless --teacher/--student name another) and the answer "
+        "lengths and answer pattern its answers need (reasoning: 64 new tokens, boxed final answers)",
+    )
     parser.add_argument("--teacher", default=TOY, help="teacher: a local folder, a Hub id, or 'toy' (default)")
     parser.add_argument("--student", default=TOY, help="student: a local folder, a Hub id, or 'toy' (default)")
     parser.add_argument("--blind-student", action="store_true", help="toy only: the text-only-trained student")
@@ -127,7 +134,7 @@ def _training_data(args):
             raise ValueError("--eval-data needs --data (the toy world has its own held-out set)")
         from vlod_core.toy.source import toy_data
 
-        return toy_data(args.eval_examples)
+        return toy_data(args.eval_examples, world_name=args.world)
     data = _read(args.data, args, "data")
     if args.eval_data:
         held = _read(args.eval_data, args, "evaluation data")
@@ -148,7 +155,7 @@ def _grounding(args, pair, rows=None):
     if rows is None:  # drawn toy scenes: rows any VLM can be asked about
         from vlod_core.toy.source import held_out_rows
 
-        rows = held_out_rows(DEFAULT_ROWS)
+        rows = held_out_rows(DEFAULT_ROWS, args.world)
     report = check_pair(pair, rows, log=False)
     if getattr(args, "require_grounded_teacher", False):
         require_grounded_teacher(report)  # the refusal says what the warning would have said
@@ -225,6 +232,7 @@ RUN_SETTINGS = (
     "answer_pattern",
     "eval_samples",
     "max_new_tokens",
+    "eval_max_new_tokens",
     "lora_rank",
     "gradient_checkpointing",
     "decompose_every",
@@ -240,6 +248,7 @@ def _distill_config(args, rule: str, seed: int):
     from vlod_core.distill import DistillConfig
 
     return settings.build(DistillConfig, settings.from_arguments(args, RUN_SETTINGS) | {"rule": rule, "seed": seed})
+
 
 def _build_reasoning(args) -> int:
     from vlod_core.toy.reasoning_build import ReasoningBuildConfig, build_reasoning_pair, default_reasoning_dir
@@ -279,14 +288,6 @@ def cmd_geometry(args) -> int:
         from vlod_core.toy.source import ToyPrompts
 
         rows = ToyPrompts(args.world).prompts(0, args.batch, args.seed)
-    if args.world != "default":  # the world's own pair (unless another is named) and answer length
-        from vlod_core.toy import TOY_REASONING
-        from vlod_core.toy.source import max_new_tokens
-
-        args.teacher = TOY_REASONING if args.teacher == TOY else args.teacher
-        args.student = TOY_REASONING if args.student == TOY else args.student
-        if config.max_new_tokens == GeometryConfig.max_new_tokens:  # not set on the command line
-            config = dataclasses.replace(config, max_new_tokens=max_new_tokens(args.world))
     pair = _load_pair(args)
     images, questions = [row.load_image() for row in rows], [row.question for row in rows]
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens)
@@ -383,7 +384,7 @@ def cmd_evaluate(args) -> int:
     else:
         from vlod_core.toy.source import held_out_rows
 
-        rows, name = held_out_rows(args.eval_examples), "toy world"
+        rows, name = held_out_rows(args.eval_examples, args.world), f"toy world ({args.world})"
     eval_set = EvalSet(
         rows,
         ablation=args.ablation,
@@ -510,7 +511,13 @@ def cmd_experiments(args) -> int:
     plan = plan_named("quick" if args.quick else "full")
     if args.seeds is not None:
         plan = plan.with_seeds(args.seeds)
-    plan = dataclasses.replace(plan, answer_pattern=args.answer_pattern, eval_samples=args.eval_samples)
+    plan = dataclasses.replace(
+        plan,
+        answer_pattern=args.answer_pattern,
+        eval_samples=args.eval_samples,
+        world=args.world,
+        **{name: getattr(args, name) for name in ("max_new_tokens", "eval_max_new_tokens") if hasattr(args, name)},
+    )
     if not 0 <= args.workers <= 64:
         raise ValueError(f"--workers must be between 0 (run here) and 64, got {args.workers}")
     args.eval_examples = plan.eval_examples  # the toy world's held-out rows
@@ -581,7 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", help="folder (default: $VLOD_HOME/toy or ~/.cache/vlod/toy)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument(
-        "--world", default="default", choices=["default", "reasoning"],
+        "--world",
+        default="default",
+        choices=["default", "reasoning"],
         help="reasoning: chains over several visual facts, a teacher and student of two styles "
         "(default folder $VLOD_HOME/toy-reasoning)",
     )
@@ -600,10 +609,6 @@ def build_parser() -> argparse.ArgumentParser:
     geometry = commands.add_parser("geometry", help="norms and angles of g_std, g_lang, g_vis on one batch")
     settings.add_arguments(geometry, GeometryConfig, GEOMETRY_SETTINGS)
     geometry.add_argument("--json", action="store_true")
-    geometry.add_argument(
-        "--world", default="default", choices=["default", "reasoning"],
-        help="toy world of the prompts (and of the pair, unless --teacher/--student name another)",
-    )
     _add_data_args(geometry, evaluation=False)
     _add_pair_args(geometry)
     geometry.set_defaults(func=cmd_geometry)
@@ -644,20 +649,39 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--seeds", type=int, help="seeds per configuration (default: the plan's, 3)")
     experiments.add_argument("--out", help="output folder (default: $VLOD_HOME/experiments/quick or .../full)")
     experiments.add_argument("--workers", type=int, default=2, help="worker processes, one per core (0: run here)")
-    settings.add_arguments(experiments, DistillConfig, ("answer_pattern", "eval_samples"))
+    settings.add_arguments(
+        experiments, DistillConfig, ("answer_pattern", "eval_samples", "max_new_tokens", "eval_max_new_tokens")
+    )
     _add_data_args(experiments)
     _add_pair_args(experiments)
     experiments.set_defaults(func=cmd_experiments)
     return parser
 
 
+def _use_world(args, parser: argparse.ArgumentParser) -> None:
+    """A toy world other than the default: its pair where the toy pair was meant, and the settings its answers
+    need where the command line left the default (a value equal to the default counts as left)."""
+    from vlod_core.toy import TOY_REASONING
+    from vlod_core.toy.source import world_settings
+
+    args.teacher = TOY_REASONING if args.teacher == TOY else args.teacher
+    args.student = TOY_REASONING if args.student == TOY else args.student
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    for name, value in world_settings(args.world).items():
+        if hasattr(args, name) and getattr(args, name) == sub.get_default(name):
+            setattr(args, name, value)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
+        if getattr(args, "world", "default") != "default" and args.command != "toy":
+            _use_world(args, parser)
         return args.func(args)
     except (PairError, ImageError, ValueError, OSError) as error:  # the user can fix these: one line, no traceback
         print(f"vlod: error: {error}", file=sys.stderr)

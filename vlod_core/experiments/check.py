@@ -34,8 +34,25 @@ def experiments_home() -> Path:
     return vlod_home() / "experiments"
 
 
+def machine() -> dict:
+    """Where the numbers were measured: the processor, its cores, the accelerator if any."""
+    import os
+    import platform
+
+    import torch
+
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "system": platform.platform(terse=True),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
 def default_out_dir(plan: Plan) -> Path:
-    return experiments_home() / plan.name
+    """`$VLOD_HOME/experiments/<plan>` for the default world, `.../<world>-<plan>` for another."""
+    return experiments_home() / (plan.name if plan.world == "default" else f"{plan.world}-{plan.name}")
 
 
 @dataclass
@@ -119,7 +136,7 @@ def run_experiments(
     if data is None:
         from vlod_core.toy.source import toy_data
 
-        data = toy_data(plan.eval_examples)
+        data = toy_data(plan.eval_examples, world_name=plan.world)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(plan)
     started = time.time()
     context = run_context(spec, data)
@@ -144,6 +161,8 @@ def run_experiments(
         "schema": SCHEMA,
         "created": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
+        "world": plan.world,
+        "machine": machine(),
         "plan": plan.to_dict(),
         "seeds": list(range(plan.seeds)),
         "pair": context["pair"],

@@ -63,6 +63,9 @@ class Plan:
     windows: int = 10  # ℓLang on the top-30% VDS tokens is averaged over this many windows of steps
     answer_pattern: str | None = None  # reasoning answers: accuracy on this final answer (DistillConfig's)
     eval_samples: int = 0  # Acc@k's k in every evaluation (0: none)
+    world: str = "default"  # the toy world measured (results.json says it; the data and pair come with it)
+    max_new_tokens: int = DEFAULTS.sampling.max_new_tokens  # the student's answers in training
+    eval_max_new_tokens: int = DEFAULTS.eval_max_new_tokens  # the greedy answers evaluation compares
 
     def __post_init__(self):
         for name in (
@@ -97,7 +100,12 @@ class Plan:
         settings.build(  # the run's own checks
             DistillConfig,
             {"steps": self.steps, "batch": self.batch, "lr": self.lr, "eval_examples": self.eval_examples}
-            | {"answer_pattern": self.answer_pattern, "eval_samples": self.eval_samples},
+            | {
+                "answer_pattern": self.answer_pattern,
+                "eval_samples": self.eval_samples,
+                "max_new_tokens": self.max_new_tokens,
+                "eval_max_new_tokens": self.eval_max_new_tokens,
+            },
         )
 
     def with_seeds(self, seeds: int) -> "Plan":
@@ -165,6 +173,8 @@ class Arm:
                 "answer_examples": 0,
                 "answer_pattern": plan.answer_pattern,
                 "eval_samples": plan.eval_samples,
+                "max_new_tokens": plan.max_new_tokens,
+                "eval_max_new_tokens": plan.eval_max_new_tokens,
             },
         )
 

@@ -63,6 +63,15 @@ def max_new_tokens(world_name: str = "default") -> int | None:
     return None
 
 
+def world_settings(world_name: str = "default") -> dict:
+    """The run settings a world's answers need, by flat setting name (`vlod_core.settings`): the reasoning world's
+    chains need room to be written and are scored by their boxed final answer."""
+    length = max_new_tokens(world_name)
+    if length is None:
+        return {}
+    return {"max_new_tokens": length, "eval_max_new_tokens": length, "answer_pattern": "boxed"}
+
+
 def toy_data(eval_rows: int = 400, show_rows: int = 6, world_name: str = "default") -> TrainingData:
     sample = _sample(world_name)
     description = {
