@@ -312,3 +312,22 @@ def test_my_images_upload_a_zipped_folder_run_and_see_every_row(server, browser,
     expect(rows).to_contain_text("what shape is it ?")
     expect(page.get_by_text("Closeness to the teacher, before and after", exact=False)).to_be_visible()
     assert not page.get_by_text("Traceback").count()
+
+
+def test_a_gradient_angles_link_copied_before_measuring_reopens_its_sample(server, browser):
+    """Issue 21, item 6: page 2's link before anything is measured (`?sample=5&question=…`) opens on toy
+    sample 5 in a fresh browser (it opened on sample 1, silently, and sample 1 then spread to the other pages)."""
+    import urllib.parse
+
+    from playwright.sync_api import expect
+
+    question = "how many shapes are there ?"
+    page = new_page(browser)  # a fresh browser context: no session, no cookie
+    page.goto(f"{server}/Gradient_angles?sample=5&question={urllib.parse.quote(question)}")
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text(f"toy sample 5: {question}", exact=False).first).to_be_visible()
+    expect(page.get_by_text("Measure the angles (in the sidebar) to see them.", exact=True)).to_be_visible()
+    assert "sample=5" in page.url and not sidebar.get_by_text("toy sample 1:", exact=False).count()
+    page.goto(f"{server}/Answers_and_tokens")  # the session's image travels to the other pages
+    expect(page.get_by_test_id("stSidebar").get_by_text("toy sample 5:", exact=False).first).to_be_visible()
+    assert not page.get_by_text("Traceback").count()
