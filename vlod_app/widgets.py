@@ -146,14 +146,28 @@ class View:
                 help=f"{name} as {fmt.upper()} ({stem}.{fmt})",
             )
 
-    def table(self, frame: pd.DataFrame, name: str, column_config: dict | None = None, key: str | None = None):
-        """A table, with a CSV download (thumbnail columns left out); it goes into the exported view."""
-        st.dataframe(frame, hide_index=True, column_config=column_config, key=key)
+    def table(
+        self,
+        frame: pd.DataFrame,
+        name: str,
+        column_config: dict | None = None,
+        key: str | None = None,
+        styles: dict | None = None,
+        **options,
+    ):
+        """A table, with a CSV download (thumbnail columns left out, 'x ± se' cells as two numbers); it goes into
+        the exported view. `styles`: column → function of a cell giving its CSS (e.g. a verdict's colour)."""
+        shown = frame
+        if styles:
+            shown = frame.style
+            for column, style in styles.items():
+                shown = shown.map(style, subset=[column])
+        st.dataframe(shown, hide_index=True, column_config=column_config, key=key, **options)
         self.parts.append((name, frame))
         images = [c for c in frame.columns if frame[c].astype(str).str.startswith("data:image/").any()]
         st.download_button(
             "CSV",
-            frame.drop(columns=images).to_csv(index=False),
+            csv_frame(frame.drop(columns=images)).to_csv(index=False),
             file_name=f"{self._stem(name)}.csv",
             mime="text/csv",
             key=f"csv_{key or file_stem(name)}",
@@ -194,6 +208,28 @@ class View:
         """The image and question the pages share, once this page has decided them."""
         if probe is not None:
             show_image(probe.image, f"{probe.label}: {probe.question}", self._probe, width=128)
+
+
+PLUS_MINUS = r"^\s*(-?\d+(?:\.\d+)?)(?:\s*±\s*(\d+(?:\.\d+)?))?\s*$"
+MISSING = ("", "–", "-", "nan", "None")
+
+
+def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as a CSV wants it: a column of 'value ± se' cells becomes two number columns, `<name>` and
+    `<name> SE` (a spreadsheet can compute with them; the page's text cannot). Cells without an SE give an
+    empty SE, '–' (not measured) two empty cells."""
+    out = {}
+    for column in frame.columns:
+        cells = frame[column]
+        text = cells.astype(str).str.strip()
+        present = text[~text.isin(MISSING) & cells.notna()]
+        if not pd.api.types.is_numeric_dtype(cells) and present.str.contains("±").any() and present.str.match(PLUS_MINUS).all():
+            parts = text.str.extract(PLUS_MINUS)
+            out[column] = pd.to_numeric(parts[0], errors="coerce")
+            out[f"{column} SE"] = pd.to_numeric(parts[1], errors="coerce")
+        else:
+            out[column] = cells
+    return pd.DataFrame(out, index=frame.index)
 
 
 # ------------------------------------------------------------------------------------------------ probe

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +102,17 @@ def _timing(plan: Plan, arms: dict, outcome: Outcome, wall_seconds: float) -> di
     }
 
 
+def machine(workers: int) -> dict:
+    """Where the numbers (and their seconds) were measured: a report read elsewhere says so."""
+    return {
+        "system": platform.platform(terse=True),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "workers": workers,
+        "python": platform.python_version(),
+    }
+
+
 def run_experiments(
     plan: Plan = QUICK,
     spec: PairSpec = PairSpec(),
@@ -144,6 +157,7 @@ def run_experiments(
         "schema": SCHEMA,
         "created": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
+        "machine": machine(workers),
         "plan": plan.to_dict(),
         "seeds": list(range(plan.seeds)),
         "pair": context["pair"],
