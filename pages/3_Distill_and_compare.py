@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pandas as pd
 import streamlit as st
 
 from vlod_app import data_picker
@@ -22,6 +21,8 @@ from vlod_app.jobs import DEFAULT_SETTINGS, FORM_SETTINGS, Job, RegistryFull, et
 from vlod_app.links import Params, from_link
 from vlod_app.run_view import (
     answer_rows,
+    card_with_verdict,
+    changed_answer_lines,
     evaluated_on,
     headline_metric,
     memory_text,
@@ -29,6 +30,7 @@ from vlod_app.run_view import (
     prompt_tokens,
     shows_every_row,
     student_download,
+    summary_frame,
     verdict_markdown,
 )
 from vlod_app.server import job_registry
@@ -36,7 +38,7 @@ from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy,
 from vlod_app.widgets import adopt_probe, diff_markdown, page_setup, probe_or_default, probe_params
 from vlod_core import settings
 from vlod_core.distill import DistillConfig
-from vlod_core.figures.runs import accuracy_bars, accuracy_text, training_curves
+from vlod_core.figures.runs import accuracy_bars, training_curves
 from vlod_core.results import RunCard
 from vlod_core.steering import RULES, rule_label
 
@@ -244,22 +246,6 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
         st.error(f"**{rule}** failed: {error}")
 
     headline = headline_metric(cards)
-    rows = []
-    for rule, card in cards.items():
-        rows.append(
-            {
-                "rule": rule,
-                "state": f"stopped after {len(card.records)} steps" if card.stopped else "done",
-                "steps": len(card.records),
-                "seconds": card.seconds,
-                "with image, before": accuracy_text(card.before, f"{headline}_image"),
-                "with image, after": accuracy_text(card.after, f"{headline}_image"),
-                "without image, before": accuracy_text(card.before, f"{headline}_no_image"),
-                "without image, after": accuracy_text(card.after, f"{headline}_no_image"),
-            }
-        )
-    rows += [{"rule": rule, "state": "not run", "steps": 0} for rule in not_run]
-    rows += [{"rule": rule, "state": "failed", "steps": 0} for rule in failed]
     if headline == "accuracy":
         st.markdown(f"**Accuracy** (exact match, ± one standard error) {evaluated_on(cards)}")
     else:
@@ -267,7 +253,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
             f"**Agreement with the teacher** (the student's greedy answer equals the teacher's; ± one standard "
             f"error) {evaluated_on(cards)}; your rows have no right answers, so there is no accuracy"
         )
-    view.table(pd.DataFrame(rows), f"{headline} before and after", key=f"{prefix}_summary")
+    view.table(summary_frame(cards, not_run, list(failed)), f"{headline} before and after", key=f"{prefix}_summary")
     if not cards:
         return
     if len(cards) + len(not_run) + len(failed) > 1:
@@ -305,8 +291,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
             key=f"{prefix}_held_out",
         )
         for rule, card in cards.items():
-            changed = [(b, a) for b, a in zip(card.answers_before, card.answers_after) if b["image"] != a["image"]]
-            lines = [f"- “{a['question']}”: {diff_markdown(b['image'], a['image'])}" for b, a in changed]
+            lines = changed_answer_lines(card, diff_markdown)
             st.markdown(
                 f"**{rule}**, answers with the image that changed:\n" + "\n".join(lines)
                 if lines
@@ -319,7 +304,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
     for column, (rule, card) in zip(columns, cards.items()):
         column.download_button(
             f"Run card ({rule}, JSON)",
-            json.dumps(card.to_dict(), indent=1),
+            json.dumps(card_with_verdict(card, cards, not_run), indent=1),
             file_name=f"vlod-run-{rule}{'-' + job.id if job else ''}.json",
             mime="application/json",
             key=f"{prefix}_card_{rule}",

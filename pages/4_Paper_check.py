@@ -166,7 +166,8 @@ else:
             "claim": st.column_config.TextColumn("claim", width="large"),
         },
         key="claims",
-        styles={"verdict": verdict_colour} | ({f"{reference['plan']['name']} plan": verdict_colour} if reference else {}),
+        styles={"verdict": verdict_colour}
+        | ({f"{reference['plan']['name']} plan": verdict_colour} if reference else {}),
     )
     st.markdown(f"**What a verdict means.** {verdict_rule_words(results)}")
     if reference is not None:

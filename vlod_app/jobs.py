@@ -166,22 +166,29 @@ class Job:
         return min(1.0, done / max(total, 1))
 
     def eta_seconds(self) -> float | None:
-        """Seconds left at the pace of the steps so far (None before the first two steps)."""
+        """Seconds left, measured from this run's own steps (None before a rule's first two steps).
+
+        A rule's records carry its seconds since it began (its "before" measurement included), so a rule under
+        way goes on at its own pace (its periodic measurements included) and needs its overhead once more for
+        the "after" measurement; the first record's seconds less one step is that overhead. A rule still
+        waiting costs the measured rule's pace scaled by the two rules' step costs (a VGS step does more work
+        than a standard one: `vlod_core.experiments.plan.step_seconds`), plus the overhead twice."""
         with self._lock:
-            paces = []
-            for run in self.runs.values():
-                if len(run.records) >= 2:
-                    first, last = run.records[0], run.records[-1]
-                    paces.append((last["seconds"] - first["seconds"]) / (last["step"] - first["step"]))
-            if not paces:
+            measured = [(rule, _pace(run.records)) for rule, run in self.runs.items() if len(run.records) >= 2]
+            if not measured:
                 return None
-            pace = paces[-1]
-            left = sum(
-                run.steps - len(run.records) for run in self.runs.values() if run.state in ("waiting", "running")
-            )
-            # each rule that has not finished also measures accuracy after training, about two steps' worth
-            evaluations = sum(1 for run in self.runs.values() if run.state in ("waiting", "running"))
-        return max(0.0, (left + 2 * evaluations) * pace)
+            reference, (pace, overhead) = measured[-1]
+            costs = _step_costs(self.settings)
+            left = 0.0
+            for rule, run in self.runs.items():
+                if run.state == "running" and len(run.records) >= 2:
+                    own_pace, own_overhead = _pace(run.records)
+                    left += (run.steps - len(run.records)) * own_pace + own_overhead
+                elif run.state == "running" or run.state == "waiting":
+                    scale = costs.get(rule, 1.0) / costs.get(reference, 1.0)
+                    done = len(run.records)
+                    left += (run.steps - done) * pace * scale + overhead * (1 if done else 2)
+        return max(0.0, left)
 
     # -------------------------------------------------------------------------------------- worker side
 
@@ -291,6 +298,23 @@ class ExperimentsJob(Job):
                 self.out_dir, self.stopped = Path(message["out_dir"]), bool(message["stopped"])
             elif event == "failed":
                 self.error = message["error"]
+
+
+def _pace(records: list[dict]) -> tuple[float, float]:
+    """(seconds per step, seconds of one measurement and setup) from a rule's records (two or more)."""
+    first, last = records[0], records[-1]
+    pace = (last["seconds"] - first["seconds"]) / max(last["step"] - first["step"], 1)
+    return pace, max(0.0, first["seconds"] - first["step"] * pace)
+
+
+def _step_costs(settings: dict) -> dict[str, float]:
+    """Each rule's estimated seconds per step for these settings (only their ratios are used)."""
+    from vlod_core.experiments.plan import step_seconds
+
+    try:
+        return {rule: step_seconds(config) for rule, config in distill_configs(settings).items()}
+    except ValueError:
+        return {}
 
 
 def _log_tail(path: Path) -> str:

@@ -223,7 +223,11 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
         cells = frame[column]
         text = cells.astype(str).str.strip()
         present = text[~text.isin(MISSING) & cells.notna()]
-        if not pd.api.types.is_numeric_dtype(cells) and present.str.contains("±").any() and present.str.match(PLUS_MINUS).all():
+        if (
+            not pd.api.types.is_numeric_dtype(cells)
+            and present.str.contains("±").any()
+            and present.str.match(PLUS_MINUS).all()
+        ):
             parts = text.str.extract(PLUS_MINUS)
             out[column] = pd.to_numeric(parts[0], errors="coerce")
             out[f"{column} SE"] = pd.to_numeric(parts[1], errors="coerce")
