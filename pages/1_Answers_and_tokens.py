@@ -27,6 +27,7 @@ from vlod_app.widgets import (
     adopt_probe,
     diff_markdown,
     image_picker,
+    no_image_yet,
     page_setup,
     probe_params,
     sample_number,
@@ -209,7 +210,7 @@ with view.inputs:
             st.session_state["ask_question"] = shown_question
     # drawn even without an image (disabled), so its widgets keep their values while an upload is awaited
     with st.form("ask"):
-        st.text_input("Question", key="ask_question", max_chars=500)
+        st.text_input("Question", key="ask_question")  # a longer one is cut with a note (check_question)
         st.radio("Answer to decompose", MODES, key="ask_mode", help="The four cards are always greedy answers.")
         st.number_input(
             **settings.widget(SamplingConfig, "temperature", FORM_DEFAULTS["ask_temperature"]), key="ask_temperature"
@@ -226,6 +227,7 @@ with view.inputs:
         )
         st.form_submit_button("Ask", type="primary", on_click=ask, disabled=probe is None)
 if probe is None:
+    no_image_yet()  # in the main column, where the eye is: a refused upload's reason, or what to do
     view.share({})
     st.stop()
 

@@ -238,6 +238,18 @@ def test_answers_page_reports_a_bad_upload_as_a_message(vlod_home):
     at.run()
     assert_clean(at)
     assert any("broken.png" in e and "not an image" in e for e in texts(at.error)), texts(at.error)
+    # issue 21: said in the main column too, where the eye is (it was only in the sidebar, the main one blank)
+    assert any("broken.png" in e and "not an image" in e for e in texts(at.main.error)), texts(at.main.error)
+
+
+def test_a_long_question_is_cut_with_a_note_not_silently(vlod_home):
+    """Issue 21, item 7: a 5 000-character question was cut to 500 by the browser (the widget's max_chars),
+    with no note; the question's own check cuts it and says so."""
+    at = open_page(PAGE_1)
+    assert not at.text_input(key="ask_question").max_chars  # 0: no limit in the browser
+    at.text_input(key="ask_question").set_value("what color is the circle ? " * 200)
+    ask(at)
+    assert any("question truncated from 5,399 to 500 characters" in i for i in texts(at.info)), texts(at.info)
 
 
 def test_answers_page_draws_an_occlusion_map_beside_the_image(vlod_home):

@@ -45,6 +45,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in toy sample", "Upload an image", "Build a scene")
 SOURCE_OF = {"toy": SOURCES[0], "upload": SOURCES[1], "scene": SOURCES[2]}
 DEFAULT_QUESTION = "what color is the circle ?"
+UPLOAD_ERROR_KEY = "vlod_upload_error"  # why the last upload was refused: said in the main column too
 CHART_CONFIG = {"displayModeBar": False}
 # Streamlit's default top padding (6rem) pushes results below the fold on a 1280x720 projector.
 COMPACT = "<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>"
@@ -341,6 +342,7 @@ def image_picker() -> Probe | None:
     if uses_toy(current_spec()):
         st.caption(TOY_UNDERSTANDS)
     if upload is None:
+        st.session_state.pop(UPLOAD_ERROR_KEY, None)
         if current.source == "upload":
             st.caption(f"Using the image uploaded before: {current.label}. Upload another to replace it.")
             return current
@@ -350,8 +352,10 @@ def image_picker() -> Probe | None:
     try:
         loaded = load_image(data)
     except ImageError as error:
-        st.error(f"{upload.name}: {error}")
+        st.session_state[UPLOAD_ERROR_KEY] = f"{upload.name}: {error}"
+        st.error(st.session_state[UPLOAD_ERROR_KEY])
         return None
+    st.session_state.pop(UPLOAD_ERROR_KEY, None)
     notes = tuple(loaded.notes) + scaled_down_note(data, loaded.image, loaded.notes)
     digest = image_digest(loaded.image)
     if current.source != "upload" or current.digest != digest:
@@ -361,6 +365,14 @@ def image_picker() -> Probe | None:
     for note in notes:
         st.info(f"{upload.name}: {note}")
     return get_probe()
+
+
+def no_image_yet() -> None:
+    """The main column while no image is chosen: why the upload was refused, or what to do."""
+    if UPLOAD_ERROR_KEY in st.session_state:
+        st.error(f"{st.session_state[UPLOAD_ERROR_KEY]}. Upload another image, or pick a built-in toy sample.")
+    else:
+        st.info("Upload an image (in the sidebar) to look at, or pick a built-in toy sample.")
 
 
 def scaled_down_note(data: bytes, image: Image.Image, notes: list[str]) -> tuple[str, ...]:
