@@ -201,6 +201,21 @@ def test_language_and_visual_keep_their_colours_everywhere():
     assert not {c for _, c in style.ANGLE_SCALE} & {style.LANG, style.VIS}
 
 
+def test_no_rule_s_after_bar_is_grey_like_the_before_bars():
+    """Issue 21, item 7: standard's "after" bar was dark grey, read as a "before" bar (grey)."""
+    block = {"accuracy_image": 0.7, "accuracy_no_image": 0.3}
+    cards = {rule: {"before": block, "after": block} for rule in style.RULE_COLOURS}
+    before, after = run_figures.accuracy_bars(cards).data
+    assert before.name == "before" and after.name == "after"
+
+    def grey(colour: str) -> bool:
+        red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+        return max(red, green, blue) - min(red, green, blue) < 24
+
+    assert grey(before.marker.color)
+    assert not any(grey(colour) for colour in after.marker.color), after.marker.color
+
+
 def test_decomposition_diagram_names_the_four_distributions_and_losses():
     text = " ".join(a.text for a in tokens.decomposition_diagram().layout.annotations)
     for name in ("pI", "px", "qI", "qx", "q*", "ℓStd", "ℓLang", "ℓVis", "VDS"):

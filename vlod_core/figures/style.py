@@ -19,7 +19,7 @@ PAIR_COLOURS = MappingProxyType({"std-lang": "#2ca02c", "std-vis": "#d62728", "l
 PAIR_LABELS = MappingProxyType({"std-lang": "gStd ∠ gLang", "std-vis": "gStd ∠ gVis", "lang-vis": "gLang ∠ gVis"})
 RULE_COLOURS = MappingProxyType(
     {
-        "standard": "#555555",
+        "standard": "#2a9d8f",  # not grey: grey is "before" in the accuracy bars
         "vgs": VIS,
         "vgs_no_lp": "#d62728",
         "vgs_adaptive": "#bcbd22",
