@@ -52,6 +52,32 @@ DEFAULT_SETTINGS = {"rules": ["standard", "vgs"]} | {
     if name in FORM_SETTINGS
 }
 EVAL_EXAMPLES = 200
+# A class demo, offered first on page 3: standard and VGS with fewer steps and held-out rows than the defaults,
+# so the gain is on screen within about 45 s on two quiet cores (README, "The app": measured times and gains).
+CLASS_DEMO = DEFAULT_SETTINGS | {"steps": 200, "eval_every": 50, "eval_examples": 100}
+# My images: a set of a few rows is seen steps × batch / rows times over; past this many passes over each
+# training row the student learns the rows' wording, not the images (300 steps at batch 32 on the 15 training
+# rows of the example set: 640 passes, and "it is blue the triangle"). The fitted settings stay under it.
+MAX_PASSES = 40
+
+
+def passes(form: dict, train_rows: int) -> float:
+    """How many times a run with these settings sees each training row (steps × batch / rows)."""
+    return int(form["steps"]) * int(form["batch"]) / max(train_rows, 1)
+
+
+def fitted_steps(form: dict, train_rows: int) -> int:
+    """The most steps (at the form's batch) that keep a set of `train_rows` rows under MAX_PASSES passes."""
+    low = int(settings.entries(DistillConfig)["steps"].about.low)
+    return max(low, min(int(form["steps"]), MAX_PASSES * max(train_rows, 1) // max(int(form["batch"]), 1)))
+
+
+def seconds_estimate(form: dict) -> float:
+    """About how long a run of these settings takes on one quiet core per rule, one rule after the other
+    (`vlod_core.experiments.plan.run_seconds`, measured on the toy pair)."""
+    from vlod_core.experiments.plan import run_seconds
+
+    return sum(run_seconds(config) for config in distill_configs(form).values())
 
 
 class RegistryFull(RuntimeError):
@@ -66,7 +92,8 @@ def distill_configs(form: dict) -> dict[str, DistillConfig]:
     unknown = [rule for rule in rules if rule not in RULES]
     if unknown:
         raise ValueError(f"unknown update rule {unknown[0]!r} (choose from {', '.join(RULES)})")
-    values = {name: form[name] for name in FORM_SETTINGS if name in form} | {"eval_examples": EVAL_EXAMPLES}
+    values = {name: form[name] for name in FORM_SETTINGS if name in form}
+    values["eval_examples"] = int(form.get("eval_examples", EVAL_EXAMPLES))
     return {rule: settings.build(DistillConfig, values | {"rule": rule}) for rule in rules}
 
 
