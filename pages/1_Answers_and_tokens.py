@@ -28,6 +28,8 @@ from vlod_app.widgets import (
     diff_markdown,
     image_picker,
     no_image_yet,
+    result_anchor,
+    scroll_to,
     page_setup,
     probe_params,
     sample_number,
@@ -117,6 +119,7 @@ def edit_scene() -> None:
     if asked is not None and asked.digest == old.digest and new.digest != old.digest:
         state[BEFORE_KEY] = Before(old.scene, asked)
         state[ASKED_KEY] = replace(asked, digest=new.digest)
+        scroll_to("edit")
 
 
 def ask() -> None:
@@ -145,6 +148,7 @@ def ask() -> None:
         typed if mode == MODES[2] else None,
         tuple(notes),
     )
+    scroll_to("answers")
 
 
 view = page_setup(
@@ -279,7 +283,7 @@ if probe.source == "scene":
 for note in [*asked.notes, *inspection.notes]:
     st.info(note)
 
-st.subheader(f"“{inspection.question}”")
+result_anchor("answers").subheader(f"“{inspection.question}”")
 where = "scene" if probe.source == "scene" else "toy sample"
 right = f" Right answer for this {where}: **{reference}**." if reference else ""
 st.caption(f"**Greedy answers**: each model's most likely word at every step.{right}")
@@ -331,7 +335,7 @@ if before is not None:
         ]
     if earlier is not None and None not in both:
         changes = scene_changes(probe_objects(before_probe), probe_objects(probe))
-        st.subheader("Before the edit → after")
+        result_anchor("edit").subheader("Before the edit → after")
         st.caption(f"Edited: {'; '.join(changes)}. The same question, asked about both scenes.")
         old_col, new_col, answers_col = st.columns([1, 1, 3], gap="medium")
         show_image(before_probe.image, "before", old_col, width=128)

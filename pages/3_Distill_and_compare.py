@@ -47,7 +47,15 @@ from vlod_app.run_view import (
 )
 from vlod_app.server import job_registry
 from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
-from vlod_app.widgets import adopt_probe, diff_markdown, page_setup, probe_or_default, probe_params
+from vlod_app.widgets import (
+    adopt_probe,
+    diff_markdown,
+    page_setup,
+    probe_or_default,
+    probe_params,
+    result_anchor,
+    scroll_to,
+)
 from vlod_core import settings
 from vlod_core.distill import DistillConfig
 from vlod_core.figures.runs import accuracy_bars, training_curves
@@ -107,6 +115,7 @@ def start_run(profile: dict | None = None) -> None:
         if folder is not None:  # the job has its own copy
             shutil.rmtree(folder, ignore_errors=True)
     state[JOB_KEY] = job.id
+    scroll_to("training")
 
 
 view = page_setup(
@@ -390,7 +399,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
 url_values = probe_params(probe) | form_settings() | {"run": job.id if job else None}
 url_values["data"] = "mine" if data_picker.trains_on_my_images() else None
 if running:  # the progress first, in view at once on a projector; the data it trains on below
-    st.subheader("Training")
+    result_anchor("training").subheader("Training")
     st.fragment(run_every=1.0)(draw_live)()
     training_data()
     view.share(url_values)

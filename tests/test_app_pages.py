@@ -160,6 +160,8 @@ def test_home_draws_the_glossary_and_the_first_tour_step(vlod_home):
     for term in ("ℓStd", "ℓLang", "ℓVis", "VDS", "log-ratio", "PMI", "η", "γ", "λ", "nats"):
         assert f"**{term}**" in words
     assert any("Guided tour, step 1 of 5" in m for m in texts(at.markdown))
+    tour = [e for e in at.expander if e.label.startswith("Guided tour")]  # issue 21: it folds out of the way
+    assert len(tour) == 1 and tour[0].proto.expanded
     # skipping is remembered for this session at once, and for the browser by a cookie written in the page
     at.button(key="tour_skip").click().run()
     assert_clean(at)

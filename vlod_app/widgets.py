@@ -51,7 +51,30 @@ CHART_CONFIG = {"displayModeBar": False}
 COMPACT = "<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>"
 
 
+SCROLL_KEY = "vlod_scroll_to"  # the result an action (Ask, Run, an edit) just made, to bring into view once
+
+
 # ------------------------------------------------------------------------------------------------ frame
+
+
+def scroll_to(name: str) -> None:
+    """Called from an action's callback: the page brings `name`'s result (`result_anchor(name)`) into view."""
+    st.session_state[SCROLL_KEY] = name
+
+
+def result_anchor(name: str):
+    """A container for a result's heading; when an action asked for it (`scroll_to`), the page scrolls it to
+    the top of the window once, so a new result below the fold is seen at once. Returns the container."""
+    anchor = st.container(key=f"result_{name}")
+    if st.session_state.get(SCROLL_KEY) == name:
+        st.session_state.pop(SCROLL_KEY)
+        selector = f".st-key-result_{name}"
+        st.html(
+            "<script>for (const wait of [300, 1200]) setTimeout(() => document.querySelector("
+            f"'{selector}')?.scrollIntoView({{block: 'start'}}), wait);</script>",
+            unsafe_allow_javascript=True,
+        )
+    return anchor
 
 
 def page_setup(title: str, page: str, caption: str | None = None) -> View:
