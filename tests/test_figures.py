@@ -59,6 +59,20 @@ def test_token_strip_colours_by_visual_share_and_hovers_the_top_tokens():
     assert list(flat.x) == [1] and flat.marker.pattern.shape == "/" and "nothing to split" in flat.hovertext[0]
 
 
+def test_a_word_the_image_decides_is_underlined_even_when_its_mismatch_is_small():
+    """Issue 21, item 7: "blue" about a blue circle (sample 5: VDS 2.56 nats, ℓLang 0.030, ℓVis 0.032) was a faint
+    even-split box that read as language; the split is right (the student already agrees), the drawing hid
+    that the image decides the word."""
+    blue = _row("blue", 0.030, 0.032) | {"vds": 2.557}
+    rows = [_row("it", 0.0, 0.0) | {"vds": 0.0}, blue]
+    fig = tokens.token_strip(rows)
+    marks = [s for s in fig.layout.shapes if s.fillcolor == style.VIS]
+    assert [(m.x0 + m.x1) / 2 for m in marks] == [pytest.approx(1.0)]  # under "blue" only
+    split = fig.data[0]
+    assert "the image decides this word (VDS 2.56" in split.hovertext[list(split.text).index("blue")]
+    assert "underline" in fig.layout.title.text
+
+
 def test_token_strip_opacity_grows_with_the_mismatch_and_even_differs_from_nothing():
     split, flat = tokens.token_strip(ROWS_BY_SIZE).data
     opacity = dict(zip(split.text, split.marker.opacity))
