@@ -9,6 +9,7 @@ import streamlit as st
 
 from vlod_app.state import (
     PRESETS,
+    cached_grounding,
     check_and_load,
     current_spec,
     describe,
@@ -62,6 +63,11 @@ if pair is not None:
     )
     for note in pair.notes:
         st.info(note)
+    grounding = shown("Checking that the models read the image", cached_grounding, spec)
+    for warning in grounding.warnings if grounding is not None else []:
+        st.warning(warning[0].upper() + warning[1:], icon="⚠️")
+    for note in grounding.notes if grounding is not None else []:
+        st.info(note[0].upper() + note[1:])
 
 st.header("Choose another pair")
 KINDS = ("Toy pair (built in)", "Toy pair with the blind student", "Preset from the Hub", "Hub ids", "Local folders")

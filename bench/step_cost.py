@@ -27,7 +27,8 @@ generation, processor calls, forward, loss, backward, clipping, optimiser, sched
 All timed work runs with one intra-op thread (`torch.set_num_threads(1)`): the machine has 2 cores shared
 with other jobs. Variants are interleaved round-robin (order rotated each round) after a warm-up round;
 the table reports medians. The closing lines (batch 32) are the ratios `standard/trl`, `standard_full/trl`,
-`vgs_fixed/trl`, `vgs_fixed/standard`, `vgs_auto/standard` and `geometry_bins10/standard`, one per line.
+`vgs_fixed/trl`, `vgs_fixed/standard`, `vgs_auto/standard`, `vgs_auto_rows8/standard` (η from the first 8
+rows, with its error against the whole batch) and `geometry_bins10/standard`, one per line.
 
     python bench/step_cost.py                 # full run, ~3-5 minutes on 2 shared cores
     python bench/step_cost.py --rounds 4 --no-trl --no-breakdown   # quick smoke run
@@ -75,6 +76,7 @@ VARIANTS = {
     "standard_full": SteeringConfig(rule="standard"),  # image-free passes every step
     "vgs_fixed": SteeringConfig(rule="vgs", eta=FIXED_ETA),
     "vgs_auto": SteeringConfig(rule="vgs", eta="auto"),
+    "vgs_auto_rows8": SteeringConfig(rule="vgs", eta="auto", eta_rows=8),  # η from the batch's first 8 rows
 }
 GEOMETRY = {"geometry_bins0": 0, "geometry_bins10": 10}
 DECOMPOSE_EVERY = {"standard_full": 1}
@@ -233,7 +235,7 @@ PHASES = (
     "encode: processor calls, once per context",
     "  of which chat-template renders",
     "sampling (student, from the image encoding)",
-    "  of which HF model.generate",
+    "  of which the decode loop (decoding.decode)",
     "scoring: teacher + student forwards",
     "per-token losses",
     "objective",
@@ -270,7 +272,9 @@ def timed_phases(totals: dict[str, float], model_class):
     wrap(engine, "encode", PHASES[1])
     wrap(inputs, "render_prompt", PHASES[2])
     wrap(engine, "sample", PHASES[3])
-    wrap(model_class, "generate", PHASES[4])
+    import vlod_core.decoding as decoding
+
+    wrap(decoding, "decode", PHASES[4])
     wrap(engine, "score_responses", PHASES[5])
     wrap(d, "per_token_losses", PHASES[6])
     wrap(d, "objective", PHASES[7])
@@ -312,6 +316,51 @@ def breakdown(pair, batch: int, steps: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def default_world():
+
+    spec = PairSpec(device="cpu")
+    return load_pair(spec, toy.folders(spec))
+
+
+def reasoning_world():
+    """The reasoning world's pair, built by `vlod toy build` for that world under $VLOD_HOME/toy-reasoning.
+
+    Hook for the reasoning world: its pair loads here; its prompts and answer length (20-60 tokens) must also
+    replace `toy_data`/`ToyPrompts` and `max_new_tokens` in `Bench` and `run_with_trl` when that world lands."""
+    from vlod_core.toy.build import vlod_home
+
+    folder = vlod_home() / "toy-reasoning"
+    if not (folder / "teacher").is_dir():
+        raise SystemExit(f"step_cost: error: no reasoning pair at {folder} (build the reasoning world first)")
+    return load_pair(PairSpec(teacher=str(folder / "teacher"), student=str(folder / "student"), device="cpu"))
+
+
+WORLDS = {"default": default_world, "reasoning": reasoning_world}
+
+
+def eta_rows_error(pair, batch: int, rows: int, seeds=range(6)) -> list[float]:
+    """|η(first `rows` rows) − η(whole batch)| / η(whole batch) on `seeds` on-policy batches of the initial student."""
+    from vlod_core import eta_sample
+    from vlod_core.losses import per_token_losses
+    from vlod_core.steering import objective, steered_gradients
+
+    student = copy.deepcopy(pair.student).train()
+    params = [p for p in student.parameters() if p.requires_grad]
+    errors = []
+    for seed in seeds:
+        prompts = ToyPrompts().prompts(seed, batch, seed=seed)
+        scored = rollout(pair, [r.load_image() for r in prompts], [r.question for r in prompts], seed=seed,
+                         student=student, student_grad=True)
+        steering = SteeringConfig(rule="vgs", eta_rows=rows)
+        losses = per_token_losses(scored.four, steering.estimator, steering.detach_prior)
+        full, _ = steered_gradients(objective(steering, losses, scored.four.response_mask), params)
+        scored = rollout(pair, [r.load_image() for r in prompts], [r.question for r in prompts], seed=seed,
+                         student=student, student_grad=True)
+        sub = eta_sample.subsample_eta(pair, student, scored, steering, params)
+        errors.append(abs(sub - full) / full)
+    return errors
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
@@ -321,6 +370,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-trl", action="store_true", help="skip TRL's DistillationTrainer")
     parser.add_argument("--no-geometry", action="store_true")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-phase breakdown")
+    parser.add_argument(
+        "--world", choices=sorted(WORLDS), default="default",
+        help="default: the toy pair ($VLOD_HOME/toy); reasoning: the reasoning pair ($VLOD_HOME/toy-reasoning)",
+    )
     parser.add_argument(
         "--real-sizes", nargs=argparse.REMAINDER, default=None, metavar="ARGS",
         help="instead: the real-size rows (SmolVLM 256M/500M, random weights), `bench/real_sizes.py` with ARGS",
@@ -341,8 +394,7 @@ def main(argv=None) -> int:
         pass
 
     print(f"torch {torch.__version__}, intra-op threads: {torch.get_num_threads()} (torch.set_num_threads({THREADS}))")
-    spec = PairSpec(device="cpu")
-    pair = load_pair(spec, toy.folders(spec))
+    pair = WORLDS[args.world]()
     print(
         f"pair: toy LLaVA, teacher {sum(p.numel() for p in pair.teacher.parameters()):,} params, "
         f"student {sum(p.numel() for p in pair.student.parameters()):,} params; max_new_tokens 6"
@@ -429,6 +481,10 @@ def main(argv=None) -> int:
         print(f"TRL: {trl_reason}")
     print(f"vgs_fixed/standard = {median(bench.times['vgs_fixed']) / std_ms:.2f}")
     print(f"vgs_auto/standard = {median(bench.times['vgs_auto']) / std_ms:.2f}")
+    print(f"vgs_auto_rows8/standard = {median(bench.times['vgs_auto_rows8']) / std_ms:.2f}")
+    errors = eta_rows_error(pair, last, 8)
+    print(f"eta_rows=8 error vs the whole batch's eta (batch {last}, {len(errors)} batches): "
+          f"median {100 * median(errors):.1f} %, max {100 * max(errors):.1f} %")
     if not args.no_geometry:
         print(f"geometry_bins10/standard = {median(bench.times['geometry_bins10']) / std_ms:.2f}")
     return 0

@@ -148,3 +148,15 @@ def test_usage_errors_exit_2_without_traceback(vlod_home):
     result = run_cli(vlod_home, "inspect", "--question", "what ?")  # --image is required
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: the following arguments are required: --image" in result.stderr
+
+
+def test_compare_ends_with_the_verdict_in_words(vlod_home):
+    result = run_cli(
+        vlod_home, "compare", "--rules", "standard,vgs", "--seeds", "1", "--steps", "4", "--batch", "8",
+        "--eval-examples", "16",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("verdict: vgs is "), lines[-1]
+    assert "points" in lines[-1] and "1 seed" in lines[-1]
+    assert any(line.startswith("measured: ") and "% of the KL was visual" in line for line in lines)

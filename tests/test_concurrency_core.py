@@ -258,7 +258,10 @@ CONSTANT_TABLES = {
     "vlod_core.toy.scenes": {"_OBJECT"},  # a compiled regular expression
 }
 # Cached functions that build a constant, seeded table once per process; what they return is read-only.
-CACHED_TABLES = {"vlod_core.toy.drawings": {"sprite_bank", "_noise_bank"}}
+CACHED_TABLES = {
+    "vlod_core.toy.drawings": {"sprite_bank", "_noise_bank"},
+    "vlod_core.decoding": {"_forward_accepts"},  # a fact of a model class
+}
 IMMUTABLE = (
     int,
     float,

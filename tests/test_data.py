@@ -384,3 +384,168 @@ def test_rows_saved_as_an_image_folder_load_back_the_same(tmp_path, reference):
     folder = save_image_folder(items, tmp_path / "mine")
     assert len(list(folder.glob("*.png"))) == len(shared)
     assert signature(load_data(folder, cache_dir=str(tmp_path / "cache"))) == reference
+
+
+# --- data as it is downloaded: a Hub repository folder, the_cauldron, LLaVA-Instruct ------------------------
+
+
+def _shard(path: Path, rows: list[tuple]) -> None:
+    """One Parquet shard of (image, question, answer) rows with the images embedded, as the Hub stores them."""
+    import datasets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = {
+        "image": [draw(s, c) for _, s, c, _, _ in rows],
+        "question": [q for *_, q, _ in rows],
+        "answer": [a for *_, a in rows],
+    }
+    datasets.Dataset.from_dict(table).cast_column("image", datasets.Image()).to_parquet(str(path))
+
+
+def hub_repository(tmp: Path) -> Path:
+    """A data set repository as `huggingface-cli download --repo-type dataset` leaves it: README and shards."""
+    repo = tmp / "someone--shapes-vqa"
+    _shard(repo / "data" / "train-00000-of-00002.parquet", ROWS[:2])
+    _shard(repo / "data" / "train-00001-of-00002.parquet", ROWS[2:3])
+    _shard(repo / "data" / "test-00000-of-00001.parquet", ROWS[3:])
+    (repo / "README.md").write_text(
+        "---\nlicense: cc-by-4.0\ntask_categories:\n- visual-question-answering\n---\n# shapes\n"
+    )
+    return repo
+
+
+def test_a_hub_repository_folder_loads_with_its_own_split(tmp_path, reference):
+    data = load_data(hub_repository(tmp_path), cache_dir=str(tmp_path / "cache"))
+    assert data.skipped == [] and signature(data) == reference
+    assert "data set repository" in data.origin
+    split = split_rows(data.rows)
+    assert [r.question for r in split.eval] == [ROWS[3][3]] and len(split.train) == 3
+    assert not split.seen_in_training and split.how == "the source's own split (test, train)"
+
+
+def test_a_zipped_hub_repository_and_one_configuration_folder_load_too(tmp_path, reference):
+    repo = hub_repository(tmp_path)
+    path = tmp_path / "repo.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted(repo.rglob("*")):
+            if file.is_file():
+                archive.write(file, f"{repo.name}/{file.relative_to(repo)}")
+    zipped = load_data(path, workdir=tmp_path, cache_dir=str(tmp_path / "cache"))
+    assert signature(zipped) == reference and {r.split for r in zipped.rows} == {"train", "test"}
+    # A repository with several configurations (the_cauldron: one folder per source): one of them is chosen.
+    multi = tmp_path / "multi"
+    _shard(multi / "circles" / "train-00000-of-00001.parquet", ROWS[:1])
+    _shard(multi / "squares" / "train-00000-of-00001.parquet", ROWS[1:2])
+    configs = "".join(
+        f"- config_name: {name}\n  data_files:\n  - split: train\n    path: {name}/train-*\n"
+        for name in ("circles", "squares")
+    )
+    (multi / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")
+    with pytest.raises(DataError, match=r"several configurations \('circles', 'squares'\); pass the folder of one"):
+        load_data(multi, cache_dir=str(tmp_path / "cache"))
+    assert [r.question for r in load_data(multi / "squares", cache_dir=str(tmp_path / "cache")).rows] == [ROWS[1][3]]
+
+
+def cauldron(tmp: Path) -> Path:
+    """the_cauldron's schema: `images` a list, `texts` a list of {user, assistant, source} turns."""
+    import datasets
+
+    turns = [
+        [{"user": ROWS[0][3], "assistant": ROWS[0][4], "source": "shapes"}],
+        [
+            {"user": ROWS[1][3], "assistant": ROWS[1][4], "source": "shapes"},
+            {"user": "which shape is blue ?", "assistant": "the square", "source": "shapes"},
+        ],
+    ]
+    table = {"images": [[draw("circle", "red")], [draw("square", "blue")]], "texts": turns}
+    features = datasets.Features(
+        {
+            "images": datasets.List(datasets.Image()),
+            "texts": datasets.List({"user": datasets.Value("string"), "assistant": datasets.Value("string"),
+                                    "source": datasets.Value("string")}),
+        }
+    )  # fmt: skip
+    folder = tmp / "the_cauldron" / "shapes"
+    folder.mkdir(parents=True)
+    datasets.Dataset.from_dict(table, features=features).to_parquet(str(folder / "train-00000-of-00001.parquet"))
+    return folder
+
+
+def test_the_cauldron_rows_become_one_row_per_turn_with_the_rows_image(tmp_path):
+    data = load_data(cauldron(tmp_path), cache_dir=str(tmp_path / "cache"))
+    assert data.skipped == []
+    got = [(r.question, r.answer, r.label) for r in data.rows]
+    assert got == [
+        (ROWS[0][3], ROWS[0][4], "shapes row 1"),
+        (ROWS[1][3], ROWS[1][4], "shapes row 2 turn 1"),
+        ("which shape is blue ?", "the square", "shapes row 2 turn 2"),
+    ]
+    blue = np.asarray(draw("square", "blue")).tobytes()
+    assert [np.asarray(r.load_image()).tobytes() == blue for r in data.rows] == [False, True, True]
+    assert data.rows[1].group == data.rows[2].group is not None and data.rows[0].group is None
+
+
+def test_a_records_turns_stay_on_one_side_of_a_held_out_split():
+    rows_ = [Row(draw("circle", "red", 32), f"q {i} ?", "a", group=f"record {i // 3}") for i in range(30)]
+    split = split_rows(rows_, 0.2, seed=0)
+    held = {r.group for r in split.eval}
+    assert len(held) == 2 and held.isdisjoint({r.group for r in split.train}) and len(split.eval) == 6
+    assert "turns all held out together" in split.how
+    alone = split_rows([Row(r.image, r.question, r.answer, group="one") for r in rows_])
+    assert alone.seen_in_training and "turns of one record" in alone.how
+
+
+def test_the_cauldron_keeps_todays_skip_rules(tmp_path):
+    write_images(tmp_path)
+    records = [
+        {
+            "images": ["a.png"],
+            "texts": [{"user": "what color is the circle ?", "assistant": "it is red"}, {"user": " "}],
+        },
+        {"images": ["a.png", "b.png"], "texts": [{"user": "which is red ?", "assistant": "the circle"}]},
+        {"images": ["missing.png"], "texts": [{"user": "what ?"}]},
+        {"images": ["b.png"], "texts": []},
+    ]
+    data = load_data(write_jsonl(tmp_path / "cauldron.jsonl", records), cache_dir=str(tmp_path / "cache"))
+    assert [r.question for r in data.rows] == ["what color is the circle ?"]
+    assert data.skipped == [
+        "cauldron row 1 turn 2: no question",
+        "cauldron row 2: 2 images in one row; one image per row is supported",
+        "cauldron row 3: missing.png: no such image file",
+        "cauldron row 4: texts has no turns",
+    ]
+    with pytest.raises(DataError, match="cauldron row 1 turn 2: no question"):
+        load_data(tmp_path / "cauldron.jsonl", strict=True, cache_dir=str(tmp_path / "cache"))
+
+
+def test_llava_instruct_json_list_loads(tmp_path):
+    """LLaVA-Instruct-150K: a JSON list; `image` singular, relative to the image folder; `<image>\\n` first."""
+    write_images(tmp_path / "coco")
+    records = [
+        {
+            "id": "000000000001",
+            "image": "coco/a.png",
+            "conversations": [{"from": "human", "value": f"<image>\n{ROWS[0][3]}"}, {"from": "gpt", "value": ROWS[0][4]}],
+        },
+        {
+            "id": "000000000002",
+            "image": "coco/b.png",
+            "conversations": [{"from": "human", "value": f"{ROWS[1][3]}\n<image>"}, {"from": "gpt", "value": ROWS[1][4]}],
+        },
+        {
+            "id": "000000000003",
+            "image": "coco/c.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nwhat is here ?"}, {"from": "gpt", "value": "shapes"},
+                {"from": "human", "value": "and which is green ?"}, {"from": "gpt", "value": "the circle"},
+            ],
+        },
+    ]  # fmt: skip
+    path = tmp_path / "llava_instruct_150k.json"
+    path.write_text(json.dumps(records))
+    data = load_data(path, cache_dir=str(tmp_path / "cache"))
+    assert [(r.question, r.answer) for r in data.rows] == [(q, a) for *_, q, a in ROWS[:2]]
+    assert np.asarray(data.rows[0].load_image()).tobytes() == np.asarray(draw("circle", "red")).tobytes()
+    assert data.skipped == ["llava_instruct_150k row 3: 2 user turns; one question per row is supported"]
+    split = split_rows(data.rows)
+    assert split.seen_in_training  # no split of its own, and too few rows to hold any out

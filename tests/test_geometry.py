@@ -224,3 +224,22 @@ def test_batch_geometry_leaves_the_shared_student_untouched(toy_pair):
     assert all(torch.equal(v, before[k]) for k, v in toy_pair.student.state_dict().items())
     assert all(geometry.global_["norms"][n] > 0 for n in NAMES)
     assert len(geometry.bins) == 2
+
+
+def test_bins_without_std_keep_lang_and_vis_and_leave_std_out(toy_pair, examples, student):
+    batch = _batch(toy_pair, examples)
+    named = _named(student)
+    full = geometry_of_losses(named, _per_token(toy_pair, student, batch), batch.response_mask, bins=10)
+    lean = geometry_of_losses(
+        named, _per_token(toy_pair, student, batch), batch.response_mask, bins=10, bin_std=False
+    )
+    for key in ("norms", "angles"):  # the whole-batch view is unchanged
+        assert lean.global_[key] == pytest.approx(full.global_[key], rel=1e-9)
+    for with_std, without in zip(full.bins, lean.bins, strict=True):
+        assert without["tokens"] == with_std["tokens"]
+        assert without["angles"]["lang-vis"] == pytest.approx(with_std["angles"]["lang-vis"], rel=1e-9)
+        for name in ("lang", "vis"):
+            assert without["norms"][name] == pytest.approx(with_std["norms"][name], rel=1e-9)
+        assert math.isnan(without["norms"]["std"])
+        assert math.isnan(without["angles"]["std-lang"]) and math.isnan(without["angles"]["std-vis"])
+        assert not math.isnan(with_std["angles"]["std-vis"])

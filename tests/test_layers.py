@@ -10,6 +10,7 @@ from pathlib import Path
 CORE = (
     "data", "sources", "archive", "inputs", "sampling", "scoring", "engine", "losses", "decomposition", "steering",
     "distill", "evaluation", "geometry", "geometry_batch", "inspection", "occlusion", "topk", "results", "images",
+    "grounding", "decoding", "eta_sample", "answers", "settings", "run_summary", "verdict", "stats", "modes", "child",
 )  # fmt: skip
 
 

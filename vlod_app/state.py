@@ -19,6 +19,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from vlod_core.grounding import DEFAULT_ROWS, GroundingReport, check_pair
 from vlod_core.images import ImageError
 from vlod_core.memory import estimate_training_memory
 from vlod_core import toy
@@ -101,6 +102,14 @@ def describe(spec: PairSpec) -> str:
 def cached_pair(spec: PairSpec) -> ModelPair:
     """One loaded pair per spec, shared by all sessions. Failures raise and are not cached."""
     return load_pair(spec, toy.folders(spec))
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def cached_grounding(spec: PairSpec) -> GroundingReport:
+    """Whether each model of the cached pair reads the image (`vlod_core.grounding`), once per pair."""
+    from vlod_core.toy.source import held_out_rows  # scenes any VLM can be asked about
+
+    return check_pair(cached_pair(spec), held_out_rows(DEFAULT_ROWS), log=False)
 
 
 def toy_root():

@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import re
 
-BOXED = r"\\boxed\{([^{}]*)\}"
+BOXED = r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}"  # one level of inner braces: \boxed{\frac{1}{2}}
 SHORTHANDS = MappingProxyType({"boxed": BOXED})
 
 

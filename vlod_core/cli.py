@@ -6,6 +6,7 @@ Errors the user can fix (bad paths, bad images, bad numbers) print one line on s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -55,6 +56,14 @@ def _add_pair_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own code (off by default)")
+
+
+def _add_grounding_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--require-grounded-teacher",
+        action="store_true",
+        help="refuse (exit 2) when the teacher's answers do not depend on the image (vlod_core.grounding)",
+    )
 
 
 def _pair_spec(args) -> PairSpec:
@@ -129,6 +138,27 @@ def _training_data(args):
     return TrainingData.from_split(split, data.name, extra={"origin": data.origin, "skipped": len(data.skipped)})
 
 
+def _grounding(args, pair, rows=None):
+    """Check that each model reads the image (`vlod_core.grounding`) on a few rows; warnings on stderr.
+
+    With --require-grounded-teacher a teacher that ignores the image is refused (exit 2) before anything runs.
+    """
+    from vlod_core.grounding import DEFAULT_ROWS, check_pair, require_grounded_teacher
+
+    if rows is None:  # drawn toy scenes: rows any VLM can be asked about
+        from vlod_core.toy.source import held_out_rows
+
+        rows = held_out_rows(DEFAULT_ROWS)
+    report = check_pair(pair, rows, log=False)
+    if getattr(args, "require_grounded_teacher", False):
+        require_grounded_teacher(report)  # the refusal says what the warning would have said
+    for text in report.warnings:
+        sys.stderr.write(f"vlod: warning: {text}\n")
+    for text in report.notes:
+        sys.stderr.write(f"vlod: note: {text}\n")
+    return report
+
+
 def cmd_toy_build(args) -> int:
     from vlod_core.toy.build import ToyBuildConfig, build_toy_pair, default_toy_dir
 
@@ -163,10 +193,11 @@ def cmd_inspect(args) -> int:
     question, notes = check_question(args.question)
     pair = _load_pair(args)
     sampling = settings.build(SamplingConfig, settings.from_arguments(args, ("temperature", "top_p", "max_new_tokens")))
+    grounding = _grounding(args, pair)  # on drawn scenes: whether each model reads an image at all
     result = inspect(pair, loaded.image, question, args.response, args.ablation, sampling, args.seed)
     notes = loaded.notes + notes + result.notes
     if args.json:
-        print(json.dumps(result.to_dict() | {"notes": notes}, indent=2))
+        print(json.dumps(result.to_dict() | {"notes": notes, "grounding": grounding.to_dict()}, indent=2))
         return 0
     for note in notes:
         print(f"note: {note}")
@@ -189,6 +220,8 @@ RUN_SETTINGS = (
     "eval_every",
     "eval_examples",
     "samples_per_prompt",
+    "answer_pattern",
+    "eval_samples",
     "max_new_tokens",
     "lora_rank",
     "gradient_checkpointing",
@@ -293,7 +326,8 @@ def cmd_distill(args) -> int:
     config = _distill_config(args, args.rule, args.seed)
     data = _training_data(args)
     pair = _load_pair(args, training=True)
-    result = distill(pair, config, data, callback=_record_printer(config.steps))
+    grounding = _grounding(args, pair, data.eval_rows)
+    result = distill(pair, config, data, callback=_record_printer(config.steps), grounding=grounding)
     card = result.card
     if result.card.stopped:
         print(f"note: {card.stopped}", file=sys.stderr)
@@ -320,24 +354,34 @@ def cmd_evaluate(args) -> int:
         from vlod_core.toy.source import held_out_rows
 
         rows, name = held_out_rows(args.eval_examples), "toy world"
+    eval_set = EvalSet(
+        rows,
+        ablation=args.ablation,
+        max_new_tokens=args.eval_max_new_tokens,
+        answer_pattern=args.answer_pattern,
+        samples=args.eval_samples,
+    )
     pair = _load_pair(args)
-    eval_set = EvalSet(rows, ablation=args.ablation, max_new_tokens=args.eval_max_new_tokens)
+    grounding = _grounding(args, pair, rows)
     sys.stderr.write(f"evaluating on {len(rows)} rows of {name}\n")
     printer = _progress_printer("evaluating")
     progress = None if args.json else (lambda done, total: printer(f"{done}/{total} rows", done / total))
-    student = evaluate(pair, eval_set, progress=progress)
+    student = evaluate(pair, eval_set, progress=progress, check_grounding=False)
     teacher = teacher_accuracy(pair, eval_set)
     if args.json:
         from vlod_core.results import json_safe
 
-        print(json.dumps(json_safe({"rows": len(rows), "teacher": teacher, "student": student.to_dict()}), indent=2))
+        out = {"rows": len(rows), "teacher": teacher, "student": student.to_dict(), "grounding": grounding.to_dict()}
+        print(json.dumps(json_safe(out), indent=2))
         return 0
     print(f"{len(rows)} rows of {name}")
     if teacher:
         print("teacher:")
-        for suffix, context in CONTEXTS.items():
-            error = teacher[f"accuracy_{suffix}_stderr"]
-            print(f"  {METRICS['accuracy'].label}, {context}: {teacher[f'accuracy_{suffix}']:.3f} ± {error:.3f}")
+        for metric in ("accuracy", "format_errors"):
+            for suffix, context in CONTEXTS.items():
+                if f"{metric}_{suffix}" in teacher:
+                    value, error = teacher[f"{metric}_{suffix}"], teacher[f"{metric}_{suffix}_stderr"]
+                    print(f"  {METRICS[metric].label}, {context}: {value:.3f} ± {error:.3f}")
     print("student:")
     print("\n".join(_evaluation_lines(student.to_dict())))
     return 0
@@ -349,16 +393,19 @@ def cmd_compare(args) -> int:
     from vlod_core.distill import distill
     from vlod_core.verdict import verdict
 
+    rules = args.rules.split(",")
+    for rule in rules:
+        _distill_config(args, rule, 0)  # a bad setting (an unknown rule, a bad pattern) fails before loading
     data = _training_data(args)
     pair = _load_pair(args, training=True)
-    rules = args.rules.split(",")
+    grounding = _grounding(args, pair, data.eval_rows)
     rows = []
     for rule in rules:
         results = []
         for seed in range(args.seeds):
             config = _distill_config(args, rule, seed)
             sys.stderr.write(f"{rule}, seed {seed}\n")
-            card = distill(pair, config, data, callback=_record_printer(config.steps)).card
+            card = distill(pair, config, data, callback=_record_printer(config.steps), grounding=grounding).card
             results.append(card)
             if args.out_dir:
                 Path(args.out_dir).mkdir(parents=True, exist_ok=True)
@@ -433,6 +480,7 @@ def cmd_experiments(args) -> int:
     plan = plan_named("quick" if args.quick else "full")
     if args.seeds is not None:
         plan = plan.with_seeds(args.seeds)
+    plan = dataclasses.replace(plan, answer_pattern=args.answer_pattern, eval_samples=args.eval_samples)
     if not 0 <= args.workers <= 64:
         raise ValueError(f"--workers must be between 0 (run here) and 64, got {args.workers}")
     args.eval_examples = plan.eval_examples  # the toy world's held-out rows
@@ -485,6 +533,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     settings.add_arguments(parser, DistillConfig, RUN_SETTINGS)
     _add_data_args(parser)
     _add_pair_args(parser)
+    _add_grounding_arg(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -528,10 +577,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_distill)
 
     evaluation = commands.add_parser("evaluate", help="measure a pair on a data set without training")
-    settings.add_arguments(evaluation, DistillConfig, ("eval_examples", "ablation", "eval_max_new_tokens"))
+    settings.add_arguments(
+        evaluation,
+        DistillConfig,
+        ("eval_examples", "ablation", "eval_max_new_tokens", "answer_pattern", "eval_samples"),
+    )
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_args(evaluation, evaluation=False)
     _add_pair_args(evaluation)
+    _add_grounding_arg(evaluation)
     evaluation.set_defaults(func=cmd_evaluate)
 
     compare = commands.add_parser("compare", help="several rules from identical seeds; one table")
@@ -551,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--seeds", type=int, help="seeds per configuration (default: the plan's, 3)")
     experiments.add_argument("--out", help="output folder (default: $VLOD_HOME/experiments/quick or .../full)")
     experiments.add_argument("--workers", type=int, default=2, help="worker processes, one per core (0: run here)")
+    settings.add_arguments(experiments, DistillConfig, ("answer_pattern", "eval_samples"))
     _add_data_args(experiments)
     _add_pair_args(experiments)
     experiments.set_defaults(func=cmd_experiments)

@@ -68,6 +68,7 @@ class Row:
     split: str | None = None  # the source's own split name ("train", "test", ...), if it has one
     category: str | None = None  # e.g. the toy world's question type: evaluation reports accuracy per category
     label: str = ""  # where the row came from (file and line, image name): for messages and tables
+    group: str | None = None  # rows that must share a split (the turns of one multi-turn record)
 
     def load_image(self) -> Image.Image:
         return self.image.load() if isinstance(self.image, StoredImage) else self.image.convert("RGB")
@@ -129,18 +130,27 @@ def split_rows(
     if train and held:
         names = ", ".join(sorted(s for s in splits if s))
         return DataSplit(train, held, False, f"the source's own split ({names})")
-    if len(rows) < min_rows:
+    # Units of rows that go together (a record's turns share an image); each row alone when no row has a group.
+    units: dict[object, list[int]] = {}
+    for index, row in enumerate(rows):
+        units.setdefault(row.group if row.group is not None else ("row", index), []).append(index)
+    members = list(units.values())
+    if len(rows) < min_rows or len(members) < 2:
+        few = f"only {len(rows)} rows" if len(rows) < min_rows else f"all {len(rows)} rows are turns of one record"
         return DataSplit(
             list(rows),
             list(rows),
             True,
-            f"only {len(rows)} rows: trained and evaluated on the same rows (seen in training)",
+            f"{few}: trained and evaluated on the same rows (seen in training)",
         )
-    order = np.random.default_rng(seed).permutation(len(rows))
-    n_eval = max(1, round(len(rows) * eval_fraction))
-    held_out = [rows[i] for i in sorted(order[:n_eval])]
-    kept = [rows[i] for i in sorted(order[n_eval:])]
-    return DataSplit(kept, held_out, False, f"{n_eval} of {len(rows)} rows held out at random (seed {seed})")
+    order = np.random.default_rng(seed).permutation(len(members))
+    n_units = min(max(1, round(len(members) * eval_fraction)), len(members) - 1)
+    held = sorted(i for u in order[:n_units] for i in members[u])
+    kept = sorted(i for u in order[n_units:] for i in members[u])
+    how = f"{len(held)} of {len(rows)} rows held out at random (seed {seed})"
+    if len(members) < len(rows):
+        how += f"; the {n_units} held-out records' turns all held out together"
+    return DataSplit([rows[i] for i in kept], [rows[i] for i in held], False, how)
 
 
 class PromptSource(Protocol):

@@ -25,21 +25,30 @@ from dataclasses import asdict, dataclass, field
 import torch
 from PIL import Image
 
+from vlod_core import eta_sample
+from vlod_core.answers import compile_pattern
 from vlod_core.data import Row, TrainingData
 from vlod_core.engine import rollout, score_responses
-from vlod_core.evaluation import EvalSet, Evaluation, evaluate, greedy_answers
+from vlod_core.evaluation import MAX_SAMPLES, EvalSet, Evaluation, evaluate, greedy_answers
 from vlod_core.geometry import geometry_of_losses
+from vlod_core.grounding import GroundingReport, check_pair
+from vlod_core.grounding import require_grounded_teacher as require_grounded
 from vlod_core.inputs import CONTEXTS, ablation_setting
 from vlod_core.losses import per_token_losses
 from vlod_core.pair import ModelPair
 from vlod_core.results import RunCard, StepRecord, library_versions
 from vlod_core.sampling import SamplingConfig
 from vlod_core.settings import check, setting
-from vlod_core.steering import SteeringConfig, eta_from_gradients, objective, steered_gradients
+from vlod_core.steering import SteeringConfig, measured_eta, objective, steered_gradients
 
 
 # (images, questions, response ids) of the whole batch for one step; tests pass fixed ones.
 Rollouts = Callable[[int], tuple[list[Image.Image], list[str], list[list[int]]]]
+
+
+def _optional_text(text: str) -> str | None:
+    """A flag's or a form's text; empty is no value."""
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,23 @@ class DistillConfig:
     samples_per_prompt: int = setting(
         1, low=1, high=4096, help="student answers per prompt in a step (TRL's num_generations); divides the batch"
     )
+    # Reasoning answers (`vlod_core.answers`): accuracy on the final answer the pattern reads, and Acc@k.
+    answer_pattern: str | None = setting(
+        None,
+        parse=_optional_text,  # checked in __post_init__, where the regex's own error can be said
+        label="Final answer pattern ('boxed' or a regex; empty: the whole answer)",
+        help="score the final answer this regex reads (its first group, last match), or 'boxed' for \\boxed{...}; "
+        "a response it does not find counts wrong and as a format error (default: the whole answer)",
+    )
+    eval_samples: int = setting(
+        0,
+        low=0,
+        high=MAX_SAMPLES,
+        flag="--samples-k",
+        label="Acc@k: samples per evaluation row (0: off)",
+        help="also report Acc@k: the mean accuracy of k answers per row sampled at temperature 1 (0: off; costs k "
+        "generations per row per evaluation)",
+    )
     # `standard` descends ℓStd, which needs only the image passes; the image-free ones only feed the logged ℓLang,
     # ℓVis and VDS, so they run every k-th step (NaN in the records between). 1: every step.
     decompose_every: int = setting(
@@ -118,6 +144,9 @@ class DistillConfig:
 
     def __post_init__(self):
         check(self)
+        if self.answer_pattern is not None and not isinstance(self.answer_pattern, str):
+            raise ValueError(f"answer_pattern must be text ('boxed' or a regex) or None, got {self.answer_pattern!r}")
+        compile_pattern(self.answer_pattern)  # a bad regex: ValueError, one line
         if self.batch % self.samples_per_prompt:
             raise ValueError(
                 f"samples_per_prompt must be >= 1 and divide the batch ({self.batch}), got {self.samples_per_prompt}"
@@ -215,9 +244,17 @@ class RunEvaluator:
         self.eval_set = None
         if data is not None and main and metrics:
             key = (config.eval_examples, config.ablation, config.eval_max_new_tokens)
+            key += (config.answer_pattern, config.eval_samples)
             if key not in data.eval_sets:
                 rows = data.eval_rows[: config.eval_examples]
-                data.eval_sets[key] = EvalSet(rows, data.seen_in_training, config.ablation, config.eval_max_new_tokens)
+                data.eval_sets[key] = EvalSet(
+                    rows,
+                    data.seen_in_training,
+                    config.ablation,
+                    config.eval_max_new_tokens,
+                    answer_pattern=config.answer_pattern,
+                    samples=config.eval_samples,
+                )
             self.eval_set = data.eval_sets[key]
         self.show = data.show_rows[: config.answer_examples] if data is not None and main else []
         self.probes = probes if main else []
@@ -231,7 +268,7 @@ class RunEvaluator:
         if self.eval_set is None:
             return None
         with self.compute():
-            return evaluate(self.pair, self.eval_set, student)
+            return evaluate(self.pair, self.eval_set, student, check_grounding=False)
 
     def answers(self, student) -> tuple[list[dict], list[dict]]:
         """Greedy answers of `student` on the shown rows and on the probes, each beside the teacher's."""
@@ -240,6 +277,14 @@ class RunEvaluator:
                 _beside(greedy_answers(self.pair, student, self.show, self.ablation), self.teacher_show),
                 _beside(greedy_answers(self.pair, student, self.probes, self.ablation), self.teacher_probes),
             )
+
+
+def data_grounding(pair: ModelPair, data: TrainingData) -> GroundingReport:
+    """Both models' grounding on a few evaluation rows, once per pair and data (compare's runs share it)."""
+    key = ("grounding", id(pair.teacher), id(pair.student))
+    if key not in data.eval_sets:
+        data.eval_sets[key] = check_pair(pair, data.eval_rows or data.train.prompts(0, 8, 0))
+    return data.eval_sets[key]
 
 
 def _beside(answers: list[dict], teacher: list[dict]) -> list[dict]:
@@ -271,6 +316,42 @@ def prepare_student(pair: ModelPair, config: DistillConfig, accelerator) -> Trai
     return Trainee(wrapped, plain, optimiser, [p for _, p in named], named)
 
 
+def score_step(
+    pair: ModelPair,
+    trainee: Trainee,
+    config: DistillConfig,
+    accelerator,
+    images,
+    questions,
+    responses,
+    step: int,
+    anchor=None,
+):
+    """On-policy: this process's share answered by the student (unless `responses` are given), scored four ways
+    (the image-free passes only on the steps that need them), and the rule's objective built from the per-token
+    losses. Returns the scored rollout and the objective's terms."""
+    processes, process = accelerator.num_processes, accelerator.process_index
+    scored = rollout(
+        pair,
+        images,
+        questions,
+        responses=responses,
+        sampling=config.sampling,
+        seed=step_seed(config.seed, step, process),
+        ablation=config.ablation,
+        contexts=CONTEXTS if config.needs_ablated(step) else ("image",),
+        student=trainee.wrapped,
+        sampler=trainee.plain,
+        student_grad=True,
+        anchor=anchor,
+        merge=processes > 1,  # DDP: one forward of the wrapped student per backward
+    )
+    mask = scored.four.response_mask
+    losses = per_token_losses(scored.four, config.steering.estimator, config.steering.detach_prior)
+    vds_pool = _global_vds(accelerator, losses["vds"], mask) if processes > 1 else None
+    return scored, objective(config.steering, losses, mask, vds_pool)
+
+
 def descend(trainee: Trainee, accelerator, config: DistillConfig, terms, eta: float, measure_eta: bool):
     """One update of the rule's objective: η measured from this batch where asked, the loss's gradient, clipping
     and the AdamW step. Returns (loss, η, gradient norm, why the run must stop or None); on a non-finite loss
@@ -280,12 +361,7 @@ def descend(trainee: Trainee, accelerator, config: DistillConfig, terms, eta: fl
     if measure_eta and processes == 1 and accelerator.scaler is None:
         eta, assembled = steered_gradients(terms, params)  # the update's gradient too: no backward below
     elif measure_eta:  # data-parallel (DDP reduces in backward) or a loss scaler: measure, then backward
-        grad_std = torch.autograd.grad(terms.std, params, retain_graph=True, allow_unused=True)
-        grad_steer = torch.autograd.grad(terms.steer, params, retain_graph=True, allow_unused=True)
-        local = eta_from_gradients(
-            [torch.zeros_like(p) if g is None else g for p, g in zip(params, grad_std)],
-            [torch.zeros_like(p) if g is None else g for p, g in zip(params, grad_steer)],
-        )
+        local = measured_eta(terms, params)
         eta = float(accelerator.reduce(torch.tensor(local, device=accelerator.device), "mean"))
     loss = terms.combined(eta)
     # Every process must agree to stop, or the others would wait forever in DDP's gradient all-reduce.
@@ -322,19 +398,28 @@ def distill(
     probes: list[Row] | None = None,
     accelerator=None,
     evaluate_model: bool = True,
+    grounding: GroundingReport | None = None,
+    require_grounded_teacher: bool = False,
 ) -> DistillResult:
     """Distil `pair.teacher` into a copy of `pair.student` on `data`; `pair` itself is left exactly as it was.
 
     Each step: the student answers its share of the batch (on-policy), the four passes score the answers, the
     rule turns the per-token losses into its objective, and AdamW descends it. `rollouts` replaces the data's
     prompts and the student's answers with a fixed global batch (tests); without `data` nothing is evaluated.
-    `probes` are extra rows whose greedy answers are kept before/after.
+    `probes` are extra rows whose greedy answers are kept before/after. Before anything trains, both models'
+    grounding is checked on a few of the data's rows (`vlod_core.grounding`; or `grounding`, checked by the
+    caller): a teacher that ignores the image is logged and named in the card, or, with
+    `require_grounded_teacher`, refused (`UngroundedTeacher`).
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     if data is None and rollouts is None:
         raise ValueError("distill needs data (or fixed rollouts)")
     started = time.perf_counter()
+    if grounding is None and data is not None:
+        grounding = data_grounding(pair, data)
+    if grounding is not None and require_grounded_teacher:
+        require_grounded(grounding)
     # Some parameters never get a gradient (a vision tower's final norm when features come from a hidden
     # layer, as in the toy pair and many LLaVA checkpoints), which plain DDP refuses on the next step.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
@@ -368,27 +453,14 @@ def distill(
         if given:
             images, questions, responses = images[shard], questions[shard], responses[shard]
         with accelerator.autocast(), compute():
-            scored = rollout(
-                pair,
-                images,
-                questions,
-                responses=responses,
-                sampling=config.sampling,
-                seed=step_seed(config.seed, step, process),
-                ablation=config.ablation,
-                contexts=CONTEXTS if config.needs_ablated(step) else ("image",),
-                student=trainee.wrapped,
-                sampler=trainee.plain,
-                student_grad=True,
-                anchor=anchor,
-                merge=processes > 1,  # DDP: one forward of the wrapped student per backward
-            )
-            mask = scored.four.response_mask
-            losses = per_token_losses(scored.four, config.steering.estimator, config.steering.detach_prior)
-            vds_pool = _global_vds(accelerator, losses["vds"], mask) if processes > 1 else None
-            terms = objective(config.steering, losses, mask, vds_pool)
+            scored, terms = score_step(pair, trainee, config, accelerator, images, questions, responses, step, anchor)
+        mask = scored.four.response_mask
         steering = config.steering
         measure_eta = steering.steers and steering.eta == "auto" and step % steering.eta_every == 0
+        if measure_eta and accelerator.num_processes == 1 and eta_sample.applies(steering, len(scored.responses)):
+            with accelerator.autocast(), compute():  # η from the first rows; the update is one backward
+                eta = eta_sample.subsample_eta(pair, trainee.plain, scored, steering, trainee.params)
+            measure_eta = False
         loss, eta, grad_norm, failure = descend(trainee, accelerator, config, terms, eta, measure_eta)
         if failure:
             stopped = f"{failure} at step {step}; kept the student from before this step"
@@ -434,6 +506,7 @@ def distill(
         probe_before=probe_before,
         probe_after=probe_after,
         stopped=stopped,
+        grounding=grounding.to_dict() if grounding is not None else {},
     )
     trainee.plain.eval()
     return DistillResult(trainee.plain, card)
@@ -448,10 +521,14 @@ def initial_student(pair: ModelPair, config: DistillConfig, accelerator):
 
 
 def geometry_now(pair: ModelPair, student, named_params, scored, config: DistillConfig, anchor=None) -> dict:
-    """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student)."""
-    four = score_responses(pair, scored.prompts, scored.responses, student=student, student_grad=True, anchor=anchor)
+    """Angles of g_std, g_lang, g_vis on this step's batch (an extra forward on the plain student; the teacher's
+    log-probs are the step's own: the teacher never changes). Per VDS bin only g_lang and g_vis (Fig. 3's angle):
+    a bin's g_std would add a third of the bins' cost; `batch_geometry` (page 2, the CLI) computes it."""
+    four = score_responses(
+        pair, scored.prompts, scored.responses, student=student, student_grad=True, anchor=anchor, frozen=scored.four
+    )
     losses = per_token_losses(four, config.steering.estimator, config.steering.detach_prior)
     geometry = geometry_of_losses(
-        named_params, losses, four.response_mask, config.geometry_bins, config.steering.average
+        named_params, losses, four.response_mask, config.geometry_bins, config.steering.average, bin_std=False
     )
     return geometry.to_dict()

@@ -42,9 +42,11 @@ def sample(
     seed: int | None = None,
     role: str = "student",
     context: str = "image",
+    image_features=None,
 ) -> list[list[int]]:
     """`model`'s answers in one context of the prompts (encoded for `role`), each at least EOS."""
-    responses = generate_encoded(model, pair.tokenizer, prompts.encoded[(role, context)], config, seed)
+    encoded = prompts.encoded[(role, context)]
+    responses = generate_encoded(model, pair.tokenizer, encoded, config, seed, image_features)
     eos = pair.tokenizer.eos_token_id
     return [response or [eos] for response in responses]
 
@@ -59,13 +61,46 @@ def score_responses(
     contexts: tuple[str, ...] | None = None,
     anchor=None,
     merge: bool = False,
+    student_image_features=None,
+    frozen: FourLogProbs | None = None,
 ) -> FourLogProbs:
-    """Score given responses four ways (two when `contexts=("image",)`); `student` defaults to the pair's."""
+    """Score given responses four ways (two when `contexts=("image",)`); `student` defaults to the pair's.
+
+    `student_image_features`: the student's features of the image context (`score_four`); `frozen`: an earlier
+    scoring of the same responses whose teacher passes are reused."""
     batch = build_scoring_batch(prompts, responses, pair.tokenizer.pad_token_id, contexts)
     student = student if student is not None else pair.student
     return score_four(
-        pair.teacher, student, batch, pair.vocab_size, pair.tokenizer.pad_token_id, student_grad, merge, anchor
+        pair.teacher,
+        student,
+        batch,
+        pair.vocab_size,
+        pair.tokenizer.pad_token_id,
+        student_grad,
+        merge,
+        anchor,
+        student_image_features,
+        frozen,
     )
+
+
+def shares_image_features(model) -> bool:
+    """Whether `model`'s image features can be computed once for sampling and scoring: it takes them as
+    `mm_encoder_outputs`, and nothing in it acts differently in training and evaluation mode (dropout,
+    batch norm), since sampling runs in evaluation mode and the training step's scoring in training mode."""
+    from vlod_core.decoding import _accepts
+
+    plain = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not hasattr(plain, "base_model") or not _accepts(plain, "mm_encoder_outputs"):
+        return False
+    for module in plain.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._NormBase):
+            return False
+        for name in ("p", "dropout", "attention_dropout"):
+            value = getattr(module, name, 0.0)
+            if isinstance(value, float) and value > 0:
+                return False
+    return True
 
 
 def rollout(
@@ -91,9 +126,23 @@ def rollout(
     per model (DDP needs one forward per backward).
     """
     prompts = encode(pair, images, questions, ablation, contexts)
+    features = None
     if responses is None:
+        scorer = student if student is not None else pair.student
+        answerer = sampler or scorer
+        if answerer is scorer and not merge and shares_image_features(scorer):
+            # The vision tower runs once: its features (with their graph when the student's pass needs
+            # gradients) answer the prompts, detached, and then enter the scoring pass.
+            from vlod_core.decoding import encode_images
+
+            plain = scorer.get_base_model() if hasattr(scorer, "get_base_model") else scorer
+            with torch.set_grad_enabled(student_grad):
+                features = encode_images(plain, prompts.encoded[("student", "image")])
         with torch.no_grad():
-            responses = sample(sampler or student or pair.student, pair, prompts, sampling, seed)
+            from vlod_core.decoding import detached
+
+            answer_features = detached(features) if features is not None else None
+            responses = sample(answerer, pair, prompts, sampling, seed, image_features=answer_features)
     four = score_responses(
         pair,
         prompts,
@@ -103,5 +152,6 @@ def rollout(
         contexts=contexts,
         anchor=anchor,
         merge=merge,
+        student_image_features=features,
     )
     return Rollout(prompts, responses, four)

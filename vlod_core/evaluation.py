@@ -10,6 +10,20 @@ measured against the teacher's own greedy answer, in each context (image kept; i
 - `kl`: mean per-token KL(student ‖ teacher) on the teacher's answer (what distillation lowers);
 - `accuracy`: the same shortcut on the reference answer, where rows have one.
 
+Reasoning answers are scored by their *final answer* (`vlod_core.answers`), which needs the generated text:
+with an answer pattern (`EvalSet(answer_pattern="boxed")` or a regex) the student answers greedily and
+
+- `acc1`: exact match of the parsed final answer of the greedy answer with the reference's (Acc@1);
+  `accuracy` then holds the same numbers, so every view that leads with accuracy scores final answers;
+- `format_errors`: the share of greedy answers in which the pattern finds no final answer (they also
+  count as wrong in `acc1`).
+
+`EvalSet(samples=k)` adds `acc_k`: the mean final-answer accuracy of k answers sampled at temperature 1
+(Acc@k; per row the share of its k samples that are right, then the mean over rows; its standard error is
+over rows). The draws come from private generators seeded by the set's `seed`, so an evaluation is
+reproducible and two evaluations of one set (before and after training) use the same seeds. Without a
+pattern and with `samples=0` (the default) nothing is generated: the cost and the figures are as before.
+
 Names carry the context: `agreement_image`, `agreement_no_image`, ... Each has a standard error (binomial for
 the rates, sample standard deviation over √n for the means). The teacher's greedy answers (and, when they
 are small, its log-probs on them and the encoded prompts) are computed once per evaluation set and reused
@@ -18,22 +32,27 @@ by every later evaluation of it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from vlod_core.answers import compile_pattern, final_answer, is_correct
 from vlod_core.data import Row, binomial_stderr
 from vlod_core.engine import encode, sample
 from vlod_core.images import thumbnail_uri
 from vlod_core.inputs import PromptBatch, encode_rows, response_tensors, with_responses
 from vlod_core.losses import kl
+from vlod_core.modes import eval_mode
 from vlod_core.sampling import GREEDY, SamplingConfig, decode
 from vlod_core.scoring import context_logprobs, merge_contexts
 
 SUFFIX = {"image": "image", "ablated": "no_image"}  # context -> the suffix of its metric names
-RATES = ("agreement", "accuracy")  # per-row booleans: binomial standard errors
+RATES = ("agreement", "accuracy", "acc1", "format")  # per-row booleans: binomial standard errors
+CATEGORISED = ("accuracy_", "acc1_", "acc_k_")  # metrics also reported per row category
+MAX_SAMPLES = 64  # Acc@k: at most this many samples per row
 CACHE_BYTES = 256 * 2**20  # cache encoded prompts and teacher log-probs of an evaluation set below this size
 
 Progress = Callable[[int, int], None]  # (rows done, rows in all)
@@ -58,12 +77,15 @@ class Evaluation:
     rows: int
     seen_in_training: bool = False
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> category -> value
+    grounding: dict = field(default_factory=dict)  # GroundingReport.to_dict() when checked; else empty
 
     def __getitem__(self, name: str) -> float:
         return self.values[name]
 
     def get(self, name: str, default: float | None = None) -> float | None:
         return self.values.get(name, default)
+
+    settings: dict = field(default_factory=dict)  # how answers were scored, where not the default
 
     def to_dict(self) -> dict:
         return {
@@ -72,7 +94,8 @@ class Evaluation:
             "per_category": {k: dict(v) for k, v in self.per_category.items()},
             "eval_rows": self.rows,
             "eval_seen_in_training": self.seen_in_training,
-        }
+            **self.settings,
+        } | ({"grounding": self.grounding} if self.grounding else {})
 
 
 def _nbytes(tensors) -> int:
@@ -91,7 +114,9 @@ class EvalSet:
     """Evaluation rows, and what stays the same however often they are evaluated (per pair).
 
     `ablation` is how the image is taken away for the `_no_image` metrics; `max_new_tokens` bounds the
-    teacher's greedy answers (and so the agreement decision, exactly as generation would be bounded).
+    teacher's greedy answers (and so the agreement decision, exactly as generation would be bounded) and the
+    student's generated answers. `answer_pattern` (`boxed` or a regex) scores final answers; `samples` > 0
+    adds Acc@k over that many samples per row, drawn from generators seeded by `seed` (module doc).
     """
 
     def __init__(
@@ -101,11 +126,19 @@ class EvalSet:
         ablation: str = "remove",
         max_new_tokens: int = 32,
         batch_size: int = 64,
+        answer_pattern: str | None = None,
+        samples: int = 0,
+        seed: int = 0,
     ):
         if not rows:
             raise ValueError("an evaluation set needs at least one row")
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 0 <= samples <= MAX_SAMPLES:
+            raise ValueError(f"samples (Acc@k's k) must be a whole number in [0, {MAX_SAMPLES}], got {samples!r}")
         self.rows, self.seen_in_training = list(rows), seen_in_training
         self.ablation, self.max_new_tokens, self.batch_size = ablation, max_new_tokens, batch_size
+        self.answer_pattern = answer_pattern or None
+        self.pattern = compile_pattern(self.answer_pattern)  # ValueError (one line) for a bad regex
+        self.samples, self.seed = samples, seed
         self._prompts: dict[tuple, dict[int, PromptBatch]] = {}
         self._references: dict[int, TeacherReference] = {}
 
@@ -115,6 +148,20 @@ class EvalSet:
     @property
     def has_answers(self) -> bool:
         return any(row.answer is not None for row in self.rows)
+
+    @property
+    def generates(self) -> bool:
+        """Whether evaluating needs the student's generated answers (final answers, or Acc@k)."""
+        return self.pattern is not None or self.samples > 0
+
+    def settings(self) -> dict:
+        """How this set scores answers, for the evaluation record (empty for the default: whole answers)."""
+        out = {}
+        if self.answer_pattern is not None:
+            out["eval_answer_pattern"] = self.answer_pattern
+        if self.samples:
+            out |= {"eval_samples": self.samples, "eval_sample_temperature": SAMPLE_TEMPERATURE}
+        return out
 
     def chunks(self) -> list[slice]:
         return [slice(i, min(i + self.batch_size, len(self.rows))) for i in range(0, len(self.rows), self.batch_size)]
@@ -203,15 +250,61 @@ def _student_logprobs(model, pair, prompts: PromptBatch, responses: dict[tuple[s
     return out
 
 
+SAMPLE_TEMPERATURE = 1.0  # Acc@k's samples, as the paper draws them
+
+# (context, sampling config, generator seed or None) -> the chunk's answers as text, one per row
+Generate = Callable[[str, SamplingConfig, int | None], list[str]]
+
+
+def sample_seed(seed: int, chunk: int, draw: int) -> int:
+    """The generator seed of one Acc@k draw of one chunk; both contexts share it (paired draws)."""
+    return (seed * 1_000_003 + chunk * 7919 + draw * 104_729) % (2**31)
+
+
+def generated_metrics(
+    generate: Generate,
+    references: list[str | None],
+    pattern,
+    samples: int,
+    max_new_tokens: int,
+    seed: int = 0,
+    chunk: int = 0,
+) -> dict[str, list[float]]:
+    """`acc1`, `format_errors` (with a pattern) and `acc_k` (with samples) per row, per context, from the
+    answers `generate` gives (the student's, or a test's). Rows without a reference: NaN accuracies."""
+    pattern = compile_pattern(pattern) if isinstance(pattern, str) else pattern
+    greedy = SamplingConfig(greedy=True, max_new_tokens=max_new_tokens)
+    sampled = SamplingConfig(temperature=SAMPLE_TEMPERATURE, max_new_tokens=max_new_tokens)
+
+    def right(texts: list[str]) -> list[float]:
+        return [math.nan if ref is None else float(is_correct(t, ref, pattern)) for t, ref in zip(texts, references)]
+
+    out: dict[str, list[float]] = {}
+    for context, suffix in SUFFIX.items():
+        texts = generate(context, greedy, None)
+        out[f"acc1_{suffix}"] = right(texts)
+        if pattern is not None:
+            out[f"format_errors_{suffix}"] = [float(final_answer(t, pattern) is None) for t in texts]
+        if samples:
+            draws = [right(generate(context, sampled, sample_seed(seed, chunk, j))) for j in range(samples)]
+            out[f"acc_k_{suffix}"] = [sum(row) / samples for row in zip(*draws)]  # NaN stays NaN
+    return out
+
+
+def _generator(model, pair, prompts: PromptBatch) -> Generate:
+    def generate(context: str, config: SamplingConfig, seed: int | None) -> list[str]:
+        return [decode(pair.tokenizer, ids) for ids in sample(model, pair, prompts, config, seed, context=context)]
+
+    return generate
+
+
 @torch.no_grad()
 def per_row_metrics(model, pair, eval_set: EvalSet, progress: Progress | None = None) -> dict[str, list[float]]:
     """Every metric per row (NaN where a row has no reference answer)."""
     reference = eval_set.teacher_reference(pair)
     tokenizer = pair.tokenizer
     out: dict[str, list[float]] = {}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for index, part in enumerate(eval_set.chunks()):
             rows = eval_set.rows[part]
             prompts = eval_set.prompts(pair, part)
@@ -219,7 +312,8 @@ def per_row_metrics(model, pair, eval_set: EvalSet, progress: Progress | None = 
             teacher_answers = {c: reference.answers[c][part] for c in SUFFIX}
             wanted = {(c, "teacher"): teacher_answers[c] for c in SUFFIX}
             has_reference = [row.answer is not None for row in rows]
-            if any(has_reference):
+            forced = any(has_reference) and eval_set.pattern is None  # else accuracy is on final answers
+            if forced:
                 refs = [
                     reference_ids(tokenizer, row.answer) if row.answer is not None else teacher_answers["image"][i]
                     for i, row in enumerate(rows)
@@ -240,16 +334,28 @@ def per_row_metrics(model, pair, eval_set: EvalSet, progress: Progress | None = 
                 out.setdefault(f"token_agreement_{suffix}", []).extend((hits.sum(-1) / tokens).tolist())
                 per_token = kl(logp, teacher[context][:, : ids.shape[1]], mask.float())
                 out.setdefault(f"kl_{suffix}", []).extend((per_token.sum(-1) / tokens).tolist())
-                if any(has_reference):
+                if forced:
                     ids, mask = _padded(wanted[(context, "reference")], tokenizer.pad_token_id, device)
                     logp = student[(context, "reference")][:, : ids.shape[1]]
                     right = ((logp.argmax(-1) == ids) | ~mask).all(-1).float()
                     values = [float(r) if has else math.nan for r, has in zip(right.tolist(), has_reference)]
                     out.setdefault(f"accuracy_{suffix}", []).extend(values)
+            if eval_set.generates:
+                generated = generated_metrics(
+                    _generator(model, pair, prompts),
+                    [row.answer for row in rows],
+                    eval_set.pattern,
+                    eval_set.samples,
+                    eval_set.max_new_tokens,
+                    eval_set.seed,
+                    index,
+                )
+                if eval_set.pattern is not None:  # the headline accuracy scores final answers
+                    generated |= {f"accuracy_{s}": generated[f"acc1_{s}"] for s in SUFFIX.values()}
+                for name, values in generated.items():
+                    out.setdefault(name, []).extend(values)
             if progress is not None:
                 progress(part.stop, len(eval_set))
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -274,18 +380,30 @@ def summarise(per_row: dict[str, list[float]], rows: list[Row], seen_in_training
         rate = name.split("_")[0] in RATES
         values[name], stderr[name] = _summary(column, rate)
         categories = sorted({row.category for row in rows if row.category is not None})
-        if categories and name.startswith("accuracy"):
+        if categories and name.startswith(CATEGORISED):
             per_category[name] = {
                 c: _summary([v for v, row in zip(column, rows) if row.category == c], rate)[0] for c in categories
             }
     return Evaluation(values, stderr, len(rows), seen_in_training, per_category)
 
 
-def evaluate(pair, eval_set: EvalSet, model=None, progress: Progress | None = None) -> Evaluation:
-    """The metrics of `model` (default: the pair's student) on `eval_set`."""
+def evaluate(
+    pair, eval_set: EvalSet, model=None, progress: Progress | None = None, check_grounding: bool = True
+) -> Evaluation:
+    """The metrics of `model` (default: the pair's student) on `eval_set`.
+
+    With `check_grounding`, also whether the teacher and `model` read the image (`vlod_core.grounding`, on a
+    few of the rows; a warning is logged for a model that ignores it): `Evaluation.grounding`.
+    """
+    from vlod_core.grounding import check_pair
+
     model = model if model is not None else pair.student
     per_row = per_row_metrics(model, pair, eval_set, progress)
-    return summarise(per_row, eval_set.rows, eval_set.seen_in_training)
+    result = summarise(per_row, eval_set.rows, eval_set.seen_in_training)
+    result = dataclasses.replace(result, settings=eval_set.settings())
+    if check_grounding:
+        result = dataclasses.replace(result, grounding=check_pair(pair, eval_set.rows, student=model).to_dict())
+    return result
 
 
 @torch.no_grad()
@@ -296,9 +414,7 @@ def exact_match(
     (the toy build measures each model alone with it)."""
     tokenizer, pad = processor.tokenizer, processor.tokenizer.pad_token_id
     out: dict[str, list[torch.Tensor]] = {context: [] for context in SUFFIX}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             prompts = encode_rows(processor, [r.load_image() for r in chunk], [r.question for r in chunk], ablation)
@@ -309,8 +425,6 @@ def exact_match(
                 inputs = with_responses(prompts.encoded[("student", context)], references, pad)
                 logprobs = context_logprobs(model, inputs, ids.shape[1], vocab_size)
                 out[context].append(((logprobs.argmax(-1) == ids) | ~mask).all(-1).cpu())
-    finally:
-        model.train(was_training)
     return {context: torch.cat(hits) for context, hits in out.items()}
 
 
@@ -322,17 +436,27 @@ def reference_accuracy(model, processor, rows: list[Row], vocab_size: int, ablat
 
 
 def teacher_accuracy(pair, eval_set: EvalSet) -> dict[str, float]:
-    """The teacher's own exact-match accuracy (greedy answer = reference), per context, with standard errors."""
+    """The teacher's own accuracy (greedy answer = reference), per context, with standard errors.
+
+    With an answer pattern, its greedy answers are scored by their final answers, as the student's are, and
+    its `format_errors` are reported beside (over every row)."""
     reference = eval_set.teacher_reference(pair)
     out = {}
     with_answers = [i for i, row in enumerate(eval_set.rows) if row.answer is not None]
-    if not with_answers:
-        return out
+    pattern = eval_set.pattern
     for context, suffix in SUFFIX.items():
-        right = [
-            reference.answers[context][i] == reference_ids(pair.tokenizer, eval_set.rows[i].answer)
-            for i in with_answers
-        ]
+        answers = reference.answers[context]
+        if pattern is not None:
+            texts = [decode(pair.tokenizer, ids) for ids in answers]
+            errors = sum(final_answer(t, pattern) is None for t in texts) / len(texts)
+            out[f"format_errors_{suffix}"] = errors
+            out[f"format_errors_{suffix}_stderr"] = binomial_stderr(errors, len(texts))
+        if not with_answers:
+            continue
+        if pattern is not None:
+            right = [is_correct(texts[i], eval_set.rows[i].answer, pattern) for i in with_answers]
+        else:
+            right = [answers[i] == reference_ids(pair.tokenizer, eval_set.rows[i].answer) for i in with_answers]
         value = sum(right) / len(right)
         out[f"accuracy_{suffix}"] = value
         out[f"accuracy_{suffix}_stderr"] = binomial_stderr(value, len(right))

@@ -45,8 +45,9 @@ class Reductions:
 
     def add(self, group: str, grads: dict[str, torch.Tensor]) -> None:
         table = self.dots.setdefault(group, {})
-        for i, a in enumerate(NAMES):
-            for b in NAMES[i:]:
+        names = [n for n in NAMES if n in grads]
+        for i, a in enumerate(names):
+            for b in names[i:]:
                 value = float((grads[a].double() * grads[b].double()).sum())
                 table[(a, b)] = table.get((a, b), 0.0) + value
 
@@ -59,9 +60,9 @@ class Reductions:
 
 
 def angle(dots: dict[tuple[str, str], float], a: str, b: str) -> float:
-    """Angle in degrees between g_a and g_b from their dot product and norms (nan if either is 0)."""
-    na, nb = dots[(a, a)], dots[(b, b)]
-    if na <= 0 or nb <= 0:
+    """Angle in degrees between g_a and g_b from their dot product and norms (nan if either is 0 or absent)."""
+    na, nb = dots.get((a, a), float("nan")), dots.get((b, b), float("nan"))
+    if not (na > 0 and nb > 0):
         return float("nan")
     cos = dots[(a, b) if (a, b) in dots else (b, a)] / math.sqrt(na * nb)
     return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
@@ -69,7 +70,7 @@ def angle(dots: dict[tuple[str, str], float], a: str, b: str) -> float:
 
 def summarise(dots: dict[tuple[str, str], float]) -> dict:
     return {
-        "norms": {n: math.sqrt(max(dots[(n, n)], 0.0)) for n in NAMES},
+        "norms": {n: math.sqrt(max(dots[(n, n)], 0.0)) if (n, n) in dots else float("nan") for n in NAMES},
         "angles": {f"{a}-{b}": angle(dots, a, b) for a, b in PAIRS},
         "cos": {f"{a}-{b}": (math.cos(math.radians(angle(dots, a, b)))) for a, b in PAIRS},
     }
@@ -92,15 +93,14 @@ class GradGeometry:
 
 
 def three_gradients(
-    losses: dict[str, torch.Tensor], params: list[torch.nn.Parameter], keep_graph: bool = False
+    losses: dict[str, torch.Tensor], params: list[torch.nn.Parameter], keep_graph: bool = False, names=NAMES
 ) -> dict[str, list[torch.Tensor]]:
-    """∇ of each scalar loss (std, lang, vis) w.r.t. `params` on one graph, zeros for unused parameters.
-
-    The graph is freed after the last gradient unless `keep_graph` (the VDS bins reuse it).
+    """∇ of each scalar loss (std, lang, vis; or those of `names`) w.r.t. `params` on one graph, zeros for unused
+    parameters. The graph is freed after the last gradient unless `keep_graph` (the VDS bins reuse it).
     """
     out = {}
-    for i, name in enumerate(NAMES):
-        retain = keep_graph or i < len(NAMES) - 1
+    for i, name in enumerate(names):
+        retain = keep_graph or i < len(names) - 1
         grads = torch.autograd.grad(losses[name], params, retain_graph=retain, allow_unused=True)
         out[name] = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
     return out
@@ -111,7 +111,7 @@ def reduce_gradients(
 ) -> Reductions:
     reductions = Reductions()
     for index, (name, _) in enumerate(named_params):
-        reductions.add(module_group(name), {k: grads[k][index] for k in NAMES})
+        reductions.add(module_group(name), {k: grads[k][index] for k in NAMES if k in grads})
     return reductions
 
 
@@ -121,8 +121,12 @@ def geometry_of_losses(
     mask: torch.Tensor,
     bins: int = 10,
     how: str = "response",
+    bin_std: bool = True,
 ) -> GradGeometry:
-    """The full geometry from per-token losses (B, T) that still carry their graph."""
+    """The full geometry from per-token losses (B, T) that still carry their graph.
+
+    Each VDS bin takes g_lang and g_vis (two gradients; the paper's Fig. 3 is their angle), and g_std as well
+    only when `bin_std` (a third): without it a bin's std norm and std angles are NaN."""
     params = [p for _, p in named_params]
     means = {n: average(per_token[n], mask, how) for n in NAMES}
     reductions = reduce_gradients(named_params, three_gradients_retained(means, params))
@@ -137,8 +141,10 @@ def geometry_of_losses(
             bin_mask = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
             bin_mask[flat_index[members]] = True
             bin_mask = bin_mask.view_as(mask)
-            bin_means = {n: average(per_token[n], bin_mask, "token") for n in NAMES}
-            dots = reduce_gradients(named_params, three_gradients_retained(bin_means, params)).total()
+            names = NAMES if bin_std else ("lang", "vis")
+            bin_means = {n: average(per_token[n], bin_mask, "token") for n in names}
+            grads = three_gradients(bin_means, params, keep_graph=True, names=names)
+            dots = reduce_gradients(named_params, grads).total()
             result_bins.append(
                 {"vds_low": float(vds[members].min()), "vds_high": float(vds[members].max()), "tokens": len(members)}
                 | summarise(dots)

@@ -60,6 +60,7 @@ class RunCard:
     probe_before: list[dict] = field(default_factory=list)
     probe_after: list[dict] = field(default_factory=list)
     stopped: str | None = None  # why the run ended early, if it did
+    grounding: dict = field(default_factory=dict)  # GroundingReport.to_dict(): does each model read the image?
     schema: str = SCHEMA
 
     def to_dict(self) -> dict:
@@ -100,7 +101,8 @@ def _number(value, where: str) -> None:
         raise RunCardError(f"{where} must be a number, got {type(value).__name__}")
 
 
-METRIC_PREFIXES = ("agreement_", "token_agreement_", "kl_", "accuracy_")
+RATE_PREFIXES = ("agreement_", "token_agreement_", "accuracy_", "acc1_", "acc_k_", "format_errors_")
+METRIC_PREFIXES = RATE_PREFIXES + ("kl_",)
 
 
 def _evaluation(block, where: str) -> None:
@@ -111,7 +113,7 @@ def _evaluation(block, where: str) -> None:
         if not key.startswith(METRIC_PREFIXES):
             continue
         _number(value, f"{where}.{key}")
-        rate = key.startswith(("agreement_", "token_agreement_", "accuracy_"))
+        rate = key.startswith(RATE_PREFIXES)
         if rate and not (math.isnan(value) or 0.0 <= value <= 1.0):
             raise RunCardError(f"{where}.{key} must be in [0, 1], got {value}")
     for key in ("stderr", "per_category"):
@@ -147,6 +149,8 @@ def validate_card(raw) -> None:
     _evaluation(raw.get("after"), "after")
     if not isinstance(raw.get("data", {}), dict):
         raise RunCardError("'data' must be a JSON object")
+    if not isinstance(raw.get("grounding", {}), dict):
+        raise RunCardError("'grounding' must be a JSON object")
     if len(raw["records"]) > MAX_RECORDS:
         raise RunCardError(f"too many records ({len(raw['records'])}; limit {MAX_RECORDS})")
     for i, record in enumerate(raw["records"]):

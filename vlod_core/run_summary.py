@@ -33,6 +33,10 @@ METRICS = MappingProxyType(
             Metric("agreement", "agreement with the teacher's greedy answer (exact)", rate=True),
             Metric("token_agreement", "token agreement with the teacher", rate=True),
             Metric("kl", "KL(student ‖ teacher) per token, nats (lower is closer)", rate=False, higher_is_better=False),
+            # With an answer pattern or Acc@k (`vlod_core.evaluation`): reasoning answers scored by final answers.
+            Metric("acc1", "Acc@1 (final answer of the greedy answer)", rate=True),
+            Metric("acc_k", "Acc@k (final answers of k samples at temperature 1)", rate=True),
+            Metric("format_errors", "format errors (no final answer found)", rate=True, higher_is_better=False),
         )
     }
 )

@@ -60,16 +60,23 @@ def gather_response_logits(logits: torch.Tensor, prompt_lengths: list[int], step
     return logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
 
 
-def context_logprobs(model, ctx: ContextInputs, steps: int, vocab_size: int) -> torch.Tensor:
+def context_logprobs(model, ctx: ContextInputs, steps: int, vocab_size: int, image_features=None) -> torch.Tensor:
     """(B, T, V) float32 log-probs of the response positions of one (possibly merged) context.
 
     Only the last positions that hold some row's response get logits (`logits_to_keep`): with right padding
     they are the last L − min(prompt) + 1, which at real sizes (a thousand image tokens, 32 answer tokens)
-    spares the output layer almost all of its work.
+    spares the output layer almost all of its work. `image_features`: the model's own features of this
+    context's images (`decoding.encode_images`), used in place of the pixels.
     """
     length = ctx.model_kwargs["input_ids"].shape[1]
     keep = length - min(ctx.prompt_lengths) + 1
-    logits = model(**ctx.model_kwargs, use_cache=False, logits_to_keep=keep).logits  # (B, keep, V_model)
+    kwargs = ctx.model_kwargs
+    if image_features is not None:
+        from vlod_core.decoding import PIXEL_KEYS
+
+        kwargs = {k: v for k, v in kwargs.items() if k not in PIXEL_KEYS}
+        kwargs["mm_encoder_outputs"] = {"image": image_features}
+    logits = model(**kwargs, use_cache=False, logits_to_keep=keep).logits  # (B, keep, V_model)
     offset = length - logits.shape[1]  # the kept logits start at this position
     starts = [p - offset for p in ctx.prompt_lengths]
     logits = gather_response_logits(logits, starts, steps)[..., :vocab_size]
@@ -77,23 +84,39 @@ def context_logprobs(model, ctx: ContextInputs, steps: int, vocab_size: int) -> 
 
 
 def both_contexts(
-    model, image: ContextInputs, ablated: ContextInputs | None, steps: int, vocab_size: int, pad_id: int, merge=False
+    model,
+    image: ContextInputs,
+    ablated: ContextInputs | None,
+    steps: int,
+    vocab_size: int,
+    pad_id: int,
+    merge=False,
+    image_features=None,
 ):
-    """(image, ablated) log-probs of one model, in one batched call when `merge`; ablated is None if absent."""
+    """(image, ablated) log-probs of one model, in one batched call when `merge`; ablated is None if absent.
+
+    `image_features` (the image context's, not with `merge`) replace the pixels in the image context's pass."""
+    if merge and image_features is not None:
+        raise ValueError("image features are reused only when each context has its own pass")
     if ablated is None:
-        return context_logprobs(model, image, steps, vocab_size), None
+        return context_logprobs(model, image, steps, vocab_size, image_features), None
     if not merge:
-        return context_logprobs(model, image, steps, vocab_size), context_logprobs(model, ablated, steps, vocab_size)
+        return (
+            context_logprobs(model, image, steps, vocab_size, image_features),
+            context_logprobs(model, ablated, steps, vocab_size),
+        )
     rows = len(image.prompt_lengths)
     logprobs = context_logprobs(model, merge_contexts(image, ablated, pad_id), steps, vocab_size)
     return logprobs[:rows], logprobs[rows:]
 
 
-def model_logprobs(model, batch: ScoringBatch, role: str, vocab_size: int, pad_id: int, merge: bool = False):
+def model_logprobs(
+    model, batch: ScoringBatch, role: str, vocab_size: int, pad_id: int, merge: bool = False, image_features=None
+):
     """`both_contexts` of one model on the inputs built for its role."""
     steps = batch.response_ids.shape[1]
     image, ablated = batch.context(role, "image"), batch.context(role, "ablated")
-    return both_contexts(model, image, ablated, steps, vocab_size, pad_id, merge)
+    return both_contexts(model, image, ablated, steps, vocab_size, pad_id, merge, image_features)
 
 
 def score_four(
@@ -105,19 +128,27 @@ def score_four(
     student_grad: bool = False,
     merge: bool = False,
     anchor=None,
+    student_image_features=None,
+    frozen: FourLogProbs | None = None,
 ) -> FourLogProbs:
     """All four passes; the teacher's never carry gradients, the student's only if `student_grad`.
 
     `anchor`, a frozen copy of the initial student, adds its text-only pass (`vgs_anchored`'s q*).
+    `student_image_features` replace the pixels in the student's image pass (`decoding.encode_images` of the
+    same images, computed with gradients when the student's pass needs them). `frozen`: an earlier scoring of
+    the same batch whose teacher (and anchor) log-probs are reused, since those models never change.
     """
+    teacher_image, teacher_ablated, anchor_ablated = _frozen_passes(frozen, batch, anchor)
     with torch.no_grad():
-        teacher_image, teacher_ablated = model_logprobs(teacher, batch, "teacher", vocab_size, pad_id, merge)
-        anchor_ablated = None
-        if anchor is not None and batch.has_ablated:
+        if teacher_image is None:
+            teacher_image, teacher_ablated = model_logprobs(teacher, batch, "teacher", vocab_size, pad_id, merge)
+        if anchor_ablated is None and anchor is not None and batch.has_ablated:
             steps = batch.response_ids.shape[1]
             anchor_ablated = context_logprobs(anchor, batch.context("student", "ablated"), steps, vocab_size)
     with torch.set_grad_enabled(student_grad):
-        student_image, student_ablated = model_logprobs(student, batch, "student", vocab_size, pad_id, merge)
+        student_image, student_ablated = model_logprobs(
+            student, batch, "student", vocab_size, pad_id, merge, student_image_features
+        )
     return FourLogProbs(
         student_image,
         student_ablated,
@@ -127,3 +158,15 @@ def score_four(
         batch.response_mask,
         anchor_ablated,
     )
+
+
+def _frozen_passes(frozen: FourLogProbs | None, batch: ScoringBatch, anchor):
+    """(teacher image, teacher ablated, anchor ablated) from an earlier scoring of the same responses, or Nones."""
+    if frozen is None or not torch.equal(frozen.response_ids, batch.response_ids):
+        return None, None, None
+    if batch.has_ablated and frozen.teacher_ablated is None:
+        return None, None, None
+    if anchor is not None and batch.has_ablated and frozen.anchor_ablated is None:
+        return None, None, None
+    ablated = frozen.teacher_ablated if batch.has_ablated else None
+    return frozen.teacher_image, ablated, frozen.anchor_ablated if batch.has_ablated else None

@@ -7,6 +7,11 @@ Hugging Face `datasets` reads the containers (offline, never running a data set'
   or in LLaMA-Factory / ms-swift's (`messages` or `conversations` with an `<image>` tag in the user turn, an
   optional assistant turn as the answer, and `images`: paths relative to the file);
 - a folder written by `datasets.Dataset.save_to_disk`, or a Parquet file, with the same columns;
+- a Hub data set repository folder as a download leaves it (`README.md`, `data/<split>-NNNNN-of-NNNNN.parquet`
+  shards, or one configuration's folder of such shards), read as `datasets.load_dataset(folder)` reads it:
+  the splits come from the file names (or the README's `configs`);
+- the_cauldron's schema (`images`: a list of images; `texts`: a list of `{user, assistant, source}` turns):
+  each turn becomes a row with the row's image (see `_turn_records`), and a row's turns share a split;
 - a Hub data set id, when the Hub can be reached;
 - a zip of any of these (checked by `vlod_core.archive` before anything is unpacked).
 One function, `row_from_record`, turns a record of any of these formats into a `Row`, so they all load to the
@@ -30,7 +35,7 @@ from vlod_core.images import ImageError
 
 
 IMAGE_COLUMNS = ("image", "images", "file_name")
-QUESTION_COLUMNS = ("question", "prompt", "messages", "conversations")
+QUESTION_COLUMNS = ("question", "prompt", "messages", "conversations", "texts")
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 SPLIT_FOLDERS = ("train", "test", "validation")
 IMAGE_TAG = "<image>"
@@ -152,7 +157,13 @@ def _stored(value, base_dir: Path | None, confine: bool, label: str) -> Image.Im
 
 
 def row_from_record(
-    record: dict, base_dir: Path | None = None, *, split: str | None = None, label: str = "", confine: bool = False
+    record: dict,
+    base_dir: Path | None = None,
+    *,
+    split: str | None = None,
+    label: str = "",
+    confine: bool = False,
+    group: str | None = None,
 ) -> Row:
     """One record of any supported format as a checked `Row`; `RowError` says why not."""
     question, answer, tags = _question_and_answer(record)
@@ -170,7 +181,40 @@ def row_from_record(
     if isinstance(image, StoredImage):
         image.load()  # checked now (type, size, bombs, damage), not in the middle of a run
     answer = answer.strip() if answer is not None and answer.strip() else None
-    return Row(image, question, answer, record.get("split") or split, label=label)
+    return Row(image, question, answer, record.get("split") or split, label=label, group=group)
+
+
+def _turn_records(label: str, record: dict) -> list[tuple[str, dict | RowError]]:
+    """(label, record) of each question a record holds: one, or one per turn of the_cauldron's `texts`.
+
+    the_cauldron gathers a source's questions about one image into one row of `{user, assistant}` turns; in
+    most of its subsets (VQAv2, A-OKVQA, TextVQA, chart and document sets ...) each turn is a question of its
+    own, answerable from the image alone. So each turn becomes a row with the row's image, rather than only the
+    first turn: no question is thrown away. The turns of one row form a group that `split_rows` keeps on one
+    side of a held-out split, so no image is both trained on and evaluated. (A turn that reads on from the
+    previous ones, as in its dialogue subsets, loses that history: vlod's rows are single questions.)
+    """
+    if not any(record.get(key) is not None for key in QUESTION_COLUMNS if key != "texts"):
+        texts = record.get("texts")
+        if texts is not None:
+            if not isinstance(texts, list):
+                raise RowError(f"texts is {type(texts).__name__}, not a list of turns")
+            if not texts:
+                raise RowError("texts has no turns")
+            image = {key: record[key] for key in IMAGE_COLUMNS if record.get(key) is not None}
+            out = []
+            for index, turn in enumerate(texts):
+                turn_label = f"{label} turn {index + 1}" if len(texts) > 1 else label
+                if not isinstance(turn, dict):  # skipped with its reason, the other turns kept
+                    out.append(
+                        (turn_label, RowError(f"a turn is {type(turn).__name__}, not a {{user, assistant}} object"))
+                    )
+                    continue
+                question = turn.get("user")
+                answer = {"question": question if question is not None else "", "answer": turn.get("assistant")}
+                out.append((turn_label, image | answer))
+            return out
+    return [(label, record)]
 
 
 def rows_from_records(
@@ -184,13 +228,28 @@ def rows_from_records(
 ) -> tuple[list[Row], list[str]]:
     """Rows from (label, split, record) triples; the skipped ones' reasons, each naming its row."""
     rows, skipped = [], []
+
+    def skip(label: str, error: Exception) -> None:
+        if strict:
+            raise DataError(f"{label}: {error}") from None
+        skipped.append(f"{label}: {error}")
+
     for index, (label, split, record) in enumerate(records):
         try:
-            rows.append(row_from_record(record, base_dir, split=split, label=label, confine=confine))
-        except (RowError, ImageError) as error:
-            if strict:
-                raise DataError(f"{label}: {error}") from None
-            skipped.append(f"{label}: {error}")
+            parts = _turn_records(label, record)
+        except RowError as error:
+            skip(label, error)
+            parts = []
+        group = label if len(parts) > 1 else None  # a record's turns stay together in a split
+        for part_label, part in parts:
+            try:
+                if isinstance(part, RowError):
+                    raise part
+                rows.append(
+                    row_from_record(part, base_dir, split=split, label=part_label, confine=confine, group=group)
+                )
+            except (RowError, ImageError) as error:
+                skip(part_label, error)
         if progress is not None:
             progress(index + 1, total)
     return rows, skipped
@@ -284,6 +343,31 @@ def _has_metadata(folder: Path) -> bool:
     return any(_has_metadata_here(place) for place in (folder, *(folder / split for split in SPLIT_FOLDERS)))
 
 
+def _has_parquet(folder: Path) -> bool:
+    """Parquet shards where a Hub download keeps them: in the folder, in `data/`, or in configuration folders."""
+    return any(folder.glob("*.parquet")) or any(folder.glob("*/*.parquet")) or any(folder.glob("data/*/*.parquet"))
+
+
+def load_repository_folder(folder: Path, *, strict=False, confine=False, cache_dir=None, progress=None) -> VQASet:
+    """A Hub data set repository as downloaded (README.md, Parquet shards), read by `datasets.load_dataset(folder)`:
+    the splits come from the shards' names (`train-00000-of-00002.parquet`) or the README's `configs`."""
+    import datasets
+
+    def load():
+        try:
+            return datasets.load_dataset(str(folder), cache_dir=cache_dir)
+        except ValueError as error:  # a repository of several configurations (the_cauldron: one per source)
+            configs = re.search(r"Config name is missing.*?\[(.*?)\]", str(error), re.S)
+            if configs is None:
+                raise
+            raise DataError(
+                f"{folder} holds several configurations ({configs.group(1)}); pass the folder of one of them"
+            ) from None
+
+    loaded = _datasets_call(str(folder), load)
+    return _to_set(loaded, folder.name, f"data set repository {folder}", folder, strict, confine, progress)
+
+
 def _to_set(loaded, name: str, origin: str, base_dir: Path | None, strict: bool, confine: bool, progress) -> VQASet:
     check_columns(_columns(loaded), name)
     rows, skipped = rows_from_records(
@@ -302,10 +386,13 @@ def load_folder(folder: Path, *, strict=False, confine=False, cache_dir=None, pr
     if _is_saved_dataset(folder):
         loaded = _datasets_call(str(folder), datasets.load_from_disk, str(folder))
         return _to_set(loaded, folder.name, f"saved data set {folder}", folder, strict, confine, progress)
+    if not _has_metadata(folder) and _has_parquet(folder):
+        return load_repository_folder(folder, strict=strict, confine=confine, cache_dir=cache_dir, progress=progress)
     if not _has_metadata(folder):
         raise DataError(
             f"{folder} has no metadata.jsonl or metadata.csv (the image-folder convention: image files plus a "
-            "metadata file with file_name, question and optional answer columns)"
+            "metadata file with file_name, question and optional answer columns), and no Parquet shards (a Hub "
+            "data set as downloaded)"
         )
     splits = [name for name in SPLIT_FOLDERS if _has_metadata_here(folder / name)]
     if splits and not _has_metadata_here(folder):
@@ -389,7 +476,7 @@ def load_data(
         extract_zip(path.read_bytes(), target)
         root = _unpacked_root(target)
         data_files = sorted(root.glob("*.jsonl")) + sorted(root.glob("*.json")) + sorted(root.glob("*.parquet"))
-        if _is_saved_dataset(root) or _has_metadata(root) or not data_files:
+        if _is_saved_dataset(root) or _has_metadata(root) or _has_parquet(root) or not data_files:
             return load_folder(root, confine=True, **options)
         return load_file(data_files[0], confine=True, **options)
     if text.startswith((".", "/", "~")) or not re.fullmatch(r"[\w.-]+/[\w.-]+", text):

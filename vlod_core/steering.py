@@ -101,6 +101,9 @@ class SteeringConfig:
         "auto", parse=_eta, help="η: 'auto' (measured from the gradients each step) or a fixed scale, e.g. 0.41"
     )
     eta_every: int = setting(1, low=1, high=100_000, help="with eta 'auto': re-measure η every k steps")
+    eta_rows: int = setting(
+        0, low=0, high=4096, help="with eta 'auto': measure η on the batch's first k rows (0: the whole batch)"
+    )
     preserve_quantile: float = setting(
         0.7, low=0.0, high=1.0, help="LP / VP act on the tokens above this VDS quantile (the top 30%)"
     )
@@ -248,3 +251,9 @@ def eta_from_gradients(grad_std: list[torch.Tensor], grad_steer: list[torch.Tens
     num = _squared_norm([g for g in grad_std if g is not None])
     den = _squared_norm([a + b for a, b in zip(grad_std, grad_steer) if a is not None])
     return (num**0.5) / max(den**0.5, 1e-12)
+
+
+def measured_eta(terms: Objective, params: list[torch.Tensor]) -> float:
+    """η of a steering rule's terms, measured from two VJPs; the graph is kept for the caller's own backward
+    (data-parallel training and TRL's trainer, where the framework runs the backward pass)."""
+    return eta_from_gradients(_gradients(terms.std, params, retain=True), _gradients(terms.steer, params, retain=True))

@@ -61,6 +61,8 @@ class Plan:
     geometry_rows: int = 128  # rows whose gradients the angles are taken over (at the start and after)
     geometry_bins: int = 10
     windows: int = 10  # ℓLang on the top-30% VDS tokens is averaged over this many windows of steps
+    answer_pattern: str | None = None  # reasoning answers: accuracy on this final answer (DistillConfig's)
+    eval_samples: int = 0  # Acc@k's k in every evaluation (0: none)
 
     def __post_init__(self):
         for name in (
@@ -94,7 +96,8 @@ class Plan:
                 raise ValueError(f"learning_rates: need 0 < lr <= 1 and steps >= 1, got ({lr}, {steps})")
         settings.build(  # the run's own checks
             DistillConfig,
-            {"steps": self.steps, "batch": self.batch, "lr": self.lr, "eval_examples": self.eval_examples},
+            {"steps": self.steps, "batch": self.batch, "lr": self.lr, "eval_examples": self.eval_examples}
+            | {"answer_pattern": self.answer_pattern, "eval_samples": self.eval_samples},
         )
 
     def with_seeds(self, seeds: int) -> "Plan":
@@ -160,6 +163,8 @@ class Arm:
                 "eval_every": every if every < steps else 0,
                 "eval_examples": plan.eval_examples,
                 "answer_examples": 0,
+                "answer_pattern": plan.answer_pattern,
+                "eval_samples": plan.eval_samples,
             },
         )
 
