@@ -109,9 +109,15 @@ def test_csv_cells_of_value_and_error_become_two_number_columns():
 
     from vlod_app.widgets import csv_frame
 
-    frame = pd.DataFrame({"rule": ["a", "b", "c"], "after": ["0.720 ± 0.032", "–", "0.5"], "note": ["1 ± 2 (n)", "", ""]})
+    frame = pd.DataFrame(
+        {"rule": ["a", "b", "c"], "after": ["0.720 ± 0.032", "–", "0.5"], "note": ["1 ± 2 (n)", "", ""]}
+    )
     out = csv_frame(frame)
     assert list(out.columns) == ["rule", "after", "after SE", "note"]
     assert out["after"].tolist()[0] == 0.72 and out["after SE"].tolist()[0] == 0.032
-    assert out["after"].isna().tolist() == [False, True, False] and out["after SE"].isna().tolist() == [False, True, True]
+    assert out["after"].isna().tolist() == [False, True, False] and out["after SE"].isna().tolist() == [
+        False,
+        True,
+        True,
+    ]
     assert out["note"].tolist() == ["1 ± 2 (n)", "", ""]  # not only value ± error: left as text
