@@ -190,6 +190,13 @@ def training_rows() -> int | None:
     return len(chosen.data.rows) if chosen.split.seen_in_training else len(chosen.split.train)
 
 
+def fit_pending() -> bool:
+    """Whether a set was chosen whose size the steps have not been checked against yet (an upload is read
+    below the form, in the same run: the page runs again to fit the form before drawing it)."""
+    chosen = data_picker.chosen_set() if data_picker.trains_on_my_images() else None
+    return chosen is not None and st.session_state.get(FITTED_KEY) != chosen.token
+
+
 def fit_to_set() -> None:
     """Fewer steps, so a small set is not seen hundreds of times over (the student learns its wording)."""
     st.session_state["run_steps"] = fitted_steps(form_settings(), training_rows() or 1)
@@ -199,8 +206,8 @@ def fit_to_set() -> None:
 if running:
     set_form(job.settings)  # the running job's settings, whatever the form held
 else:
-    rows, chosen = training_rows(), data_picker.chosen_set()
-    if rows is not None and st.session_state.get(FITTED_KEY) != chosen.token:  # a new set: settings that fit it
+    if fit_pending():  # a new set: settings that fit it
+        rows, chosen = training_rows(), data_picker.chosen_set()
         st.session_state[FITTED_KEY] = chosen.token
         if passes(form_settings(), rows) > MAX_PASSES:
             fit_to_set()
@@ -412,6 +419,8 @@ if job is not None:
         st.error(f"Distillation failed: {job.error}")
     show_cards(job.cards(), "run", job)
     training_data()
+    if fit_pending():
+        st.rerun()
 else:
     with st.container(border=True, key="class_demo"):
         demo = {name: CLASS_DEMO[name] for name in ("steps", "eval_examples")}
@@ -425,6 +434,8 @@ else:
     if ERROR_KEY not in st.session_state:
         st.caption("Or choose the update rules and settings in the sidebar, then Run. Results appear here.")
     training_data()
+    if fit_pending():
+        st.rerun()
 
 st.subheader("View a saved run card")
 uploaded = st.file_uploader(
