@@ -40,6 +40,7 @@ CHECK_KEY = "vlod_check_job"
 ERROR_KEY = "vlod_check_error"
 WORKERS = 2  # one process per core of the 2-core machine the quick plan is sized for
 TOY = PairSpec()  # the check runs on the toy pair, whatever pair the other pages use
+VERDICT_WIDTH = 110  # pixels: "inconclusive" and "not measured" whole
 
 
 def start_check() -> None:
@@ -162,7 +163,9 @@ else:
         claims_frame(results, reference),
         "claims",
         column_config={
-            "verdict": st.column_config.TextColumn("verdict", width="small", help="by the rule in the last column"),
+            "verdict": st.column_config.TextColumn(  # pinned: in view however far the table scrolls sideways
+                "verdict", width=VERDICT_WIDTH, pinned=True, help="by the rule in the last column"
+            ),
             "claim": st.column_config.TextColumn("claim", width="large"),
         },
         key="claims",

@@ -122,8 +122,8 @@ def shoot(url: str) -> None:
             verdict = page.get_by_text(re.compile(r"(ahead of|behind|level with) standard")).first
             expect(verdict).to_be_visible()
             settle(page)
-            page.get_by_text("Results of run", exact=False).scroll_into_view_if_needed()
-            page.mouse.wheel(0, 250)  # the table and the verdict under it in view
+            heading = page.get_by_text("Results of run", exact=False)
+            heading.evaluate("e => e.scrollIntoView({block: 'start'})")  # the table and the verdict under it
             page.wait_for_timeout(1000)
             page.screenshot(path=str(HERE / "distill_and_compare.png"))
 
