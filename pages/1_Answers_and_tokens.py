@@ -27,6 +27,9 @@ from vlod_app.widgets import (
     adopt_probe,
     diff_markdown,
     image_picker,
+    no_image_yet,
+    result_anchor,
+    scroll_to,
     page_setup,
     probe_params,
     sample_number,
@@ -116,6 +119,7 @@ def edit_scene() -> None:
     if asked is not None and asked.digest == old.digest and new.digest != old.digest:
         state[BEFORE_KEY] = Before(old.scene, asked)
         state[ASKED_KEY] = replace(asked, digest=new.digest)
+        scroll_to("edit")
 
 
 def ask() -> None:
@@ -144,6 +148,7 @@ def ask() -> None:
         typed if mode == MODES[2] else None,
         tuple(notes),
     )
+    scroll_to("answers")
 
 
 view = page_setup(
@@ -209,7 +214,7 @@ with view.inputs:
             st.session_state["ask_question"] = shown_question
     # drawn even without an image (disabled), so its widgets keep their values while an upload is awaited
     with st.form("ask"):
-        st.text_input("Question", key="ask_question", max_chars=500)
+        st.text_input("Question", key="ask_question")  # a longer one is cut with a note (check_question)
         st.radio("Answer to decompose", MODES, key="ask_mode", help="The four cards are always greedy answers.")
         st.number_input(
             **settings.widget(SamplingConfig, "temperature", FORM_DEFAULTS["ask_temperature"]), key="ask_temperature"
@@ -226,6 +231,7 @@ with view.inputs:
         )
         st.form_submit_button("Ask", type="primary", on_click=ask, disabled=probe is None)
 if probe is None:
+    no_image_yet()  # in the main column, where the eye is: a refused upload's reason, or what to do
     view.share({})
     st.stop()
 
@@ -277,7 +283,7 @@ if probe.source == "scene":
 for note in [*asked.notes, *inspection.notes]:
     st.info(note)
 
-st.subheader(f"“{inspection.question}”")
+result_anchor("answers").subheader(f"“{inspection.question}”")
 where = "scene" if probe.source == "scene" else "toy sample"
 right = f" Right answer for this {where}: **{reference}**." if reference else ""
 st.caption(f"**Greedy answers**: each model's most likely word at every step.{right}")
@@ -329,7 +335,7 @@ if before is not None:
         ]
     if earlier is not None and None not in both:
         changes = scene_changes(probe_objects(before_probe), probe_objects(probe))
-        st.subheader("Before the edit → after")
+        result_anchor("edit").subheader("Before the edit → after")
         st.caption(f"Edited: {'; '.join(changes)}. The same question, asked about both scenes.")
         old_col, new_col, answers_col = st.columns([1, 1, 3], gap="medium")
         show_image(before_probe.image, "before", old_col, width=128)

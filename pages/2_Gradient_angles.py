@@ -86,6 +86,9 @@ if "samples" in params.raw and from_link():
         st.session_state[f"angles_{name}"] = value
     st.session_state["angles_gamma"] = FORM_DEFAULTS["angles_gamma"] if gamma is None else gamma
     params.show_problems()
+elif from_link():  # a link copied before measuring: only its image (`sample` or `scene`, and `question`)
+    adopt_probe(params)
+    params.show_problems()
 
 probe = probe_or_default()
 view.show_probe(probe)

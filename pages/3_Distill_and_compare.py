@@ -14,14 +14,27 @@ from __future__ import annotations
 import json
 import shutil
 
-import pandas as pd
 import streamlit as st
 
 from vlod_app import data_picker
-from vlod_app.jobs import DEFAULT_SETTINGS, FORM_SETTINGS, Job, RegistryFull, eta_text, student_zip
+from vlod_app.jobs import (
+    CLASS_DEMO,
+    DEFAULT_SETTINGS,
+    FORM_SETTINGS,
+    MAX_PASSES,
+    Job,
+    RegistryFull,
+    eta_text,
+    fitted_steps,
+    passes,
+    seconds_estimate,
+    student_zip,
+)
 from vlod_app.links import Params, from_link
 from vlod_app.run_view import (
     answer_rows,
+    card_with_verdict,
+    changed_answer_lines,
     evaluated_on,
     headline_metric,
     memory_text,
@@ -29,19 +42,31 @@ from vlod_app.run_view import (
     prompt_tokens,
     shows_every_row,
     student_download,
+    summary_frame,
     verdict_markdown,
 )
 from vlod_app.server import job_registry
 from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
-from vlod_app.widgets import adopt_probe, diff_markdown, page_setup, probe_or_default, probe_params
+from vlod_app.widgets import (
+    adopt_probe,
+    diff_markdown,
+    page_setup,
+    probe_or_default,
+    probe_params,
+    result_anchor,
+    scroll_to,
+)
 from vlod_core import settings
 from vlod_core.distill import DistillConfig
-from vlod_core.figures.runs import accuracy_bars, accuracy_text, training_curves
+from vlod_core.figures.runs import accuracy_bars, training_curves
 from vlod_core.results import RunCard
 from vlod_core.steering import RULES, rule_label
 
 JOB_KEY = "vlod_distill_job"
 ERROR_KEY = "vlod_run_error"
+FITTED_KEY = "vlod_fitted_for"  # the set whose size the steps were last fitted to
+FIT_NOTE_KEY = "vlod_fit_note"
+OVERFIT_KEY = "vlod_overfit_said"  # the settings whose overfitting was said at Run (a second Run starts them)
 FIELDS = settings.entries(DistillConfig)  # each form setting's range, step, format and help
 
 
@@ -53,24 +78,29 @@ def set_form(values: dict) -> None:
 
 def form_settings() -> dict:
     state = st.session_state
-    values = {"rules": list(state["run_rules"])}
-    for name in FORM_SETTINGS:
-        values[name] = FIELDS[name].coerce(state[f"run_{name}"])
+    values = {"rules": list(state.get("run_rules", DEFAULT_SETTINGS["rules"]))}
+    for name in FORM_SETTINGS:  # before the form is first drawn: its defaults
+        values[name] = FIELDS[name].coerce(state.get(f"run_{name}", DEFAULT_SETTINGS[name]))
     return values
 
 
-def start_run() -> None:
-    """The Run button: submit a job; from this moment the form shows it and is disabled."""
+def start_run(profile: dict | None = None) -> None:
+    """The Run button (the form's settings) or the class demo's (`profile`): submit a job; from this moment
+    the form shows it and is disabled."""
     state = st.session_state
     state.pop(ERROR_KEY, None)
     probe = probe_or_default()
     registry = job_registry()
     spec = current_spec()
-    values, folder = form_settings(), None
+    values, folder = (dict(profile) if profile else form_settings()), None
     if data_picker.trains_on_my_images():
         chosen = data_picker.chosen_set()
         if chosen is None:
             state[ERROR_KEY] = "Not started: load your images first (or the example set), or train on the toy world."
+            return
+        rows, asked = training_rows(), (chosen.token, values["steps"], values["batch"])
+        if passes(values, rows) > MAX_PASSES and state.get(OVERFIT_KEY) != asked:
+            state[OVERFIT_KEY] = asked  # said once before Run: a second Run with the same settings starts it
             return
         values["data"] = chosen.data.name
     try:
@@ -85,6 +115,7 @@ def start_run() -> None:
         if folder is not None:  # the job has its own copy
             shutil.rmtree(folder, ignore_errors=True)
     state[JOB_KEY] = job.id
+    scroll_to("training")
 
 
 view = page_setup(
@@ -151,9 +182,42 @@ def training_data() -> None:
         )
 
 
+def training_rows() -> int | None:
+    """How many rows my images' run would train on (None on the toy world: endless fresh scenes)."""
+    chosen = data_picker.chosen_set() if data_picker.trains_on_my_images() else None
+    if chosen is None:
+        return None
+    return len(chosen.data.rows) if chosen.split.seen_in_training else len(chosen.split.train)
+
+
+def fit_pending() -> bool:
+    """Whether a set was chosen whose size the steps have not been checked against yet (an upload is read
+    below the form, in the same run: the page runs again to fit the form before drawing it)."""
+    chosen = data_picker.chosen_set() if data_picker.trains_on_my_images() else None
+    return chosen is not None and st.session_state.get(FITTED_KEY) != chosen.token
+
+
+def fit_to_set() -> None:
+    """Fewer steps, so a small set is not seen hundreds of times over (the student learns its wording)."""
+    st.session_state["run_steps"] = fitted_steps(form_settings(), training_rows() or 1)
+
+
 # ------------------------------------------------------------------------------------- the form (sidebar)
 if running:
     set_form(job.settings)  # the running job's settings, whatever the form held
+else:
+    if fit_pending():  # a new set: settings that fit it
+        rows, chosen = training_rows(), data_picker.chosen_set()
+        st.session_state[FITTED_KEY] = chosen.token
+        if passes(form_settings(), rows) > MAX_PASSES:
+            fit_to_set()
+            st.session_state[FIT_NOTE_KEY] = (
+                f"Steps set to {st.session_state['run_steps']} for your {rows} training rows: at batch "
+                f"{form_settings()['batch']} that is about {MAX_PASSES} passes over each row. The toy "
+                f"world's {DEFAULT_SETTINGS['steps']} would go over each row "
+                f"{passes(DEFAULT_SETTINGS, rows):.0f} times, and the student would learn the rows' wording "
+                "instead of looking at the images."
+            )
 with view.inputs, st.form("distill"):  # each widget's own default is DEFAULT_SETTINGS's (links set their state)
     st.multiselect(
         "Update rules (run one after the other)",
@@ -170,6 +234,23 @@ with view.inputs, st.form("distill"):  # each widget's own default is DEFAULT_SE
     st.form_submit_button("Run", type="primary", disabled=running, on_click=start_run)
     if running:
         st.caption("These are the running job's settings. Stop it, or wait for it, to start another.")
+with view.inputs:
+    rows = None if running else training_rows()
+    if rows is not None and FIT_NOTE_KEY in st.session_state:
+        st.caption(st.session_state[FIT_NOTE_KEY])
+    if rows is not None and passes(form_settings(), rows) > MAX_PASSES:
+        values = form_settings()
+        st.warning(
+            f"{values['steps']} steps × {values['batch']} answers go over each of your {rows} training rows "
+            f"about {passes(values, rows):.0f} times: the student is likely to learn the rows' wording and break "
+            f"answers it had right. Fewer steps (or a smaller learning rate) fit a set this size."
+            + (" Press Run again to run it anyway." if st.session_state.get(OVERFIT_KEY) else "")
+        )
+        st.button(
+            f"Use {fitted_steps(values, rows)} steps",
+            on_click=fit_to_set,
+            help=f"At most {MAX_PASSES} passes over each training row",
+        )
 with view.inputs:
     memory = shown(
         "Estimating the memory",
@@ -244,22 +325,6 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
         st.error(f"**{rule}** failed: {error}")
 
     headline = headline_metric(cards)
-    rows = []
-    for rule, card in cards.items():
-        rows.append(
-            {
-                "rule": rule,
-                "state": f"stopped after {len(card.records)} steps" if card.stopped else "done",
-                "steps": len(card.records),
-                "seconds": card.seconds,
-                "with image, before": accuracy_text(card.before, f"{headline}_image"),
-                "with image, after": accuracy_text(card.after, f"{headline}_image"),
-                "without image, before": accuracy_text(card.before, f"{headline}_no_image"),
-                "without image, after": accuracy_text(card.after, f"{headline}_no_image"),
-            }
-        )
-    rows += [{"rule": rule, "state": "not run", "steps": 0} for rule in not_run]
-    rows += [{"rule": rule, "state": "failed", "steps": 0} for rule in failed]
     if headline == "accuracy":
         st.markdown(f"**Accuracy** (exact match, ± one standard error) {evaluated_on(cards)}")
     else:
@@ -267,7 +332,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
             f"**Agreement with the teacher** (the student's greedy answer equals the teacher's; ± one standard "
             f"error) {evaluated_on(cards)}; your rows have no right answers, so there is no accuracy"
         )
-    view.table(pd.DataFrame(rows), f"{headline} before and after", key=f"{prefix}_summary")
+    view.table(summary_frame(cards, not_run, list(failed)), f"{headline} before and after", key=f"{prefix}_summary")
     if not cards:
         return
     if len(cards) + len(not_run) + len(failed) > 1:
@@ -305,8 +370,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
             key=f"{prefix}_held_out",
         )
         for rule, card in cards.items():
-            changed = [(b, a) for b, a in zip(card.answers_before, card.answers_after) if b["image"] != a["image"]]
-            lines = [f"- “{a['question']}”: {diff_markdown(b['image'], a['image'])}" for b, a in changed]
+            lines = changed_answer_lines(card, diff_markdown)
             st.markdown(
                 f"**{rule}**, answers with the image that changed:\n" + "\n".join(lines)
                 if lines
@@ -319,7 +383,7 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
     for column, (rule, card) in zip(columns, cards.items()):
         column.download_button(
             f"Run card ({rule}, JSON)",
-            json.dumps(card.to_dict(), indent=1),
+            json.dumps(card_with_verdict(card, cards, not_run), indent=1),
             file_name=f"vlod-run-{rule}{'-' + job.id if job else ''}.json",
             mime="application/json",
             key=f"{prefix}_card_{rule}",
@@ -341,10 +405,10 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
 # ------------------------------------------------------------------------------------- progress or results
 url_values = probe_params(probe) | form_settings() | {"run": job.id if job else None}
 url_values["data"] = "mine" if data_picker.trains_on_my_images() else None
-if running:
-    training_data()
-    st.subheader("Training")
+if running:  # the progress first, in view at once on a projector; the data it trains on below
+    result_anchor("training").subheader("Training")
     st.fragment(run_every=1.0)(draw_live)()
+    training_data()
     view.share(url_values)
     st.stop()
 
@@ -355,10 +419,23 @@ if job is not None:
         st.error(f"Distillation failed: {job.error}")
     show_cards(job.cards(), "run", job)
     training_data()
+    if fit_pending():
+        st.rerun()
 else:
-    training_data()
+    with st.container(border=True, key="class_demo"):
+        demo = {name: CLASS_DEMO[name] for name in ("steps", "eval_examples")}
+        st.markdown(
+            f"**Class demo**: standard and VGS from the same seed, {demo['steps']} steps each, accuracy on "
+            f"{demo['eval_examples']} held-out scenes — the gain is on screen in about "
+            f"{seconds_estimate(CLASS_DEMO):.0f} s on two quiet cores (the settings in the sidebar: about "
+            f"{seconds_estimate(form_settings()):.0f} s)."
+        )
+        st.button("Run the class demo", type="primary", on_click=start_run, args=(CLASS_DEMO,), key="run_demo")
     if ERROR_KEY not in st.session_state:
-        st.info("Choose the update rules and settings in the sidebar, then Run. Results appear here.")
+        st.caption("Or choose the update rules and settings in the sidebar, then Run. Results appear here.")
+    training_data()
+    if fit_pending():
+        st.rerun()
 
 st.subheader("View a saved run card")
 uploaded = st.file_uploader(

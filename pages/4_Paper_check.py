@@ -1,7 +1,9 @@
-"""Page 4: the paper check — the latest experiments report from VLOD_HOME, and a quick check started here.
+"""Page 4: the paper check — the latest experiments report, and a quick check started here.
 
-The report is the newest `results.json` under `$VLOD_HOME/experiments/` (`latest_results`), the one that
-`python -m vlod_core experiments` writes: its claims table first, then each experiment's figure. *Run the quick
+The report is the newest `results.json` under `$VLOD_HOME/experiments/`, the one that
+`python -m vlod_core experiments` writes, or until there is one the full report shipped with vlod under
+`docs/experiments/` (`vlod_app.paper.report_to_show`; the page says which it shows): its claims table first
+(the VGS claims first, verdicts coloured), then each experiment's figure. *Run the quick
 check* starts `--quick` on the toy pair as a job on the server (`vlod_app.jobs.ExperimentsJob`, one worker
 process that spreads the runs over the cores), kept by id in the URL as `check`: a reload or a shared link
 shows its live progress and its Stop. One check runs at a time per server; its finished runs are cached, so a
@@ -14,11 +16,22 @@ import streamlit as st
 
 from vlod_app.jobs import ExperimentsJob, RegistryFull, eta_text
 from vlod_app.links import Params, from_link
-from vlod_app.paper import SECTIONS, claims_frame, summary_line, verdict_counts
+from vlod_app.paper import (
+    SECTIONS,
+    claims_frame,
+    plan_differences,
+    report_to_show,
+    shipped_results,
+    source_line,
+    summary_line,
+    verdict_colour,
+    verdict_counts,
+    verdict_rule_words,
+)
 from vlod_app.server import job_registry
 from vlod_app.state import shown, toy_ready
 from vlod_app.widgets import page_setup
-from vlod_core.experiments import QUICK, default_out_dir, estimate_seconds, latest_results
+from vlod_core.experiments import QUICK, default_out_dir, estimate_seconds
 from vlod_core.experiments.check import REPORT, RESULTS, experiments_home
 from vlod_core.experiments.figures import all_figures
 from vlod_core.pair import PairSpec
@@ -27,6 +40,7 @@ CHECK_KEY = "vlod_check_job"
 ERROR_KEY = "vlod_check_error"
 WORKERS = 2  # one process per core of the 2-core machine the quick plan is sized for
 TOY = PairSpec()  # the check runs on the toy pair, whatever pair the other pages use
+VERDICT_WIDTH = 110  # pixels: "inconclusive" and "not measured" whole
 
 
 def start_check() -> None:
@@ -122,9 +136,9 @@ elif job is not None and job.error:
 elif job is not None and (job.stopped or job.stop_reason):
     st.warning(f"Check `{job.id}` stopped before every run finished; its finished runs are cached: run it again.")
 
-# ------------------------------------------------------------------------------------- the latest report
-latest = shown("Reading the latest report", latest_results)
-if latest is None:
+# ------------------------------------------------------------------------------------- the report
+shown_report = shown("Reading the latest report", report_to_show)
+if shown_report is None:
     st.info(
         f"No report yet in `{experiments_home()}`. Run the quick check (sidebar), or from the command line "
         "`python -m vlod_core experiments --quick`; the report shows here when it is done."
@@ -132,21 +146,40 @@ if latest is None:
     if not toy_ready(TOY):
         st.caption("The toy pair is being built first (progress at the top).")
 else:
-    results, folder = latest
+    results, folder = shown_report.results, shown_report.folder
+    shipped = None if shown_report.shipped else shipped_results()
+    reference = shipped.results if shipped and shipped.results["plan"]["name"] != results["plan"]["name"] else None
     view.context = f"{results['plan']['name']} {results['created'][:10]}"
     st.subheader(f"Claims: {verdict_counts(results)}")
-    st.caption(summary_line(results, folder))
+    if shown_report.shipped:
+        st.info(
+            f"{source_line(shown_report)} Nothing has been checked on this server yet: *Run the quick check* "
+            f"(sidebar, about {estimate['wall_seconds'] / 60:.0f} min) measures it here, and its report replaces "
+            "this one."
+        )
+    else:
+        st.caption(source_line(shown_report) + " " + summary_line(results, folder))
     view.table(
-        claims_frame(results),
+        claims_frame(results, reference),
         "claims",
         column_config={
+            "verdict": st.column_config.TextColumn(  # pinned: in view however far the table scrolls sideways
+                "verdict", width=VERDICT_WIDTH, pinned=True, help="by the rule in the last column"
+            ),
             "claim": st.column_config.TextColumn("claim", width="large"),
-            "verdict": st.column_config.TextColumn("verdict", width="small", help="by the rule in the last column"),
         },
         key="claims",
+        styles={"verdict": verdict_colour}
+        | ({f"{reference['plan']['name']} plan": verdict_colour} if reference else {}),
     )
-    rules = "\n".join(f"- {rule}" for rule in results["verdict_rules"])
-    st.markdown(f"**How a verdict is decided**\n{rules}")
+    st.markdown(f"**What a verdict means.** {verdict_rule_words(results)}")
+    if reference is not None:
+        st.caption(
+            f"Beside each verdict, the {reference['plan']['name']} plan's (the report shipped with vlod). Where they "
+            f"differ, the plans do: {plan_differences(results, reference)}. The rule deciding a verdict is the same."
+        )
+    with st.expander("How a verdict is decided, exactly"):
+        st.markdown("\n".join(f"- {rule}" for rule in results["verdict_rules"]))
     st.markdown(f"**Learning rates**: {results['experiments']['learning_rate']['answer']}")
     row = st.container(horizontal=True)
     for name, mime in ((REPORT, "text/html"), (RESULTS, "application/json")):

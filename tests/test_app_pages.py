@@ -160,6 +160,8 @@ def test_home_draws_the_glossary_and_the_first_tour_step(vlod_home):
     for term in ("ℓStd", "ℓLang", "ℓVis", "VDS", "log-ratio", "PMI", "η", "γ", "λ", "nats"):
         assert f"**{term}**" in words
     assert any("Guided tour, step 1 of 5" in m for m in texts(at.markdown))
+    tour = [e for e in at.expander if e.label.startswith("Guided tour")]  # issue 21: it folds out of the way
+    assert len(tour) == 1 and tour[0].proto.expanded
     # skipping is remembered for this session at once, and for the browser by a cookie written in the page
     at.button(key="tour_skip").click().run()
     assert_clean(at)
@@ -238,6 +240,18 @@ def test_answers_page_reports_a_bad_upload_as_a_message(vlod_home):
     at.run()
     assert_clean(at)
     assert any("broken.png" in e and "not an image" in e for e in texts(at.error)), texts(at.error)
+    # issue 21: said in the main column too, where the eye is (it was only in the sidebar, the main one blank)
+    assert any("broken.png" in e and "not an image" in e for e in texts(at.main.error)), texts(at.main.error)
+
+
+def test_a_long_question_is_cut_with_a_note_not_silently(vlod_home):
+    """Issue 21, item 7: a 5 000-character question was cut to 500 by the browser (the widget's max_chars),
+    with no note; the question's own check cuts it and says so."""
+    at = open_page(PAGE_1)
+    assert not at.text_input(key="ask_question").max_chars  # 0: no limit in the browser
+    at.text_input(key="ask_question").set_value("what color is the circle ? " * 200)
+    ask(at)
+    assert any("question truncated from 5,399 to 500 characters" in i for i in texts(at.info)), texts(at.info)
 
 
 def test_answers_page_draws_an_occlusion_map_beside_the_image(vlod_home):
@@ -457,6 +471,28 @@ def test_bugs_2_3_4_a_run_survives_a_reload_and_stop_lists_what_never_ran(vlod_h
     assert 0 < summary["steps"][0] < 2000
 
 
+def test_the_class_demo_is_offered_first_and_runs_fewer_steps_on_fewer_rows(vlod_home, jobs):
+    """Issue 21: a demo run for a class, offered before the settings (fewer steps, fewer held-out rows)."""
+    from vlod_app.jobs import CLASS_DEMO, DEFAULT_SETTINGS, seconds_estimate
+
+    at = open_page(PAGE_3)
+    demo = at.button(key="run_demo")
+    assert demo.label == "Run the class demo" and not demo.disabled
+    assert seconds_estimate(CLASS_DEMO) <= 45 < seconds_estimate(DEFAULT_SETTINGS)  # the plan's measured costs
+    demo.click().run()
+    assert_clean(at)
+    job = jobs.get(at.query_params["run"])
+    try:
+        assert job.settings["steps"] == CLASS_DEMO["steps"] < DEFAULT_SETTINGS["steps"]
+        assert job.settings["rules"] == ["standard", "vgs"]
+        configs = job.settings | {}
+        assert configs["eval_examples"] == CLASS_DEMO["eval_examples"] < 200
+        assert at.number_input(key="run_steps").value == CLASS_DEMO["steps"]  # the form says what runs
+        assert button(at, "Run").disabled
+    finally:
+        job.stop()
+
+
 def test_a_shared_distill_link_fills_in_the_settings(vlod_home):
     at = open_page(PAGE_3, {"rules": "standard,lang_steer", "steps": "7", "lr": "0.0005", "gamma": "1.5"})
     assert not at.warning, texts(at.warning)
@@ -522,6 +558,22 @@ def test_my_images_says_what_the_toy_pair_knows_and_loads_the_example_set(vlod_h
     assert held == round(0.2 * len(lines)) and set(preview["used as"]) == {"train", "held out"}
     assert any(f"Split: {held} of {len(lines)} rows held out" in c for c in captions(at)), captions(at)
     assert preview["teacher (image)"].str.len().gt(0).all()  # the teacher's greedy answers
+    # issue 21: the toy world's 300 steps would go over each of these rows hundreds of times; the steps are fitted
+    from vlod_app.jobs import MAX_PASSES
+
+    train = (preview["used as"] == "train").sum()
+    steps = at.number_input(key="run_steps").value
+    batch = at.number_input(key="run_batch").value
+    assert steps < 300 and steps * batch / train <= MAX_PASSES
+    assert any(f"Steps set to {steps} for your {train} training rows" in c for c in captions(at)), captions(at)
+    assert not any("times: the student is likely to" in w for w in texts(at.warning))
+    at.number_input(key="run_steps").set_value(300)  # back to many: Run warns instead of starting, with a way back
+    button(at, "Run").click().run()
+    assert "run" not in at.query_params and not button(at, "Run").disabled
+    assert any(f"go over each of your {train} training rows" in w for w in texts(at.sidebar.warning))
+    button(at, f"Use {steps} steps").click().run()
+    assert at.number_input(key="run_steps").value == steps
+    assert not any("times: the student is likely to" in w for w in texts(at.warning))
 
 
 def test_my_images_typed_questions_preview_and_skipped_rows(vlod_home):

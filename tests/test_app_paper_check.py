@@ -5,6 +5,7 @@ through its `check=` link until its report shows.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -51,13 +52,21 @@ def test_the_latest_report_shows_its_claims_and_figures(experiments_home, toy_pa
     assert not at.error, texts(at.error)
     claims = result.results["claims"]
     table = at.dataframe[0].value
-    assert list(table["claim"]) == [c["claim"] for c in claims]
-    assert list(table["verdict"]) == [c["verdict"] for c in claims]
-    for row, claim in zip(table["ours (mean ± SE over seeds)"], claims):
+    measured = [c for c in claims if c["verdict"] != "not measured"]
+    vgs_first = (  # the VGS claims first, those the plan has no run for last
+        [c for c in measured if c["id"].startswith("vgs_beats")]
+        + [c for c in measured if not c["id"].startswith("vgs_beats")]
+        + [c for c in claims if c["verdict"] == "not measured"]
+    )
+    assert list(table.columns[:2]) == ["verdict", "claim"]  # the verdict in view however long the claim
+    assert list(table["claim"]) == [c["claim"] for c in vgs_first]
+    assert list(table["verdict"]) == [c["verdict"] for c in vgs_first]
+    for row, claim in zip(table["ours (mean ± SE over seeds)"], vgs_first):
         assert row == "n/a" if claim["measured"] is None else row.startswith(f"{claim['measured']:.2f}")
     agree = sum(c["verdict"] == "agrees" for c in claims)
     assert any(s.startswith(f"Claims: {agree} agree, ") for s in texts(at.subheader)), texts(at.subheader)
-    assert any("plan **tiny**" in c for c in texts(at.caption))
+    assert any("plan **tiny**" in c and "run on this server" in c for c in texts(at.caption))
+    assert any("What a verdict means." in m and "Not measured" in m for m in texts(at.markdown))
     assert len(at.get("plotly_chart")) == 7  # the report's seven figures
     labels = [d.label for d in at.get("download_button")]
     assert "report.html" in labels and "results.json" in labels
@@ -86,3 +95,52 @@ def test_a_check_runs_as_a_job_and_its_link_shows_progress_then_the_report(exper
     assert at.query_params["check"] == job.id
     assert any("plan **tiny**" in c for c in texts(at.caption)) and at.dataframe
     assert not button(at, "Run the quick check").disabled
+
+
+def test_a_fresh_install_shows_the_shipped_report_and_a_quick_one_says_why_it_differs(
+    experiments_home, toy_pair, tmp_path, monkeypatch
+):
+    """Issue 21: on a fresh install (no local report) the page shows the report shipped under docs/experiments,
+    saying which (date, machine, command); a claim its plan has no run for reads "not measured", apart from the
+    inconclusive. Once a local quick report exists it is shown, each verdict beside the shipped full plan's and,
+    where they differ, why (the plans' steps)."""
+    from vlod_app import paper
+    from vlod_core.pair import PairSpec
+    from vlod_core.toy.source import toy_data
+
+    result = run_experiments(
+        TINY, PairSpec(), toy_data(TINY.eval_examples, show_rows=0), tmp_path / "tiny", workers=0, pair=toy_pair,
+        command="python -m vlod_core experiments --tiny",
+    )  # fmt: skip
+    shipped = tmp_path / "shipped" / paper.WORLD
+    shutil.copytree(result.out_dir, shipped)
+    full = json.loads((shipped / "results.json").read_text())
+    full["plan"] |= {"name": "full", "steps": 300}
+    flipped = next(c for c in full["claims"] if c["id"].startswith("vgs_beats") and c["measured"] is not None)
+    flipped["verdict"] = "disagrees" if flipped["verdict"] != "disagrees" else "agrees"
+    (shipped / "results.json").write_text(json.dumps(full))
+    monkeypatch.setattr(paper, "SHIPPED", tmp_path / "shipped")
+
+    at = open_page(PAGE_4)  # no local report: the shipped one
+    assert_clean(at)
+    shown = [i for i in texts(at.info) if "shipped with vlod" in i]
+    assert shown and "python -m vlod_core experiments --tiny" in shown[0] and "CPUs" in shown[0], texts(at.info)
+    assert full["created"][:10] in shown[0]
+    table = at.dataframe[0].value
+    assert table["claim"].iloc[0] == flipped["claim"] and table["verdict"].iloc[0] == flipped["verdict"]
+    missing = [c for c in full["claims"] if c["measured"] is None and c["note"] == "not measured in this plan"]
+    assert missing, "TINY has one γ: the other γ claims have no run"
+    assert (table["verdict"] == "not measured").sum() == len(missing)
+    inconclusive = sum(c["verdict"] == "inconclusive" for c in full["claims"] if c not in missing)
+    assert any(f"{inconclusive} inconclusive, {len(missing)} not measured" in s for s in texts(at.subheader))
+    assert not button(at, "Run the quick check").disabled
+
+    local = experiments_home / "tiny"
+    shutil.copytree(result.out_dir, local)  # a check run here: it replaces the shipped report
+    at = open_page(PAGE_4)
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert not any("shipped with vlod" in i for i in texts(at.info))
+    assert list(table["full plan"])[0] == flipped["verdict"] != table["verdict"].iloc[0]
+    assert table["why they differ"].iloc[0] == "3 steps against 300"
+    assert (table["why they differ"].iloc[1:] == "").all()

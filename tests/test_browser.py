@@ -203,7 +203,7 @@ def test_a_reload_during_a_run_shows_its_progress_and_stop(server, browser, tmp_
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_label("Steps", exact=True)).to_be_visible()
     sidebar.get_by_label("Steps", exact=True).fill("2000")
-    sidebar.get_by_label("Batch (questions per step)", exact=True).fill("8")
+    sidebar.get_by_label("Batch (answers per step)", exact=True).fill("8")
     sidebar.get_by_label("Held-out accuracy every k steps (0: before/after only)", exact=True).fill("0")
     sidebar.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_text("standard: step", exact=False)).to_be_visible()
@@ -272,8 +272,8 @@ def test_a_scene_edit_changes_the_answer_and_paper_check_renders(server, browser
 
 
 def test_my_images_upload_a_zipped_folder_run_and_see_every_row(server, browser, tmp_path):
-    """Issue 8's flow in a real browser: upload a zipped image folder of two rows, run 20 steps, see both rows
-    before and after beside the teacher's answers. (Typing questions into the editable table is
+    """Issue 8's flow in a real browser: upload a zipped image folder of two rows, run the steps fitted to its
+    size (issue 21), see both rows before and after beside the teacher's answers. (Typing questions into the editable table is
     `test_app_pages.py::test_my_images_typed_questions_preview_and_skipped_rows`: the grid is a canvas, and
     clicking its cells by coordinates was flaky here.)"""
     import json
@@ -300,8 +300,8 @@ def test_my_images_upload_a_zipped_folder_run_and_see_every_row(server, browser,
     uploader.locator("input[type=file]").set_input_files(str(archive))
     expect(page.get_by_text("only 2 rows: trained and evaluated on the same rows", exact=False)).to_be_visible()
     sidebar = page.get_by_test_id("stSidebar")
-    sidebar.get_by_label("Steps", exact=True).fill("20")
-    sidebar.get_by_label("Batch (questions per step)", exact=True).fill("8")
+    expect(sidebar.get_by_text("Steps set to 2 for your 2 training rows", exact=False)).to_be_visible()  # fitted
+    sidebar.get_by_label("Batch (answers per step)", exact=True).fill("8")
     sidebar.get_by_role("button", name="Run", exact=True).click()
     heading = page.get_by_text("Every row of your set, before and after", exact=True)
     expect(heading).to_be_visible()
@@ -311,4 +311,24 @@ def test_my_images_upload_a_zipped_folder_run_and_see_every_row(server, browser,
     expect(rows).to_contain_text("what color is it ?")
     expect(rows).to_contain_text("what shape is it ?")
     expect(page.get_by_text("Closeness to the teacher, before and after", exact=False)).to_be_visible()
+    assert not page.get_by_text("Traceback").count()
+
+
+def test_a_gradient_angles_link_copied_before_measuring_reopens_its_sample(server, browser):
+    """Issue 21, item 6: page 2's link before anything is measured (`?sample=5&question=…`) opens on toy
+    sample 5 in a fresh browser (it opened on sample 1, silently, and sample 1 then spread to the other pages)."""
+    import urllib.parse
+
+    from playwright.sync_api import expect
+
+    question = "how many shapes are there ?"
+    page = new_page(browser)  # a fresh browser context: no session, no cookie
+    page.goto(f"{server}/Gradient_angles?sample=5&question={urllib.parse.quote(question)}")
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text(f"toy sample 5: {question}", exact=False).first).to_be_visible()
+    expect(page.get_by_text("Measure the angles (in the sidebar) to see them.", exact=True)).to_be_visible()
+    assert "sample=5" in page.url and not sidebar.get_by_text("toy sample 1:", exact=False).count()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Answers and tokens").click()  # same session
+    expect(page.get_by_test_id("stSidebar").get_by_text("toy sample 5:", exact=False).first).to_be_visible()
+    expect(page).to_have_url(re.compile(r"sample=5"))  # and its link says so
     assert not page.get_by_text("Traceback").count()

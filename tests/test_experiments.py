@@ -16,7 +16,9 @@ from test_cli import assert_one_line_error, run_cli
 
 from vlod_core.experiments import Plan, latest_results, run_experiments
 from vlod_core.experiments.analysis import (
+    claim_row,
     direction_verdict,
+    gamma_claim,
     fitted_rise,
     lr_answer,
     range_verdict,
@@ -103,6 +105,15 @@ def test_range_verdict(mean, stderr, expected):
 )
 def test_direction_verdict(mean, stderr, expected):
     assert direction_verdict(mean, stderr, 1.0) == expected
+
+
+def test_a_claim_the_plan_does_not_measure_reads_not_measured_not_inconclusive():
+    """Issue 21: the quick plan has no γ = 3; its claim said "inconclusive" with no number."""
+    spec = gamma_claim(3.0)
+    assert claim_row(spec, None)["verdict"] == "not measured"
+    assert claim_row(spec, None)["note"] == "not measured in this plan"
+    assert claim_row(spec, {"mean": None, "stderr": None, "n": 0})["verdict"] == "inconclusive"  # measured, no number
+    assert claim_row(spec, {"mean": 5.0, "stderr": 1.0, "n": 3})["verdict"] == "agrees"
 
 
 def test_stat_and_paired_differences():
@@ -219,8 +230,11 @@ def test_claims_follow_the_stated_rule(tiny_check):
     assert len({c["id"] for c in claims}) == len(claims) >= 20
     for claim in claims:
         assert CLAIM_FIELDS <= set(claim), claim
-        assert claim["verdict"] in ("agrees", "disagrees", "inconclusive")
+        assert claim["verdict"] in ("agrees", "disagrees", "inconclusive", "not measured")
         spec, mean, se = claim["spec"], claim["measured"], claim["stderr"]
+        if claim["verdict"] == "not measured":  # the plan has no run for it
+            assert mean is None and claim["note"] == "not measured in this plan", claim
+            continue
         if mean is None or se is None:
             expected = "inconclusive"
         elif spec["kind"] == "range":

@@ -59,6 +59,20 @@ def test_token_strip_colours_by_visual_share_and_hovers_the_top_tokens():
     assert list(flat.x) == [1] and flat.marker.pattern.shape == "/" and "nothing to split" in flat.hovertext[0]
 
 
+def test_a_word_the_image_decides_is_underlined_even_when_its_mismatch_is_small():
+    """Issue 21, item 7: "blue" about a blue circle (sample 5: VDS 2.56 nats, ℓLang 0.030, ℓVis 0.032) was a faint
+    even-split box that read as language; the split is right (the student already agrees), the drawing hid
+    that the image decides the word."""
+    blue = _row("blue", 0.030, 0.032) | {"vds": 2.557}
+    rows = [_row("it", 0.0, 0.0) | {"vds": 0.0}, blue]
+    fig = tokens.token_strip(rows)
+    marks = [s for s in fig.layout.shapes if s.fillcolor == style.VIS]
+    assert [(m.x0 + m.x1) / 2 for m in marks] == [pytest.approx(1.0)]  # under "blue" only
+    split = fig.data[0]
+    assert "the image decides this word (VDS 2.56" in split.hovertext[list(split.text).index("blue")]
+    assert "underline" in fig.layout.title.text
+
+
 def test_token_strip_opacity_grows_with_the_mismatch_and_even_differs_from_nothing():
     split, flat = tokens.token_strip(ROWS_BY_SIZE).data
     opacity = dict(zip(split.text, split.marker.opacity))
@@ -199,6 +213,21 @@ def test_language_and_visual_keep_their_colours_everywhere():
     assert kls["language"] == style.LANG and kls["visual"] == style.VIS
     # angle maps do not reuse blue or orange for "agree" and "conflict"
     assert not {c for _, c in style.ANGLE_SCALE} & {style.LANG, style.VIS}
+
+
+def test_no_rule_s_after_bar_is_grey_like_the_before_bars():
+    """Issue 21, item 7: standard's "after" bar was dark grey, read as a "before" bar (grey)."""
+    block = {"accuracy_image": 0.7, "accuracy_no_image": 0.3}
+    cards = {rule: {"before": block, "after": block} for rule in style.RULE_COLOURS}
+    before, after = run_figures.accuracy_bars(cards).data
+    assert before.name == "before" and after.name == "after"
+
+    def grey(colour: str) -> bool:
+        red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+        return max(red, green, blue) - min(red, green, blue) < 24
+
+    assert grey(before.marker.color)
+    assert not any(grey(colour) for colour in after.marker.color), after.marker.color
 
 
 def test_decomposition_diagram_names_the_four_distributions_and_losses():

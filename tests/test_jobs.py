@@ -164,3 +164,24 @@ def test_the_real_worker_trains_a_copy_and_sends_back_card_and_student(vlod_home
         assert (folder / "model.safetensors").is_file() and json.loads((folder / "config.json").read_text())
     finally:
         jobs.close()
+
+
+def test_the_eta_comes_from_the_run_s_own_steps_and_a_steered_step_costs_more(tmp_path):
+    """Issue 21, item 3: the ETA said ~82 s left with ~120 s to go: it priced VGS's steps at standard's pace
+    and left out the measurements. Now: the running rule's own pace and overhead (its first record's seconds),
+    and a waiting rule at that pace scaled by the rules' step costs, with its two measurements."""
+    from vlod_app.jobs import Job
+    from vlod_core.experiments.plan import step_seconds
+
+    settings = dict(DEFAULT_SETTINGS, rules=["standard", "vgs"], steps=100)
+    job = Job("eta", PairSpec(), settings, tmp_path, 1)
+    job._apply({"event": "ready"})
+    job._apply({"event": "running", "rule": "standard"})
+    assert job.eta_seconds() is None
+    for step in range(1, 51):  # 10 s of loading and measuring before the first step, then 0.5 s a step
+        job._apply({"event": "record", "rule": "standard", "record": {"step": step, "seconds": 10 + 0.5 * step}})
+    configs = distill_configs(settings)
+    ratio = step_seconds(configs["vgs"]) / step_seconds(configs["standard"])
+    assert ratio > 1.2  # a steered step does more work
+    expected = (50 * 0.5 + 10) + (100 * 0.5 * ratio + 2 * 10)
+    assert job.eta_seconds() == pytest.approx(expected)

@@ -64,3 +64,60 @@ def test_a_lora_runs_student_download_says_it_holds_the_adapters_only():
     assert label == "Distilled student (vgs, zip)" and "whole trained student" in explained
     label, explained = student_download("vgs", adapters)
     assert "LoRA adapters" in label and "rank 4" in label and "PeftModel.from_pretrained" in explained
+
+
+def test_a_rule_that_never_ran_shows_a_dash_not_none_and_the_card_carries_the_verdict():
+    """Issue 21, item 7: the results table said "None" for a rule that never ran."""
+    from vlod_app.run_view import card_with_verdict, summary_frame
+
+    cards = {"standard": card(0.5, 0.7, ["a"], accuracy=True)}
+    frame = summary_frame(cards, ["vgs"], [])
+    assert list(frame["rule"]) == ["standard", "vgs"] and frame["state"].iloc[1] == "not run"
+    cells = frame.iloc[1].astype(str)
+    assert not cells.isin(["None", "nan", "NaN", "<NA>"]).any(), cells.to_dict()
+    assert frame["with image, after"].iloc[0] == "0.700 ± 0.100"
+    plain = card_with_verdict(cards["standard"], cards, ["vgs"])
+    assert plain["verdict"]["line"].startswith("verdict: ") and "vgs" in plain["verdict"]["line"]
+    assert "verdict" not in card_with_verdict(cards["standard"], cards, [])  # one rule: nothing to compare
+    assert {k: v for k, v in plain.items() if k != "verdict"} == cards["standard"].to_dict()  # nothing else changed
+
+
+def test_every_row_marks_answers_right_or_wrong_and_keeps_before_after_teacher_together():
+    """Issue 21: the per-row table's after columns hid behind a horizontal scroll, and changed answers were not
+    marked right or wrong where rows have right answers."""
+    from vlod_app.run_view import changed_answer_lines
+
+    cards = {"standard": card(0.5, 0.7, ["blue", "it is blue the triangle"], held=1)}
+    for row in cards["standard"].answers_before:
+        row["reference"] = "blue"
+    table = answer_rows(cards)
+    columns = list(table.columns)
+    assert columns[:5] == ["image", "question", "before (image)", "standard (image)", "teacher (image)"]
+    assert columns[-2:] == ["right answer", "used as"]
+    assert list(table["standard (image)"]) == ["✓ blue", "✗ it is blue the triangle"]
+    assert list(table["before (image)"]) == ["✗ a", "✗ a"]
+    lines = changed_answer_lines(cards["standard"], lambda before, after: f"{before} → {after}")
+    assert lines[0] == "- “q0 ?”: a → blue — ✓ right (before: wrong; “blue”)"
+    assert "✗ wrong" in lines[1]
+    plain = {"standard": card(0.5, 0.7, ["x"])}  # no right answers: nothing marked
+    assert answer_rows(plain)["standard (image)"].iloc[0] == "x"
+
+
+def test_csv_cells_of_value_and_error_become_two_number_columns():
+    """Issue 21, item 7: a CSV had "0.720 ± 0.032" as text."""
+    import pandas as pd
+
+    from vlod_app.widgets import csv_frame
+
+    frame = pd.DataFrame(
+        {"rule": ["a", "b", "c"], "after": ["0.720 ± 0.032", "–", "0.5"], "note": ["1 ± 2 (n)", "", ""]}
+    )
+    out = csv_frame(frame)
+    assert list(out.columns) == ["rule", "after", "after SE", "note"]
+    assert out["after"].tolist()[0] == 0.72 and out["after SE"].tolist()[0] == 0.032
+    assert out["after"].isna().tolist() == [False, True, False] and out["after SE"].isna().tolist() == [
+        False,
+        True,
+        True,
+    ]
+    assert out["note"].tolist() == ["1 ± 2 (n)", "", ""]  # not only value ± error: left as text

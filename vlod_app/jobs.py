@@ -52,6 +52,32 @@ DEFAULT_SETTINGS = {"rules": ["standard", "vgs"]} | {
     if name in FORM_SETTINGS
 }
 EVAL_EXAMPLES = 200
+# A class demo, offered first on page 3: standard and VGS with fewer steps and held-out rows than the defaults,
+# so the gain is on screen within about 45 s on two quiet cores (README, "The app": measured times and gains).
+CLASS_DEMO = DEFAULT_SETTINGS | {"steps": 200, "eval_every": 50, "eval_examples": 100}
+# My images: a set of a few rows is seen steps × batch / rows times over; past this many passes over each
+# training row the student learns the rows' wording, not the images (300 steps at batch 32 on the 15 training
+# rows of the example set: 640 passes, and "it is blue the triangle"). The fitted settings stay under it.
+MAX_PASSES = 40
+
+
+def passes(form: dict, train_rows: int) -> float:
+    """How many times a run with these settings sees each training row (steps × batch / rows)."""
+    return int(form["steps"]) * int(form["batch"]) / max(train_rows, 1)
+
+
+def fitted_steps(form: dict, train_rows: int) -> int:
+    """The most steps (at the form's batch) that keep a set of `train_rows` rows under MAX_PASSES passes."""
+    low = int(settings.entries(DistillConfig)["steps"].about.low)
+    return max(low, min(int(form["steps"]), MAX_PASSES * max(train_rows, 1) // max(int(form["batch"]), 1)))
+
+
+def seconds_estimate(form: dict) -> float:
+    """About how long a run of these settings takes on one quiet core per rule, one rule after the other
+    (`vlod_core.experiments.plan.run_seconds`, measured on the toy pair)."""
+    from vlod_core.experiments.plan import run_seconds
+
+    return sum(run_seconds(config) for config in distill_configs(form).values())
 
 
 class RegistryFull(RuntimeError):
@@ -66,7 +92,8 @@ def distill_configs(form: dict) -> dict[str, DistillConfig]:
     unknown = [rule for rule in rules if rule not in RULES]
     if unknown:
         raise ValueError(f"unknown update rule {unknown[0]!r} (choose from {', '.join(RULES)})")
-    values = {name: form[name] for name in FORM_SETTINGS if name in form} | {"eval_examples": EVAL_EXAMPLES}
+    values = {name: form[name] for name in FORM_SETTINGS if name in form}
+    values["eval_examples"] = int(form.get("eval_examples", EVAL_EXAMPLES))
     return {rule: settings.build(DistillConfig, values | {"rule": rule}) for rule in rules}
 
 
@@ -166,22 +193,29 @@ class Job:
         return min(1.0, done / max(total, 1))
 
     def eta_seconds(self) -> float | None:
-        """Seconds left at the pace of the steps so far (None before the first two steps)."""
+        """Seconds left, measured from this run's own steps (None before a rule's first two steps).
+
+        A rule's records carry its seconds since it began (its "before" measurement included), so a rule under
+        way goes on at its own pace (its periodic measurements included) and needs its overhead once more for
+        the "after" measurement; the first record's seconds less one step is that overhead. A rule still
+        waiting costs the measured rule's pace scaled by the two rules' step costs (a VGS step does more work
+        than a standard one: `vlod_core.experiments.plan.step_seconds`), plus the overhead twice."""
         with self._lock:
-            paces = []
-            for run in self.runs.values():
-                if len(run.records) >= 2:
-                    first, last = run.records[0], run.records[-1]
-                    paces.append((last["seconds"] - first["seconds"]) / (last["step"] - first["step"]))
-            if not paces:
+            measured = [(rule, _pace(run.records)) for rule, run in self.runs.items() if len(run.records) >= 2]
+            if not measured:
                 return None
-            pace = paces[-1]
-            left = sum(
-                run.steps - len(run.records) for run in self.runs.values() if run.state in ("waiting", "running")
-            )
-            # each rule that has not finished also measures accuracy after training, about two steps' worth
-            evaluations = sum(1 for run in self.runs.values() if run.state in ("waiting", "running"))
-        return max(0.0, (left + 2 * evaluations) * pace)
+            reference, (pace, overhead) = measured[-1]
+            costs = _step_costs(self.settings)
+            left = 0.0
+            for rule, run in self.runs.items():
+                if run.state == "running" and len(run.records) >= 2:
+                    own_pace, own_overhead = _pace(run.records)
+                    left += (run.steps - len(run.records)) * own_pace + own_overhead
+                elif run.state == "running" or run.state == "waiting":
+                    scale = costs.get(rule, 1.0) / costs.get(reference, 1.0)
+                    done = len(run.records)
+                    left += (run.steps - done) * pace * scale + overhead * (1 if done else 2)
+        return max(0.0, left)
 
     # -------------------------------------------------------------------------------------- worker side
 
@@ -291,6 +325,23 @@ class ExperimentsJob(Job):
                 self.out_dir, self.stopped = Path(message["out_dir"]), bool(message["stopped"])
             elif event == "failed":
                 self.error = message["error"]
+
+
+def _pace(records: list[dict]) -> tuple[float, float]:
+    """(seconds per step, seconds of one measurement and setup) from a rule's records (two or more)."""
+    first, last = records[0], records[-1]
+    pace = (last["seconds"] - first["seconds"]) / max(last["step"] - first["step"], 1)
+    return pace, max(0.0, first["seconds"] - first["step"] * pace)
+
+
+def _step_costs(settings: dict) -> dict[str, float]:
+    """Each rule's estimated seconds per step for these settings (only their ratios are used)."""
+    from vlod_core.experiments.plan import step_seconds
+
+    try:
+        return {rule: step_seconds(config) for rule, config in distill_configs(settings).items()}
+    except ValueError:
+        return {}
 
 
 def _log_tail(path: Path) -> str:

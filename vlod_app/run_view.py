@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from vlod_core.answers import is_correct
 from vlod_core.distill import DistillConfig
 from vlod_core.figures.runs import accuracy_text
 from vlod_core.memory import GIB, estimate_training_memory
@@ -29,6 +30,38 @@ def verdict_markdown(cards: dict[str, RunCard], not_run: list[str]) -> str:
     result = verdict({rule: [card] for rule, card in cards.items()} | {rule: [] for rule in not_run})
     lines = [f"**{result.line().removeprefix('verdict: ').capitalize()}.**"]
     return "\n".join(lines + [f"- {reason}" for reason in result.reasons])
+
+
+def summary_frame(cards: dict[str, RunCard], not_run: list[str], failed: list[str]) -> pd.DataFrame:
+    """The results table: each rule's state, steps, seconds and headline metric before and after, with the
+    image and without (± one SE); a rule that never ran or failed has '–' where it has no number, never None."""
+    name = headline_metric(cards)
+    rows = []
+    for rule, card in cards.items():
+        rows.append(
+            {
+                "rule": rule,
+                "state": f"stopped after {len(card.records)} steps" if card.stopped else "done",
+                "steps": len(card.records),
+                "seconds": f"{card.seconds:g}",
+                "with image, before": accuracy_text(card.before, f"{name}_image"),
+                "with image, after": accuracy_text(card.after, f"{name}_image"),
+                "without image, before": accuracy_text(card.before, f"{name}_no_image"),
+                "without image, after": accuracy_text(card.after, f"{name}_no_image"),
+            }
+        )
+    rows += [{"rule": rule, "state": "not run", "steps": 0} for rule in not_run]
+    rows += [{"rule": rule, "state": "failed", "steps": 0} for rule in failed]
+    return pd.DataFrame(rows).fillna("–")
+
+
+def card_with_verdict(card: RunCard, cards: dict[str, RunCard], not_run: list[str]) -> dict:
+    """A run card to download, with the run's verdict in words beside the numbers when it compared rules."""
+    plain = card.to_dict()
+    if len(cards) + len(not_run) > 1:
+        result = verdict({rule: [c] for rule, c in cards.items()} | {rule: [] for rule in not_run})
+        plain["verdict"] = {"line": result.line(), "reasons": list(result.reasons)}
+    return plain
 
 
 def metric_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
@@ -73,28 +106,53 @@ def _said(answer: str) -> str:
     return answer if answer.strip() else "(empty)"
 
 
+def _marked(answer: str, reference: str) -> str:
+    """An answer with ✓ or ✗ when the row has a right answer (the evaluation's own test), else as it is."""
+    if not reference:
+        return _said(answer)
+    return f"{'✓' if is_correct(answer, reference) else '✗'} {_said(answer)}"
+
+
 def answer_rows(cards: dict[str, RunCard]) -> pd.DataFrame:
-    """Every shown row: image, question, right answer, how it was used, the teacher's answer, and each rule's
-    student answer before and after (with the image, then without)."""
+    """Every shown row: image, question, then with the image the student before, each rule's student after
+    and the teacher side by side (so they are in view on a projector), then the same without the image, then
+    the right answer and how the row was used. Where a row has a right answer, each answer is marked ✓ or ✗."""
     first = next(iter(cards.values()))
     held = first.data.get("shown_held_out")
     seen = first.data.get("eval_seen_in_training", False)
     table = []
     for i, before in enumerate(first.answers_before):
+        reference = before.get("reference", "") or ""
         row = {"image": before.get("thumbnail"), "question": before["question"]}
-        row["right answer"] = before.get("reference", "")
-        if held is not None:
-            row["used as"] = "train + eval (seen in training)" if seen else ("held out" if i < held else "train")
         for context in ("image", "no_image"):
             words = "image" if context == "image" else "no image"
-            if f"teacher_{context}" in before:
-                row[f"teacher ({words})"] = _said(before[f"teacher_{context}"])
-            row[f"before ({words})"] = _said(before[context])
+            row[f"before ({words})"] = _marked(before[context], reference)
             for rule, card in cards.items():
                 if i < len(card.answers_after):
-                    row[f"{rule} ({words})"] = _said(card.answers_after[i][context])
+                    row[f"{rule} ({words})"] = _marked(card.answers_after[i][context], reference)
+            if f"teacher_{context}" in before:
+                row[f"teacher ({words})"] = _marked(before[f"teacher_{context}"], reference)
+        row["right answer"] = reference
+        if held is not None:
+            row["used as"] = "train + eval (seen in training)" if seen else ("held out" if i < held else "train")
         table.append(row)
     return pd.DataFrame(table)
+
+
+def changed_answer_lines(card: RunCard, diff) -> list[str]:
+    """Markdown lines for the answers with the image that training changed, each marked right or wrong after
+    the change where the row has a right answer (`diff`: the page's word diff)."""
+    lines = []
+    for before, after in zip(card.answers_before, card.answers_after):
+        if before["image"] == after["image"]:
+            continue
+        line = f"- “{after['question']}”: {diff(before['image'], after['image'])}"
+        reference = before.get("reference") or ""
+        if reference:
+            was, now = is_correct(before["image"], reference), is_correct(after["image"], reference)
+            line += f" — {'✓ right' if now else '✗ wrong'} (before: {'right' if was else 'wrong'}; “{reference}”)"
+        lines.append(line)
+    return lines
 
 
 def student_download(rule: str, card: RunCard) -> tuple[str, str]:

@@ -52,7 +52,8 @@ def tour_box(page: str) -> None:
         return
     number = TOUR.index(steps[0]) + 1
     _, text, next_page, label = steps[0]
-    with st.container(border=True, key=f"tour_{page}"):
+    # an expander: closed, the step takes one line, so what it points at is in view on a 1280×720 projector
+    with st.expander(f"Guided tour: step {number} of {len(TOUR)}", expanded=True, key=f"tour_{page}"):
         st.markdown(f"**Guided tour, step {number} of {len(TOUR)}.** {text}")
         row = st.container(horizontal=True, vertical_alignment="center")
         if next_page:

@@ -45,12 +45,36 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in toy sample", "Upload an image", "Build a scene")
 SOURCE_OF = {"toy": SOURCES[0], "upload": SOURCES[1], "scene": SOURCES[2]}
 DEFAULT_QUESTION = "what color is the circle ?"
+UPLOAD_ERROR_KEY = "vlod_upload_error"  # why the last upload was refused: said in the main column too
 CHART_CONFIG = {"displayModeBar": False}
 # Streamlit's default top padding (6rem) pushes results below the fold on a 1280x720 projector.
 COMPACT = "<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>"
 
 
+SCROLL_KEY = "vlod_scroll_to"  # the result an action (Ask, Run, an edit) just made, to bring into view once
+
+
 # ------------------------------------------------------------------------------------------------ frame
+
+
+def scroll_to(name: str) -> None:
+    """Called from an action's callback: the page brings `name`'s result (`result_anchor(name)`) into view."""
+    st.session_state[SCROLL_KEY] = name
+
+
+def result_anchor(name: str):
+    """A container for a result's heading; when an action asked for it (`scroll_to`), the page scrolls it to
+    the top of the window once, so a new result below the fold is seen at once. Returns the container."""
+    anchor = st.container(key=f"result_{name}")
+    if st.session_state.get(SCROLL_KEY) == name:
+        st.session_state.pop(SCROLL_KEY)
+        selector = f".st-key-result_{name}"
+        st.html(
+            "<script>for (const wait of [300, 1200]) setTimeout(() => document.querySelector("
+            f"'{selector}')?.scrollIntoView({{block: 'start'}}), wait);</script>",
+            unsafe_allow_javascript=True,
+        )
+    return anchor
 
 
 def page_setup(title: str, page: str, caption: str | None = None) -> View:
@@ -146,14 +170,28 @@ class View:
                 help=f"{name} as {fmt.upper()} ({stem}.{fmt})",
             )
 
-    def table(self, frame: pd.DataFrame, name: str, column_config: dict | None = None, key: str | None = None):
-        """A table, with a CSV download (thumbnail columns left out); it goes into the exported view."""
-        st.dataframe(frame, hide_index=True, column_config=column_config, key=key)
+    def table(
+        self,
+        frame: pd.DataFrame,
+        name: str,
+        column_config: dict | None = None,
+        key: str | None = None,
+        styles: dict | None = None,
+        **options,
+    ):
+        """A table, with a CSV download (thumbnail columns left out, 'x ± se' cells as two numbers); it goes into
+        the exported view. `styles`: column → function of a cell giving its CSS (e.g. a verdict's colour)."""
+        shown = frame
+        if styles:
+            shown = frame.style
+            for column, style in styles.items():
+                shown = shown.map(style, subset=[column])
+        st.dataframe(shown, hide_index=True, column_config=column_config, key=key, **options)
         self.parts.append((name, frame))
         images = [c for c in frame.columns if frame[c].astype(str).str.startswith("data:image/").any()]
         st.download_button(
             "CSV",
-            frame.drop(columns=images).to_csv(index=False),
+            csv_frame(frame.drop(columns=images)).to_csv(index=False),
             file_name=f"{self._stem(name)}.csv",
             mime="text/csv",
             key=f"csv_{key or file_stem(name)}",
@@ -194,6 +232,32 @@ class View:
         """The image and question the pages share, once this page has decided them."""
         if probe is not None:
             show_image(probe.image, f"{probe.label}: {probe.question}", self._probe, width=128)
+
+
+PLUS_MINUS = r"^\s*(-?\d+(?:\.\d+)?)(?:\s*±\s*(\d+(?:\.\d+)?))?\s*$"
+MISSING = ("", "–", "-", "nan", "None")
+
+
+def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as a CSV wants it: a column of 'value ± se' cells becomes two number columns, `<name>` and
+    `<name> SE` (a spreadsheet can compute with them; the page's text cannot). Cells without an SE give an
+    empty SE, '–' (not measured) two empty cells."""
+    out = {}
+    for column in frame.columns:
+        cells = frame[column]
+        text = cells.astype(str).str.strip()
+        present = text[~text.isin(MISSING) & cells.notna()]
+        if (
+            not pd.api.types.is_numeric_dtype(cells)
+            and present.str.contains("±").any()
+            and present.str.match(PLUS_MINUS).all()
+        ):
+            parts = text.str.extract(PLUS_MINUS)
+            out[column] = pd.to_numeric(parts[0], errors="coerce")
+            out[f"{column} SE"] = pd.to_numeric(parts[1], errors="coerce")
+        else:
+            out[column] = cells
+    return pd.DataFrame(out, index=frame.index)
 
 
 # ------------------------------------------------------------------------------------------------ probe
@@ -301,6 +365,7 @@ def image_picker() -> Probe | None:
     if uses_toy(current_spec()):
         st.caption(TOY_UNDERSTANDS)
     if upload is None:
+        st.session_state.pop(UPLOAD_ERROR_KEY, None)
         if current.source == "upload":
             st.caption(f"Using the image uploaded before: {current.label}. Upload another to replace it.")
             return current
@@ -310,8 +375,10 @@ def image_picker() -> Probe | None:
     try:
         loaded = load_image(data)
     except ImageError as error:
-        st.error(f"{upload.name}: {error}")
+        st.session_state[UPLOAD_ERROR_KEY] = f"{upload.name}: {error}"
+        st.error(st.session_state[UPLOAD_ERROR_KEY])
         return None
+    st.session_state.pop(UPLOAD_ERROR_KEY, None)
     notes = tuple(loaded.notes) + scaled_down_note(data, loaded.image, loaded.notes)
     digest = image_digest(loaded.image)
     if current.source != "upload" or current.digest != digest:
@@ -321,6 +388,14 @@ def image_picker() -> Probe | None:
     for note in notes:
         st.info(f"{upload.name}: {note}")
     return get_probe()
+
+
+def no_image_yet() -> None:
+    """The main column while no image is chosen: why the upload was refused, or what to do."""
+    if UPLOAD_ERROR_KEY in st.session_state:
+        st.error(f"{st.session_state[UPLOAD_ERROR_KEY]}. Upload another image, or pick a built-in toy sample.")
+    else:
+        st.info("Upload an image (in the sidebar) to look at, or pick a built-in toy sample.")
 
 
 def scaled_down_note(data: bytes, image: Image.Image, notes: list[str]) -> tuple[str, ...]:

@@ -3,10 +3,11 @@
     python docs/screenshots/take_screenshots.py [--port 8799]
 
 Starts `streamlit run app.py` on the default toy pair ($VLOD_HOME, default ~/.cache/vlod; built first if
-missing) and saves, in this folder: the home page as a first visitor sees it (with the tour's first step),
-then, with the tour skipped, a shared link to each page's result, a scene edited in the scene builder, the
-Paper check page (the latest report under $VLOD_HOME/experiments: run `vlod experiments --quick` first), a
-run going on, and that run's results.
+missing) with a fresh VLOD_HOME beside it (the same toy pair, no experiments: a fresh install), and saves, in
+this folder: the home page as a first visitor sees it (with the tour's first step), then, with the tour
+skipped, a shared link to each page's result, a scene edited in the scene builder, the Paper check page as a
+fresh install shows it (the report shipped under docs/experiments/), the class demo going on, its results with
+the verdict in words, and a run on the shipped example set ("my images") with every row before and after.
 What is on screen is what the viewport shows, not the whole page: where the eye is.
 """
 
@@ -14,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -45,10 +49,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8799)
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}"
+    from vlod_core.toy.build import vlod_home
+
+    fresh = Path(tempfile.mkdtemp(prefix="vlod-fresh-"))  # a fresh install: the toy pair, no local reports
+    (fresh / "toy").symlink_to(vlod_home() / "toy")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(args.port)],
         cwd=ROOT,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        env=dict(os.environ, OMP_NUM_THREADS="1", VLOD_HOME=str(fresh)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -58,6 +66,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(fresh, ignore_errors=True)
 
 
 def shoot(url: str) -> None:
@@ -91,7 +100,7 @@ def shoot(url: str) -> None:
             page.screenshot(path=str(HERE / "scene_builder.png"))
 
             page.goto(f"{url}/Paper_check")
-            expect(page.get_by_text("How a verdict is decided", exact=False)).to_be_visible()
+            expect(page.get_by_text("What a verdict means", exact=False)).to_be_visible()
             settle(page)
             page.screenshot(path=str(HERE / "paper_check.png"))
 
@@ -103,15 +112,33 @@ def shoot(url: str) -> None:
             page.screenshot(path=str(HERE / "gradient_angles.png"))
 
             page.goto(f"{url}/Distill_and_compare?sample=3&question={QUESTION}")
-            expect(page.get_by_text("Choose the update rules and settings", exact=False)).to_be_visible()
+            expect(page.get_by_role("button", name="Run the class demo")).to_be_visible()
             settle(page)
-            page.get_by_test_id("stSidebar").get_by_role("button", name="Run", exact=True).click()
+            page.get_by_role("button", name="Run the class demo").click()
             expect(page.get_by_text("standard: step", exact=False).first).to_be_visible()
             page.wait_for_timeout(12_000)  # some curve to show
             page.screenshot(path=str(HERE / "distill_running.png"))
             expect(page.get_by_text("Results of run", exact=False)).to_be_visible()
+            verdict = page.get_by_text(re.compile(r"(ahead of|behind|level with) standard")).first
+            expect(verdict).to_be_visible()
             settle(page)
+            heading = page.get_by_text("Results of run", exact=False)
+            heading.evaluate("e => e.scrollIntoView({block: 'start'})")  # the table and the verdict under it
+            page.wait_for_timeout(1000)
             page.screenshot(path=str(HERE / "distill_and_compare.png"))
+
+            page.goto(f"{url}/Distill_and_compare")
+            page.get_by_text("My images", exact=True).click()
+            page.get_by_role("button", name="Use the example set").click()
+            expect(page.get_by_text("Steps set to", exact=False)).to_be_visible()
+            page.get_by_test_id("stSidebar").get_by_role("button", name="Run", exact=True).click()
+            heading = page.get_by_text("Every row of your set, before and after", exact=True)
+            expect(heading).to_be_visible()
+            settle(page)
+            heading.scroll_into_view_if_needed()
+            page.mouse.wheel(0, 300)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(HERE / "my_images.png"))
         finally:
             browser.close()
 

@@ -13,7 +13,8 @@ Verdict rules (`Z` = 2 standard errors; the interval is measured ± 2 SE):
   the interval lies above 0 (the effect is there), **disagrees** when it lies below the claim's margin (an
   effect as large as the margin, the smallest we would count as the paper's, is ruled out; this includes an
   effect in the opposite direction), and is **inconclusive** otherwise;
-- a claim measured on fewer than two seeds, or not measured at all, is inconclusive.
+- a claim measured on fewer than two seeds, or without a number, is inconclusive; one the plan has no run for
+  (the quick plan has no γ = 3) reads **not measured**, which is no verdict and is counted apart.
 
 The SE over seeds measures training randomness only: every arm is evaluated on the same rows. A difference
 of two rates (accuracy, agreement) on those rows also carries the rows' own sampling error, which for a
@@ -35,7 +36,8 @@ from dataclasses import asdict, dataclass
 from vlod_core.run_summary import curve, headline, steps_to_gain
 from vlod_core.stats import Z, finite, paired_rates, stat
 
-VERDICTS = ("agrees", "disagrees", "inconclusive")
+NOT_MEASURED = "not measured"
+VERDICTS = ("agrees", "disagrees", "inconclusive", NOT_MEASURED)  # the last: not in the plan, no verdict
 VDS_FLOOR = 1e-3  # nats: below this the image barely changes the teacher's next-token distribution
 
 
@@ -217,6 +219,7 @@ STEP_COST = ClaimSpec(
 
 def claim_row(spec: ClaimSpec, measured: dict | None, note: str = "") -> dict:
     """A claims-table row: the paper's figure, ours with its SE and n, the verdict and the rule."""
+    not_in_plan = measured is None  # the plan has no run for it (the quick plan skips γ = 3): no verdict at all
     measured = measured or {"mean": None, "stderr": None, "n": 0}
     if measured["mean"] is None:
         note = note or "not measured in this plan"
@@ -228,7 +231,7 @@ def claim_row(spec: ClaimSpec, measured: dict | None, note: str = "") -> dict:
         "stderr": measured["stderr"],
         "n": measured["n"],
         "unit": spec.unit,
-        "verdict": spec.verdict(measured["mean"], measured["stderr"]),
+        "verdict": NOT_MEASURED if not_in_plan else spec.verdict(measured["mean"], measured["stderr"]),
         "rule": spec.rule(),
         "note": note,
     } | {"spec": asdict(spec)}
@@ -628,5 +631,6 @@ def verdict_rules_text() -> list[str]:
         f"Direction claims ('A beats B', 'rises'; measured as the effect in the paper's direction): agrees when "
         f"mean − {Z:g} SE > 0; disagrees when mean + {Z:g} SE is below the stated margin (an effect that large is "
         "ruled out, including any effect in the opposite direction); otherwise inconclusive.",
-        "A claim measured on fewer than two seeds, or not measured, is inconclusive.",
+        "A claim measured on fewer than two seeds, or without a number, is inconclusive; a claim the plan has no run "
+        "for reads 'not measured' and is counted apart.",
     ]

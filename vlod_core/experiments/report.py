@@ -9,7 +9,12 @@ import json
 
 from vlod_core.experiments.figures import all_figures
 
-VERDICT_COLOURS = (("agrees", "#d8f0d8"), ("disagrees", "#f6d5d5"), ("inconclusive", "#eeeeee"))
+VERDICT_COLOURS = (
+    ("agrees", "#d8f0d8"),
+    ("disagrees", "#f6d5d5"),
+    ("inconclusive", "#eeeeee"),
+    ("not measured", "#ffffff"),
+)
 PAIR_NAMES = (("std-lang", "gStd ∠ gLang"), ("std-vis", "gStd ∠ gVis"), ("lang-vis", "gLang ∠ gVis"))
 
 STYLE = """

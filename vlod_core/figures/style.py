@@ -19,7 +19,7 @@ PAIR_COLOURS = MappingProxyType({"std-lang": "#2ca02c", "std-vis": "#d62728", "l
 PAIR_LABELS = MappingProxyType({"std-lang": "gStd ∠ gLang", "std-vis": "gStd ∠ gVis", "lang-vis": "gLang ∠ gVis"})
 RULE_COLOURS = MappingProxyType(
     {
-        "standard": "#555555",
+        "standard": "#2a9d8f",  # not grey: grey is "before" in the accuracy bars
         "vgs": VIS,
         "vgs_no_lp": "#d62728",
         "vgs_adaptive": "#bcbd22",
@@ -29,6 +29,7 @@ RULE_COLOURS = MappingProxyType(
 )
 SPLIT_FLOOR = 1e-3  # nats: below this lang_kl + vis_kl, a token has nothing to split
 SHARE_SCALE = ((0.0, LANG), (0.5, "#b3b3b3"), (1.0, VIS))  # 0: all language, 0.5: even, 1: all visual
+GROUNDED_VDS = 0.1  # nats: a token whose VDS is at least this is underlined: the image decides it
 MIN_OPACITY = 0.18  # the faintest token of the strip (the largest mismatch is fully opaque)
 FEW_TOKENS = 20  # a VDS bin with fewer response tokens than this gives angles too noisy to trust
 

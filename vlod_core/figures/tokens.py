@@ -15,6 +15,7 @@ from vlod_core.figures.style import (
     MIN_OPACITY,
     RELIANCE_FLOOR,
     RELIANCE_SCALE,
+    GROUNDED_VDS,
     SHARE_SCALE,
     SPLIT_FLOOR,
     STD,
@@ -76,6 +77,8 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
     hover = []
     for t, r in enumerate(rows):
         small = "" if totals[t] >= SPLIT_FLOOR else " — nothing to split (mismatch below 0.001 nats)"
+        if r["vds"] >= GROUNDED_VDS:
+            small += f" — the image decides this word (VDS {r['vds']:.2f} ≥ {GROUNDED_VDS:g})"
         hover.append(
             f"<b>{html.escape(r['token'])}</b> (position {t}){small}<br>"
             f"whole mismatch ℓStd {r['std_kl']:.3f} · language ℓLang {r['lang_kl']:.3f} · "
@@ -122,7 +125,16 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.5, max(len(rows), 1) - 0.5])
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, range=[0, 1])
     fig.update_layout(bargap=0.06, showlegend=False, uniformtext={"minsize": 10, "mode": "show"})
-    return layout(fig, 170, title="Response tokens: colour = language or visual, opacity = size of the mismatch")
+    # A word the image decides ("blue" about a blue circle) can have almost no mismatch left, so its box is faint
+    # and its split even (grey): the split is right, but the box alone would hide that the word is visual. An
+    # orange underline, at full strength, says the image decides it (VDS: the teacher with and without it).
+    for t, row in enumerate(rows):
+        if row["vds"] >= GROUNDED_VDS:
+            fig.add_shape(
+                type="rect", x0=t - 0.47, x1=t + 0.47, y0=0, y1=0.1, fillcolor=VIS, line={"width": 0}, layer="above"
+            )
+    title = "Response tokens: colour = language or visual, opacity = size of the mismatch"
+    return layout(fig, 170, title=f"{title}; orange underline = the image decides the word")
 
 
 def logratio_split(rows: list[dict]) -> go.Figure:
