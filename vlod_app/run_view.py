@@ -28,7 +28,7 @@ def headline_metric(cards: dict[str, RunCard]) -> str:
 def verdict_markdown(cards: dict[str, RunCard], not_run: list[str]) -> str:
     """The run's verdict in words (`vlod_core.verdict`): the line in bold, then what it rests on."""
     result = verdict({rule: [card] for rule, card in cards.items()} | {rule: [] for rule in not_run})
-    lines = [f"**{result.line().removeprefix('verdict: ').capitalize()}.**"]
+    lines = [f"**Verdict: {result.line().removeprefix('verdict: ')}.**"]
     return "\n".join(lines + [f"- {reason}" for reason in result.reasons])
 
 
