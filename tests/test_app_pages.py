@@ -210,7 +210,7 @@ def test_answers_page_shows_four_greedy_answers_and_a_token_strip(vlod_home, sha
 def test_answers_page_decomposes_a_sample_at_a_chosen_temperature(vlod_home):
     at = open_page(PAGE_1)
     at.radio(key="ask_mode").set_value("A sample from the student")
-    at.slider(key="ask_temperature").set_value(1.5)
+    at.number_input(key="ask_temperature").set_value(1.5)
     at.number_input(key="ask_seed").set_value(3)
     ask(at)
     assert any("a sample from the student (temperature 1.5, seed 3)" in m for m in texts(at.markdown))
@@ -278,7 +278,7 @@ def test_a_shared_answers_link_reopens_the_same_view(vlod_home, toy_pair):
     assert not at.error and not at.warning, (texts(at.error), texts(at.warning))
     assert f"“{question}”" in texts(at.subheader)
     assert at.selectbox(key="toy_sample").value == 3 and at.selectbox(key="ask_ablation").value == "blank"
-    assert at.number_input(key="ask_seed").value == 5 and at.slider(key="ask_temperature").value == 0.7
+    assert at.number_input(key="ask_seed").value == 5 and at.number_input(key="ask_temperature").value == 0.7
     assert any("temperature 0.7, seed 5" in m and "*blank*" in m for m in texts(at.markdown))
     assert {k: at.query_params[k] for k in link} == link  # and the URL still says so
     # the link's "copy link" control holds the same parameters
