@@ -35,7 +35,7 @@ SEEDS = (0, 1, 2, 3)
 DATA = toy_data(8, 2)  # one data set shared by every concurrent run, as the app shares it
 CORE = Path(vlod_core.__file__).parent
 # Build-time code with its own private processor; nobody else can be calling it concurrently.
-PRIVATE_TOKENIZER_MODULES = {"toy/train.py", "testing/second_family.py", "toy/build.py"}
+PRIVATE_TOKENIZER_MODULES = {"toy/train.py", "testing/second_family.py", "toy/build.py", "toy/reasoning_build.py"}
 
 
 def _pads_right(call: ast.Call, function: ast.AST | None) -> bool:
@@ -256,6 +256,7 @@ CONSTANT_TABLES = {
     "vlod_core.toy.tokenizer": {"EXTRA_WORDS"},
     "vlod_core.toy.world": {"RGB", "SHAPE_WEIGHTS", "FAVOURITE_COLOUR", "COUNT_WEIGHTS", "_MASKS"},
     "vlod_core.toy.scenes": {"_OBJECT"},  # a compiled regular expression
+    "vlod_core.toy.reasoning": {"_FIELD"},  # a compiled regular expression
 }
 # Cached functions that build a constant, seeded table once per process; what they return is read-only.
 CACHED_TABLES = {

@@ -107,7 +107,7 @@ def machine(workers: int) -> dict:
     """Where the numbers (and their seconds) were measured: a report read elsewhere says so."""
     return {
         "system": platform.platform(terse=True),
-        "processor": platform.processor() or platform.machine(),
+        "processor": platform.uname().processor or platform.machine(),
         "cpus": os.cpu_count(),
         "workers": workers,
         "python": platform.python_version(),

@@ -5,13 +5,15 @@ pair through `folders` (the spec name "toy" located, built on first use), its ro
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from collections.abc import Callable
 
 from vlod_core.pair import TOY, PairSpec
 
 
 TOY_REASONING = "toy-reasoning"  # the spec name of the reasoning world's pair (`toy.reasoning`)
-WORLDS = {TOY: "default", TOY_REASONING: "reasoning"}  # spec name -> toy world
+WORLDS = MappingProxyType({TOY: "default", TOY_REASONING: "reasoning"})  # spec name -> toy world
 
 
 def folders(spec: PairSpec, progress: Callable[[str, float], None] | None = None) -> tuple[str, str] | None:

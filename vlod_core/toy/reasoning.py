@@ -31,6 +31,8 @@ token is language, and most of a chain is language.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import re
 from dataclasses import dataclass
 
@@ -41,7 +43,7 @@ from vlod_core.toy import world
 KINDS = ("not_colour", "two_shapes", "leftmost_colour", "left_of")
 STYLES = ("teacher", "student")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
-PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
+PLURALS = MappingProxyType({"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"})
 YES_NO = ("yes", "no")
 REASON_OPEN, REASON_CLOSE, BOXED_OPEN, BOXED_CLOSE = "<reason>", "</reason>", "\\boxed{", "}"
 MARKERS = (REASON_OPEN, REASON_CLOSE, BOXED_OPEN, BOXED_CLOSE)  # whole tokens of the reasoning tokenizer
@@ -56,40 +58,52 @@ MAX_NEW_TOKENS = 64  # room for the longest chain and its end-of-turn token (cha
 # Slot phrasings: (the teacher's, (the student's first, the student's second)). `{v_…}` are fact words read
 # off the image (visual tokens), the other fields copy words already in the question or the chain.
 OPENER = ("let me think step by step :", ("okay , let me look at the picture .", "alright , i will look closely ."))
-SLOTS = {
-    "count": ("count : {v_n} shapes .", ("i can see {v_n} shapes in all .", "there are {v_n} shapes in the picture .")),
-    "has_colour": ("{c} : {v_yes} .", ("is any shape {c} ? {v_yes} .", "do i see a {c} shape ? {v_yes} .")),
-    "minus": ("{n} minus {k} is {a} .", ("so {n} take away {k} leaves {a} .", "that means {n} less {k} gives {a} .")),
-    "has_a": ("{pa} : {v_ka} .", ("how many {pa} ? i count {v_ka} .", "i find {v_ka} of the {pa} here .")),
-    "has_b": ("{pb} : {v_kb} .", ("how many {pb} ? i count {v_kb} .", "i find {v_kb} of the {pb} here .")),
-    "plus": ("{ka} plus {kb} is {a} .", ("so {ka} and {kb} make {a} .", "adding them , {ka} and {kb} give {a} .")),
-    "leftmost": (
-        "leftmost : {v_s} .",
-        ("the shape furthest left is the {v_s} .", "on the left side i see the {v_s} ."),
-    ),
-    "its_colour": ("{s} : {v_c} .", ("the {s} looks {v_c} .", "its color is {v_c} .")),
-    "answer": ("answer : {a} .", ("so the color is {a} .", "that makes it {a} .")),
-    "column_1": (
-        "{c1} : column {v_k1} .",
-        ("the {c1} shape sits in column {v_k1} .", "i find the {c1} one in column {v_k1} ."),
-    ),
-    "column_2": (
-        "{c2} : column {v_k2} .",
-        ("the {c2} shape sits in column {v_k2} .", "i find the {c2} one in column {v_k2} ."),
-    ),
-    "compare": (
-        "{k1} {rel} {k2} , {a} .",
-        ("column {k1} is {rel} column {k2} , so {a} .", "since {k1} is {rel} {k2} , it is {a} ."),
-    ),
-}
+SLOTS = MappingProxyType(
+    {
+        "count": (
+            "count : {v_n} shapes .",
+            ("i can see {v_n} shapes in all .", "there are {v_n} shapes in the picture ."),
+        ),
+        "has_colour": ("{c} : {v_yes} .", ("is any shape {c} ? {v_yes} .", "do i see a {c} shape ? {v_yes} .")),
+        "minus": (
+            "{n} minus {k} is {a} .",
+            ("so {n} take away {k} leaves {a} .", "that means {n} less {k} gives {a} ."),
+        ),
+        "has_a": ("{pa} : {v_ka} .", ("how many {pa} ? i count {v_ka} .", "i find {v_ka} of the {pa} here .")),
+        "has_b": ("{pb} : {v_kb} .", ("how many {pb} ? i count {v_kb} .", "i find {v_kb} of the {pb} here .")),
+        "plus": ("{ka} plus {kb} is {a} .", ("so {ka} and {kb} make {a} .", "adding them , {ka} and {kb} give {a} .")),
+        "leftmost": (
+            "leftmost : {v_s} .",
+            ("the shape furthest left is the {v_s} .", "on the left side i see the {v_s} ."),
+        ),
+        "its_colour": ("{s} : {v_c} .", ("the {s} looks {v_c} .", "its color is {v_c} .")),
+        "answer": ("answer : {a} .", ("so the color is {a} .", "that makes it {a} .")),
+        "column_1": (
+            "{c1} : column {v_k1} .",
+            ("the {c1} shape sits in column {v_k1} .", "i find the {c1} one in column {v_k1} ."),
+        ),
+        "column_2": (
+            "{c2} : column {v_k2} .",
+            ("the {c2} shape sits in column {v_k2} .", "i find the {c2} one in column {v_k2} ."),
+        ),
+        "compare": (
+            "{k1} {rel} {k2} , {a} .",
+            ("column {k1} is {rel} column {k2} , so {a} .", "since {k1} is {rel} {k2} , it is {a} ."),
+        ),
+    }
+)
 # Fact slots in the teacher's order; the student reads them the other way round. A hop has one order.
-FACTS = {
-    "not_colour": ("count", "has_colour"),
-    "two_shapes": ("has_a", "has_b"),
-    "leftmost_colour": ("leftmost", "its_colour"),
-    "left_of": ("column_1", "column_2"),
-}
-STEP = {"not_colour": "minus", "two_shapes": "plus", "leftmost_colour": "answer", "left_of": "compare"}
+FACTS = MappingProxyType(
+    {
+        "not_colour": ("count", "has_colour"),
+        "two_shapes": ("has_a", "has_b"),
+        "leftmost_colour": ("leftmost", "its_colour"),
+        "left_of": ("column_1", "column_2"),
+    }
+)
+STEP = MappingProxyType(
+    {"not_colour": "minus", "two_shapes": "plus", "leftmost_colour": "answer", "left_of": "compare"}
+)
 REORDERABLE = frozenset({"not_colour", "two_shapes", "left_of"})
 _FIELD = re.compile(r"\{(\w+)\}")
 
