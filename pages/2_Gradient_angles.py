@@ -36,7 +36,7 @@ FORM_DEFAULTS = {
     "angles_bins": PAGE_BINS,
     "angles_gamma": GAMMA.default,
 }
-MAX_SAMPLES = int(MEASURE["batch"].about.high) - 1
+MIN_SAMPLES, MAX_SAMPLES = (int(MEASURE["batch"].about.low) - 1, int(MEASURE["batch"].about.high) - 1)  # + the image
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ spec = current_spec()
 params = Params()
 if "samples" in params.raw and from_link():
     adopt_probe(params)
-    include, samples = params.flag("include"), params.integer("samples", 0, MAX_SAMPLES)
+    include, samples = params.flag("include"), params.integer("samples", MIN_SAMPLES, MAX_SAMPLES)
     bins = params.integer("bins", int(MEASURE["bins"].about.low), int(MEASURE["bins"].about.high))
     gamma = params.number("gamma", GAMMA.about.low, GAMMA.about.high)
     linked = Measured(
@@ -101,7 +101,7 @@ with view.inputs, st.form("geometry"):
     )
     st.slider(
         "Toy samples in the batch",
-        min_value=0,
+        min_value=MIN_SAMPLES,
         max_value=MAX_SAMPLES,
         value=defaults["angles_samples"],
         key="angles_samples",

@@ -4,7 +4,7 @@ What a user imports, in one place (each name is loaded from its module on first 
 the command line start without torch):
 
     from vlod_core import PairSpec, load_pair               # a teacher/student pair: folders or Hub ids
-    from vlod_core import toy                                # the embedded toy pair: load_pair(spec, toy.folders(spec))
+    # the embedded toy pair: load_pair(spec, vlod_core.toy.folders(spec)), located by the entry point
     from vlod_core import DistillConfig, SteeringConfig      # a run and its update rule (`RULES`, `REGISTRY`)
     from vlod_core.distill import distill                    # the on-policy loop -> DistillResult(student, card)
     from vlod_core import load_data, TrainingData            # your rows: image folders, JSONL, Parquet, Hub ids
