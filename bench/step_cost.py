@@ -327,7 +327,7 @@ def reasoning_world():
 
     Hook for the reasoning world: its pair loads here; its prompts and answer length (20-60 tokens) must also
     replace `toy_data`/`ToyPrompts` and `max_new_tokens` in `Bench` and `run_with_trl` when that world lands."""
-    from vlod_core.toy.build import vlod_home
+    from vlod_core.home import vlod_home
 
     folder = vlod_home() / "toy-reasoning"
     if not (folder / "teacher").is_dir():

@@ -11,6 +11,7 @@ CORE = (
     "data", "sources", "archive", "inputs", "sampling", "scoring", "engine", "losses", "decomposition", "steering",
     "distill", "evaluation", "geometry", "geometry_batch", "inspection", "occlusion", "topk", "results", "images",
     "grounding", "decoding", "eta_sample", "answers", "settings", "run_summary", "verdict", "stats", "modes", "child",
+    "home",
 )  # fmt: skip
 
 

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8799)
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}"
-    from vlod_core.toy.build import vlod_home
+    from vlod_core.home import vlod_home
 
     fresh = Path(tempfile.mkdtemp(prefix="vlod-fresh-"))  # a fresh install: the toy pair, no local reports
     (fresh / "toy").symlink_to(vlod_home() / "toy")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlod_core.data import TrainingData
+from vlod_core.home import vlod_home
 from vlod_core.experiments.analysis import Z, analyse, t_coverage, verdict_rules_text
 from vlod_core.experiments.plan import PARTS, QUICK, Plan, estimate_seconds
 from vlod_core.experiments.runner import Outcome, Progress, Task, run_context, run_tasks, task_key, write_atomically
@@ -31,8 +32,6 @@ MAX_RESULTS_BYTES = 50 * 2**20
 
 
 def experiments_home() -> Path:
-    from vlod_core.toy.build import vlod_home
-
     return vlod_home() / "experiments"
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from vlod_core.data import StoredImage, TrainingData
 from vlod_core.distill import DistillConfig, distill
 from vlod_core.experiments.plan import run_seconds
-from vlod_core.pair import TOY, ModelPair, PairSpec, resolve_device
+from vlod_core.pair import ModelPair, PairSpec, resolve_device
 from vlod_core.results import json_safe, library_versions
 
 
@@ -100,15 +100,14 @@ def _folder_fingerprint(folder: Path) -> str:
 
 
 def pair_identity(spec: PairSpec) -> dict:
-    """The spec, the device it resolves to, and a fingerprint of each local model folder (a Hub id: the id only)."""
-    from vlod_core.toy.build import default_toy_dir
+    """The spec, the device it resolves to, and a fingerprint of each local model folder (a Hub id: the id only).
+    A toy pair's folders (any world's) are located as `load_pair` gets them, so a rebuilt pair is a new pair."""
+    from vlod_core import toy
 
     identity = {"spec": dataclasses.asdict(spec), "device": resolve_device(spec.device).type}
-    for role, name in (("teacher", spec.teacher), ("student", spec.student)):
-        if name == TOY:
-            folder = default_toy_dir() / ("teacher" if role == "teacher" else spec.student_variant)
-        else:
-            folder = Path(name).expanduser()
+    names = toy.folders(spec) or (spec.teacher, spec.student)
+    for role, name in zip(("teacher", "student"), names):
+        folder = Path(name).expanduser()
         identity[role] = _folder_fingerprint(folder) if folder.is_dir() else name
     return identity
 

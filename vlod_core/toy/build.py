@@ -24,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -36,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vlod_core.evaluation import reference_accuracy
+from vlod_core.home import vlod_home
 from vlod_core.results import library_versions
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model, build_processor
 from vlod_core.child import Beside, WorkerDied
@@ -86,10 +86,6 @@ class ToyBuildConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-def vlod_home() -> Path:
-    return Path(os.environ.get("VLOD_HOME", "~/.cache/vlod")).expanduser()
 
 
 def default_toy_dir() -> Path:
