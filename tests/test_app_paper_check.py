@@ -33,7 +33,10 @@ def experiments_home(vlod_home, tmp_path):
         shutil.move(kept, home)
 
 
-def test_no_report_yet_offers_the_quick_check(experiments_home):
+def test_no_report_yet_offers_the_quick_check(experiments_home, tmp_path, monkeypatch):
+    from vlod_app import paper
+
+    monkeypatch.setattr(paper, "SHIPPED", tmp_path / "nothing shipped")  # else the shipped report is shown
     at = open_page(PAGE_4)
     assert any("No report yet" in i and "experiments --quick" in i for i in texts(at.info)), texts(at.info)
     start = button(at, "Run the quick check")

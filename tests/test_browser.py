@@ -120,6 +120,21 @@ def new_page(browser):
     return page
 
 
+def pick(page, selectbox, option: str, exact: bool = True, tries: int = 6) -> None:
+    """Choose `option` in a selectbox. A rerun that lands while the list is open closes it (on a loaded machine
+    the rerun that drew the last answers may still be running), so open it again until the option shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries):
+        selectbox.click()
+        try:
+            page.get_by_role("option", name=option, exact=exact).click(timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"the option {option!r} never showed in the selectbox")
+
+
 def download(page, button) -> tuple[str, bytes]:
     """Click a download button; the file's suggested name and its bytes."""
     with page.expect_download(timeout=WAIT_MS) as info:
@@ -166,8 +181,7 @@ def test_tour_upload_downloads_and_a_shared_link(server, browser, examples, tmp_
     # pick toy sample 3 and ask its own question: that view's link opens the same view in a fresh browser
     sidebar.get_by_text("Built-in toy sample", exact=True).click()
     expect(sidebar.get_by_text("toy sample 1:", exact=False)).to_be_visible()
-    sidebar.get_by_test_id("stSelectbox").filter(has_text="Toy sample").click()
-    page.get_by_role("option", name="3: ", exact=False).click()
+    pick(page, sidebar.get_by_test_id("stSelectbox").filter(has_text="Toy sample"), "3: ", exact=False)
     expect(sidebar.get_by_text("toy sample 3:", exact=False)).to_be_visible()
     # the rerun that swaps the upload's sidebar for the sample's keeps the old form, faded, until it ends
     expect(sidebar.get_by_label("Sampling seed", exact=True)).to_have_count(1)
@@ -252,9 +266,7 @@ def test_a_scene_edit_changes_the_answer_and_paper_check_renders(server, browser
     sidebar.get_by_label("Question", exact=True).fill(COLOUR_QUESTION)
     sidebar.get_by_role("button", name="Ask").click()
     expect(page.get_by_text("Teacher, with the image", exact=True)).to_be_visible()
-    page.wait_for_timeout(2000)  # the rerun that drew the answers settles: a pick made during it is dropped
-    page.get_by_test_id("stSelectbox").filter(has=page.get_by_label("Row 2, column 2")).click()
-    page.get_by_role("option", name=f"{new_colour} ●", exact=True).click()
+    pick(page, page.get_by_test_id("stSelectbox").filter(has=page.get_by_label("Row 2, column 2")), f"{new_colour} ●")
     expect(page.get_by_text("Before the edit → after", exact=True)).to_be_visible()
     line = page.get_by_test_id("stMarkdownContainer").filter(has_text="Teacher, with the image:").first
     expect(line).to_contain_text(f"{teacher_before} →")
