@@ -182,3 +182,21 @@ def test_the_spec_name_toy_reasoning_locates_the_reasoning_pair(tmp_path, monkey
     )
     assert toy.folders(PairSpec(teacher="a", student="b")) is None
     assert not (tmp_path / "toy").exists()
+
+
+def test_a_typed_question_about_a_composed_scene_gets_the_worlds_chain():
+    """The scene builder's reference: each sampled question, typed back about its scene, gives the teacher's
+    reference chain; a question with no single answer in a composed scene gets none."""
+    for ex in reasoning.sample_examples(200, seed=11, reference=True):
+        asked = reasoning.question_from_text(ex.objects, ex.question)
+        assert asked is not None and reasoning.chain(asked, "teacher").text == ex.answer, ex
+    two_red = (Obj("circle", "red", 0, 0), Obj("square", "red", 1, 2))
+    assert reasoning.question_from_text(two_red, "is the red shape left of the blue shape ?") is None
+    assert reasoning.question_from_text(two_red, "how many shapes are not red ?") is None  # red twice
+    same_column = (Obj("circle", "red", 0, 1), Obj("square", "blue", 2, 1))
+    assert reasoning.question_from_text(same_column, "what color is the leftmost shape ?") is None
+    assert reasoning.question_from_text(SCENE, "what shape is red ?") is None  # the default world's question
+    asked = reasoning.question_from_text(SCENE, "How many shapes are not red?")  # case and spacing as typed
+    assert asked is not None and asked.answer == "two"
+    questions = reasoning.scene_questions(SCENE)
+    assert {reasoning.question_from_text(SCENE, q).kind for q in questions} == set(KINDS)

@@ -6,7 +6,7 @@ the student's own sample with the image (on-policy), or a typed answer when the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
@@ -48,13 +48,15 @@ class Inspection:
         }
 
 
-def four_answers(pair: ModelPair, prompts: PromptBatch) -> dict[str, str]:
-    """Greedy answers of teacher and student, with the image and with it ablated (prompts encoded once)."""
+def four_answers(pair: ModelPair, prompts: PromptBatch, max_new_tokens: int = GREEDY.max_new_tokens) -> dict[str, str]:
+    """Greedy answers of teacher and student, with the image and with it ablated (prompts encoded once), as long
+    as the scored response may be (a reasoning chain needs more than a short answer's few tokens)."""
+    greedy = replace(GREEDY, max_new_tokens=max_new_tokens)
     out = {}
     with torch.no_grad():
         for name, model in (("teacher", pair.teacher), ("student", pair.student)):
             for context, suffix in (("image", "image"), ("ablated", "no_image")):
-                ids = sample(model, pair, prompts, GREEDY, role=name, context=context)[0]
+                ids = sample(model, pair, prompts, greedy, role=name, context=context)[0]
                 out[f"{name}_{suffix}"] = decode(pair.tokenizer, ids)
     return {k: out[k] for k in ANSWER_KEYS}
 
@@ -92,7 +94,7 @@ def inspect(
             if response is not None
             else sample(pair.student, pair, prompts, sampling, seed)[0]
         )
-        answers = four_answers(pair, prompts)
+        answers = four_answers(pair, prompts, sampling.max_new_tokens)
         four = score_responses(pair, prompts, [ids])
     return Inspection(
         question,

@@ -16,6 +16,12 @@ TOY_REASONING = "toy-reasoning"  # the spec name of the reasoning world's pair (
 WORLDS = MappingProxyType({TOY: "default", TOY_REASONING: "reasoning"})  # spec name -> toy world
 
 
+def world_of(spec: PairSpec) -> str:
+    """The toy world whose rows and answer settings go with `spec`: "reasoning" where it names the reasoning pair,
+    else "default" (a real pair is asked the default world's questions, as the entry points do)."""
+    return WORLDS[TOY_REASONING] if TOY_REASONING in (spec.teacher, spec.student) else WORLDS[TOY]
+
+
 def folders(spec: PairSpec, progress: Callable[[str, float], None] | None = None) -> tuple[str, str] | None:
     """The (teacher, student) folders `load_pair` should read for `spec`: the built toy pair's where the spec
     says "toy" or "toy-reasoning" (built first if missing), the spec's own elsewhere; None when the spec does

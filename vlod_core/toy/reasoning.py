@@ -132,11 +132,28 @@ class Chain:
 
 
 def question(objects: tuple[world.SceneObject, ...], kind: str, rng: np.random.Generator) -> Question:
-    """A question of `kind` about `objects` (`left_of` needs two objects)."""
-    colours = [o.colour for o in objects]
+    """A question of `kind` about `objects` (`left_of` needs two objects), its names drawn with `rng`."""
     if kind == "not_colour":
-        colour = _present_or_absent(colours, world.COLOURS, rng)
-        n, k = len(objects), int(colour in colours)
+        return posed(objects, kind, (_present_or_absent([o.colour for o in objects], world.COLOURS, rng),))
+    if kind == "two_shapes":
+        shapes = [o.shape for o in objects]
+        a = _present_or_absent(shapes, world.SHAPES, rng)
+        return posed(objects, kind, (a, _present_or_absent(shapes, [s for s in world.SHAPES if s != a], rng)))
+    if kind == "leftmost_colour":
+        return posed(objects, kind, ())
+    if kind == "left_of":
+        if len(objects) < 2:
+            raise ValueError("a left_of question needs two objects")
+        return posed(objects, kind, tuple(objects[int(i)] for i in rng.choice(len(objects), size=2, replace=False)))
+    raise ValueError(f"unknown question kind {kind!r}; expected one of {KINDS}")
+
+
+def posed(objects: tuple[world.SceneObject, ...], kind: str, names: tuple) -> Question:
+    """The question of `kind` about `objects` that names `names` (a colour for `not_colour`, two shapes for
+    `two_shapes`, none for `leftmost_colour`, two of the objects for `left_of`), with its chain's values."""
+    if kind == "not_colour":
+        (colour,) = names
+        n, k = len(objects), int(colour in [o.colour for o in objects])
         fields = {
             "c": colour,
             "v_n": NUMBER_WORDS[n],
@@ -146,9 +163,8 @@ def question(objects: tuple[world.SceneObject, ...], kind: str, rng: np.random.G
         }
         return Question(kind, f"how many shapes are not {colour} ?", NUMBER_WORDS[n - k], fields)
     if kind == "two_shapes":
+        a, b = names
         shapes = [o.shape for o in objects]
-        a = _present_or_absent(shapes, world.SHAPES, rng)
-        b = _present_or_absent(shapes, [s for s in world.SHAPES if s != a], rng)
         ka, kb = int(a in shapes), int(b in shapes)
         fields = {"pa": PLURALS[a], "pb": PLURALS[b], "v_ka": NUMBER_WORDS[ka], "v_kb": NUMBER_WORDS[kb]}
         fields |= {"ka": NUMBER_WORDS[ka], "kb": NUMBER_WORDS[kb]}
@@ -158,9 +174,7 @@ def question(objects: tuple[world.SceneObject, ...], kind: str, rng: np.random.G
         fields = {"v_s": left.shape, "s": left.shape, "v_c": left.colour}
         return Question(kind, "what color is the leftmost shape ?", left.colour, fields)
     if kind == "left_of":
-        if len(objects) < 2:
-            raise ValueError("a left_of question needs two objects")
-        first, second = (objects[int(i)] for i in rng.choice(len(objects), size=2, replace=False))
+        first, second = names
         k1, k2 = NUMBER_WORDS[first.col + 1], NUMBER_WORDS[second.col + 1]
         yes = first.col < second.col
         fields = {"c1": first.colour, "c2": second.colour, "v_k1": k1, "v_k2": k2, "k1": k1, "k2": k2}
@@ -168,6 +182,58 @@ def question(objects: tuple[world.SceneObject, ...], kind: str, rng: np.random.G
         text = f"is the {first.colour} shape left of the {second.colour} shape ?"
         return Question(kind, text, "yes" if yes else "no", fields)
     raise ValueError(f"unknown question kind {kind!r}; expected one of {KINDS}")
+
+
+_TEMPLATES = (
+    ("not_colour", re.compile(r"how many shapes are not (\w+) \?")),
+    ("two_shapes", re.compile(r"how many (\w+) and (\w+) together \?")),
+    ("leftmost_colour", re.compile(r"what color is the leftmost shape \?")),
+    ("left_of", re.compile(r"is the (\w+) shape left of the (\w+) shape \?")),
+)
+
+
+def question_from_text(objects: tuple[world.SceneObject, ...], text: str) -> Question | None:
+    """The question `text` asks about a composed scene when it is one of the four kinds and has one right answer
+    there (its chain's values filled in), else None: a scene a person builds may leave the world's grammar (an
+    empty scene, five objects, two shapes of one colour, a shared leftmost column)."""
+    words = " ".join(text.strip().lower().replace("?", " ?").split())
+    if not objects or len(objects) >= len(NUMBER_WORDS):
+        return None
+    for kind, template in _TEMPLATES:
+        match = template.fullmatch(words)
+        if match is None:
+            continue
+        colours, shapes = [o.colour for o in objects], [o.shape for o in objects]
+        singular = {plural: shape for shape, plural in PLURALS.items()}
+        if kind == "not_colour" and match[1] in world.COLOURS and colours.count(match[1]) <= 1:
+            return posed(objects, kind, (match[1],))
+        if kind == "two_shapes" and {match[1], match[2]} <= set(singular) and match[1] != match[2]:
+            a, b = singular[match[1]], singular[match[2]]
+            return posed(objects, kind, (a, b)) if shapes.count(a) <= 1 and shapes.count(b) <= 1 else None
+        if kind == "leftmost_colour":
+            columns = sorted(o.col for o in objects)
+            return posed(objects, kind, ()) if len(columns) == 1 or columns[0] != columns[1] else None
+        if kind == "left_of" and match[1] != match[2] and colours.count(match[1]) == colours.count(match[2]) == 1:
+            named = tuple(next(o for o in objects if o.colour == c) for c in (match[1], match[2]))
+            return posed(objects, kind, named)
+        return None
+    return None
+
+
+def scene_questions(objects: tuple[world.SceneObject, ...]) -> list[str]:
+    """One question of each kind a composed scene can be asked (its first colour and two shapes, the first two
+    objects for `left_of`), for a page to offer."""
+    found = []
+    if objects:
+        found.append(f"how many shapes are not {objects[0].colour} ?")
+    there = list(dict.fromkeys(o.shape for o in objects))
+    shapes = there + [s for s in world.SHAPES if s not in there]
+    found.append(f"how many {PLURALS[shapes[0]]} and {PLURALS[shapes[1]]} together ?")
+    if objects:
+        found.append("what color is the leftmost shape ?")
+    if len(objects) >= 2:
+        found.append(f"is the {objects[0].colour} shape left of the {objects[1].colour} shape ?")
+    return [q for q in found if question_from_text(objects, q) is not None]
 
 
 def teacher_split(gap: float) -> tuple[float, float]:

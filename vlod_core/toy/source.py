@@ -38,6 +38,12 @@ def _sample(world_name: str):
     raise ValueError(f"unknown toy world {world_name!r}; expected one of {WORLDS}")
 
 
+def examples(n: int, seed: int, world_name: str = "default") -> list[world.Example]:
+    """`n` of the world's examples drawn from `seed`, scenes included (the reasoning world's answers are the
+    teacher's reference chains): what a page offers as samples."""
+    return _sample(world_name)(n, seed=seed)
+
+
 def held_out_rows(n: int = 400, world_name: str = "default") -> list[Row]:
     return rows(_sample(world_name)(n, seed=HELD_OUT_SEED), "held-out toy sample")
 
