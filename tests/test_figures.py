@@ -234,3 +234,25 @@ def test_decomposition_diagram_names_the_four_distributions_and_losses():
     text = " ".join(a.text for a in tokens.decomposition_diagram().layout.annotations)
     for name in ("pI", "px", "qI", "qx", "q*", "ℓStd", "ℓLang", "ℓVis", "VDS"):
         assert name in text
+
+
+def test_a_long_answer_wraps_into_lines_and_its_image_read_tokens_stand_out():
+    """A 25-token chain: three lines of LINE_TOKENS boxes read in order; the one word the image decides keeps its
+    full strength and an orange frame, every language token is muted however large its mismatch."""
+    rows = [_row(f"w{t}", 2.0, 0.01, vds=0.0) for t in range(25)]
+    rows[12] = _row("three", 0.05, 1.5, vds=0.8)
+    split, flat = tokens.token_strip(rows).data
+    assert len(flat.x) == 0 and split.base is not None
+    lines, columns = [-b for b in split.base], list(split.x)
+    assert max(lines) == 2 and max(columns) == style.LINE_TOKENS - 1  # wrapped: no box beyond the line's width
+    order = sorted(zip(lines, columns, split.customdata, split.text))
+    assert [text for *_, text in order] == [r["token"] for r in rows]  # read left to right, top to bottom
+    opacity = dict(zip(split.text, split.marker.opacity))
+    assert opacity["three"] == tokens.strength(1.55)
+    assert all(value <= style.MUTED_OPACITY for text, value in opacity.items() if text != "three")
+    frames = [s for s in tokens.token_strip(rows).layout.shapes if s.line.color == style.VIS]
+    assert [((s.x0 + s.x1) / 2, s.y0) for s in frames] == [(pytest.approx(12 % style.LINE_TOKENS), -1)]
+    font = dict(zip(split.text, split.textfont.color))
+    assert font["three"] == "black" and font["w0"] != "black"
+    # a short answer keeps the one-line strip
+    assert tokens.token_strip(rows[: style.LINE_TOKENS]).data[0].base is None

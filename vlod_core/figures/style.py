@@ -31,6 +31,8 @@ SPLIT_FLOOR = 1e-3  # nats: below this lang_kl + vis_kl, a token has nothing to 
 SHARE_SCALE = ((0.0, LANG), (0.5, "#b3b3b3"), (1.0, VIS))  # 0: all language, 0.5: even, 1: all visual
 GROUNDED_VDS = 0.1  # nats: a token whose VDS is at least this is underlined: the image decides it
 MIN_OPACITY = 0.18  # the faintest token of the strip (the largest mismatch is fully opaque)
+LINE_TOKENS = 10  # a longer answer (a reasoning chain) wraps into lines of this many tokens in the strip
+MUTED_OPACITY = 0.4  # in a wrapped strip, the most a token the image does not decide is drawn with
 FEW_TOKENS = 20  # a VDS bin with fewer response tokens than this gives angles too noisy to trust
 
 

@@ -16,6 +16,8 @@ from vlod_core.figures.style import (
     RELIANCE_FLOOR,
     RELIANCE_SCALE,
     GROUNDED_VDS,
+    LINE_TOKENS,
+    MUTED_OPACITY,
     SHARE_SCALE,
     SPLIT_FLOOR,
     STD,
@@ -69,23 +71,16 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
     (orange) KL, its opacity how large that mismatch is; a token with nothing to split is a hatched outline.
 
     Hovering shows std_kl, lang_kl, vis_kl, vds, the exact log-ratio split (its sign in words) and the top
-    next tokens. Trace 0 holds the tokens with a split, trace 1 those with nothing to split.
+    next tokens. Trace 0 holds the tokens with a split, trace 1 those with nothing to split. An answer longer
+    than LINE_TOKENS (a reasoning chain) is `_wrapped_strip`: lines read like text, the image-read tokens
+    standing out from the language ones.
     """
+    if len(rows) > LINE_TOKENS:
+        return _wrapped_strip(rows, next_tokens)
     totals = [r["lang_kl"] + r["vis_kl"] for r in rows]
     split = [t for t, total in enumerate(totals) if total >= SPLIT_FLOOR]
     flat = [t for t, total in enumerate(totals) if total < SPLIT_FLOOR]
-    hover = []
-    for t, r in enumerate(rows):
-        small = "" if totals[t] >= SPLIT_FLOOR else " — nothing to split (mismatch below 0.001 nats)"
-        if r["vds"] >= GROUNDED_VDS:
-            small += f" — the image decides this word (VDS {r['vds']:.2f} ≥ {GROUNDED_VDS:g})"
-        hover.append(
-            f"<b>{html.escape(r['token'])}</b> (position {t}){small}<br>"
-            f"whole mismatch ℓStd {r['std_kl']:.3f} · language ℓLang {r['lang_kl']:.3f} · "
-            f"visual ℓVis {r['vis_kl']:.3f} · image dependence VDS {r['vds']:.3f} (nats)<br>"
-            f"log-ratio {r['logratio']:+.3f} ({logratio_words(r['logratio'])}) = language "
-            f"{r['logratio_lang']:+.3f} + visual {r['logratio_vis']:+.3f}" + _top_text(next_tokens, t)
-        )
+    hover = _strip_hover(rows, next_tokens)
     fig = go.Figure()
     fig.add_bar(
         x=split,
@@ -93,22 +88,7 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
         text=[rows[t]["token"] for t in split],
         hovertext=[hover[t] for t in split],
         name="language ↔ visual share",
-        marker={
-            "color": [visual_share(rows[t]) for t in split],
-            "colorscale": SHARE_SCALE,
-            "cmin": 0,
-            "cmax": 1,
-            "opacity": [strength(totals[t]) for t in split],
-            "line": {"width": 0},
-            "showscale": True,
-            "colorbar": {
-                "title": {"text": "split", "side": "right"},
-                "tickvals": [0, 0.5, 1],
-                "ticktext": ["language", "even", "visual"],
-                "thickness": 12,
-                "len": 1.0,
-            },
-        },
+        marker=_share_marker(rows, split, [strength(totals[t]) for t in split]),
     )
     fig.add_bar(
         x=flat,
@@ -116,7 +96,7 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
         text=[rows[t]["token"] for t in flat],
         hovertext=[hover[t] for t in flat],
         name="nothing to split",
-        marker={"color": "white", "line": {"color": "#999", "width": 1}, "pattern": {"shape": "/", "fgcolor": "#ccc"}},
+        marker=NOTHING_TO_SPLIT,
     )
     font = {"size": 16, "color": "black"}  # fixed: plotly cannot pick a contrast colour from a colour-scale number
     fig.update_traces(
@@ -135,6 +115,96 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
             )
     title = "Response tokens: colour = language or visual, opacity = size of the mismatch"
     return layout(fig, 170, title=f"{title}; orange underline = the image decides the word")
+
+
+NOTHING_TO_SPLIT = {
+    "color": "white",
+    "line": {"color": "#999", "width": 1},
+    "pattern": {"shape": "/", "fgcolor": "#ccc"},
+}
+BOX = 0.84  # a wrapped strip's box height; the rest of each line is the gap to the next
+
+
+def _strip_hover(rows: list[dict], next_tokens: NextTokens | None) -> list[str]:
+    hover = []
+    for t, r in enumerate(rows):
+        small = "" if r["lang_kl"] + r["vis_kl"] >= SPLIT_FLOOR else " — nothing to split (mismatch below 0.001 nats)"
+        if r["vds"] >= GROUNDED_VDS:
+            small += f" — the image decides this word (VDS {r['vds']:.2f} ≥ {GROUNDED_VDS:g})"
+        hover.append(
+            f"<b>{html.escape(r['token'])}</b> (position {t}){small}<br>"
+            f"whole mismatch ℓStd {r['std_kl']:.3f} · language ℓLang {r['lang_kl']:.3f} · "
+            f"visual ℓVis {r['vis_kl']:.3f} · image dependence VDS {r['vds']:.3f} (nats)<br>"
+            f"log-ratio {r['logratio']:+.3f} ({logratio_words(r['logratio'])}) = language "
+            f"{r['logratio_lang']:+.3f} + visual {r['logratio_vis']:+.3f}" + _top_text(next_tokens, t)
+        )
+    return hover
+
+
+def _share_marker(rows: list[dict], shown: list[int], opacity: list[float]) -> dict:
+    return {
+        "color": [visual_share(rows[t]) for t in shown],
+        "colorscale": SHARE_SCALE,
+        "cmin": 0,
+        "cmax": 1,
+        "opacity": opacity,
+        "line": {"width": 0},
+        "showscale": True,
+        "colorbar": {
+            "title": {"text": "split", "side": "right"},
+            "tickvals": [0, 0.5, 1],
+            "ticktext": ["language", "even", "visual"],
+            "thickness": 12,
+            "len": 1.0,
+        },
+    }
+
+
+def _wrapped_strip(rows: list[dict], next_tokens: NextTokens | None) -> go.Figure:
+    """The strip of a long answer: LINE_TOKENS boxes a line, read left to right and top to bottom (box t sits
+    in column t mod LINE_TOKENS, its bar's base at minus its line), so a 60-token chain needs no scrolling.
+
+    In a reasoning chain most tokens are language scaffolding and a few are read off the image; drawn alike,
+    the few drown. So a token the image decides (VDS ≥ GROUNDED_VDS) keeps the strip's full colour and
+    strength, an orange frame and black text, and every other token is muted: at most MUTED_OPACITY, grey
+    text. Colour and hover still say how each mismatch splits. `customdata` holds each box's position.
+    """
+    totals = [r["lang_kl"] + r["vis_kl"] for r in rows]
+    decided = [r["vds"] >= GROUNDED_VDS for r in rows]
+    lines = (len(rows) + LINE_TOKENS - 1) // LINE_TOKENS
+    hover = _strip_hover(rows, next_tokens)
+    split = [t for t, total in enumerate(totals) if total >= SPLIT_FLOOR]
+    flat = [t for t, total in enumerate(totals) if total < SPLIT_FLOOR]
+    opacity = [strength(totals[t]) if decided[t] else min(strength(totals[t]), MUTED_OPACITY) for t in split]
+    fig = go.Figure()
+    for shown, name, marker in (
+        (split, "language ↔ visual share", _share_marker(rows, split, opacity)),
+        (flat, "nothing to split", NOTHING_TO_SPLIT | {"line": {"color": "#ccc", "width": 1}}),
+    ):
+        font = {"size": 15, "color": ["black" if decided[t] else "#777" for t in shown]}
+        fig.add_bar(
+            x=[t % LINE_TOKENS for t in shown],
+            y=[BOX] * len(shown),
+            base=[-(t // LINE_TOKENS) for t in shown],
+            customdata=shown,
+            text=[rows[t]["token"] for t in shown],
+            hovertext=[hover[t] for t in shown],
+            name=name,
+            marker=marker,
+            textfont=font,
+            insidetextfont=font,
+        )
+    fig.update_traces(hoverinfo="text", textposition="inside", insidetextanchor="middle", textangle=0)
+    for t in (t for t in range(len(rows)) if decided[t]):
+        x, y = t % LINE_TOKENS, -(t // LINE_TOKENS)
+        fig.add_shape(
+            type="rect", x0=x - 0.46, x1=x + 0.46, y0=y, y1=y + BOX, line={"color": VIS, "width": 3}, layer="above"
+        )
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.5, LINE_TOKENS - 0.5])
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-(lines - 1) - 0.02, BOX + 0.02])
+    fig.update_layout(barmode="overlay", bargap=0.06, showlegend=False, uniformtext={"minsize": 10, "mode": "show"})
+    title = "Response tokens, in lines: orange frame = the image decides the word; the other tokens muted"
+    return layout(fig, 70 + 44 * lines, title=title)
 
 
 def logratio_split(rows: list[dict]) -> go.Figure:
