@@ -21,6 +21,7 @@ from vlod_app.state import (
 from vlod_app.widgets import page_setup, probe_or_default
 from vlod_core.figures.tokens import decomposition_diagram
 from vlod_core.pair import TOY, PairSpec
+from vlod_core.toy import TOY_REASONING
 
 view = page_setup("vlod — a lab for decomposed on-policy distillation", "home")
 view.show_probe(probe_or_default())
@@ -70,20 +71,32 @@ if pair is not None:
         st.info(note[0].upper() + note[1:])
 
 st.header("Choose another pair")
-KINDS = ("Toy pair (built in)", "Toy pair with the blind student", "Preset from the Hub", "Hub ids", "Local folders")
+TOY_KINDS = {  # the built-in pairs: label -> spec
+    "Toy pair (built in)": PairSpec(),
+    "Toy pair with the blind student": PairSpec(student_variant="student_blind"),
+    "Toy reasoning pair (built in)": PairSpec(teacher=TOY_REASONING, student=TOY_REASONING),
+}
+PRESET, HUB_IDS, FOLDERS = "Preset from the Hub", "Hub ids", "Local folders"
+KINDS = (*TOY_KINDS, PRESET, HUB_IDS, FOLDERS)
 kind = st.radio("Pair", KINDS, horizontal=True, key="pair_kind")
+if kind == "Toy reasoning pair (built in)":
+    st.caption(
+        "The reasoning world (`vlod_core.toy.reasoning`): questions that need a short chain over two facts read off "
+        "the image. Teacher and student answer with chains `<reason> … </reason> \\boxed{…}` in different styles, "
+        "most of whose tokens are language; accuracy is read off the boxed final answer. Built on first use."
+    )
 with st.form("choose_pair"):
-    if kind == KINDS[2]:
+    if kind == PRESET:
         preset = st.selectbox("Preset (student ← teacher)", list(PRESETS))
         st.caption(
             "Memory to distil, batch 8, 448-px images (estimated from the configs): " + "; ".join(preset_memory_lines())
         )
-    elif kind in (KINDS[3], KINDS[4]):
-        hint = "owner/name" if kind == KINDS[3] else "/path/to/saved/model"
+    elif kind in (HUB_IDS, FOLDERS):
+        hint = "owner/name" if kind == HUB_IDS else "/path/to/saved/model"
         left, right = st.columns(2)
         student_name = left.text_input("Student", placeholder=hint)
         teacher_name = right.text_input("Teacher", placeholder=hint)
-    if kind in KINDS[2:]:
+    if kind not in TOY_KINDS:
         left, middle, right = st.columns(3)
         dtype = left.selectbox(
             "Weights", ["auto", "float32", "bfloat16", "float16"], help="auto: bfloat16 on a GPU, float32 on the CPU"
@@ -98,11 +111,9 @@ with st.form("choose_pair"):
 
 if submitted:
     chosen = None
-    if kind == KINDS[0]:
-        chosen = PairSpec()
-    elif kind == KINDS[1]:
-        chosen = PairSpec(student_variant="student_blind")
-    elif kind == KINDS[2]:
+    if kind in TOY_KINDS:
+        chosen = TOY_KINDS[kind]
+    elif kind == PRESET:
         student_id, teacher_id = PRESETS[preset]
         chosen = shown(
             "This pair",
@@ -115,8 +126,8 @@ if submitted:
         )
     elif not student_name.strip() or not teacher_name.strip():
         st.error("Give both a student and a teacher.")
-    elif TOY in (student_name.strip(), teacher_name.strip()):
-        st.error("For the toy pair, choose 'Toy pair (built in)' above.")
+    elif {TOY, TOY_REASONING} & {student_name.strip(), teacher_name.strip()}:
+        st.error("For a toy pair, choose 'Toy pair (built in)' or 'Toy reasoning pair (built in)' above.")
     else:
         chosen = shown(
             "This pair",

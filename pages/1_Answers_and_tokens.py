@@ -31,20 +31,24 @@ from vlod_app.widgets import (
     result_anchor,
     scroll_to,
     page_setup,
+    plain_markdown,
     probe_params,
     sample_number,
     show_image,
 )
 from vlod_app.words import TOKEN_COLUMNS
+from vlod_app.worlds import answer_length, answer_pattern, final_words, scene_reference, world
 from vlod_core import settings
+from vlod_core.answers import final_answer
 from vlod_core.decomposition import PER_TOKEN_FIELDS
 from vlod_core.distill import DistillConfig
+from vlod_core.figures.style import GROUNDED_VDS, LINE_TOKENS
 from vlod_core.figures.tokens import kl_bars, logratio_split, logratio_words, occlusion_figure, token_strip, visual_term_change
 from vlod_core.inputs import ABLATIONS
 from vlod_core.occlusion import FILLS
 from vlod_core.sampling import SamplingConfig
 from vlod_core.text import check_question
-from vlod_core.toy.scenes import SceneError, decode_scene, reference_answer, scene_changes
+from vlod_core.toy.scenes import SceneError, decode_scene, scene_changes
 
 ASKED_KEY = "vlod_asked"
 BEFORE_KEY = "vlod_scene_before"  # (the scene before the last edit, what was asked about it)
@@ -159,6 +163,8 @@ view = page_setup(
 )
 pair = get_pair()
 spec = current_spec()
+world_name = world(spec)
+length, pattern = answer_length(world_name), answer_pattern(world_name)  # the world's answers: chains or words
 
 # ------------------------------------------------------------------------------------- a link's inputs
 params = Params()
@@ -188,7 +194,7 @@ elif "question" in params.raw and from_link():
         st.session_state[ASKED_KEY] = linked
         if probe.source == "scene" and "before" in params.raw:
             try:
-                before = scene_probe(decode_scene(params.raw["before"]), question)
+                before = scene_probe(decode_scene(params.raw["before"]), question, world_name)
             except SceneError as error:
                 params.problems.append(f"`before={params.raw['before']}` in the link was ignored: {error}")
             else:
@@ -270,6 +276,7 @@ with st.spinner("Asking teacher and student, then scoring the answer four ways�
         asked.ablation,
         asked.seed,
         asked.temperature,
+        max_new_tokens=length,
     )
 if result is None:
     st.session_state.pop(ASKED_KEY, None)
@@ -279,19 +286,27 @@ inspection = result
 view.context = f"sample {sample_number(probe)}" if probe.source == "toy" else probe.label
 reference = probe.reference if probe.question == inspection.question else None
 if probe.source == "scene":
-    reference = reference_answer(probe_objects(probe), inspection.question)
+    reference = scene_reference(probe_objects(probe), inspection.question, world_name)
 for note in [*asked.notes, *inspection.notes]:
     st.info(note)
 
 result_anchor("answers").subheader(f"“{inspection.question}”")
 where = "scene" if probe.source == "scene" else "toy sample"
 right = f" Right answer for this {where}: **{reference}**." if reference else ""
-st.caption(f"**Greedy answers**: each model's most likely word at every step.{right}")
+if pattern and reference:  # a chain: its final answer is what is right or wrong
+    final = final_answer(reference, pattern)
+    right = f" Right final answer for this {where}: **{final}** (reference chain: {plain_markdown(reference)})."
+chains = f" Each answer is a chain; its final answer is read with the pattern `{pattern}`." if pattern else ""
+st.caption(f"**Greedy answers**: each model's most likely word at every step.{chains}{right}")
 grid = st.columns(4)
 for column, key in zip(grid, ANSWER_TITLES):
     with column.container(border=True):
         st.caption(ANSWER_TITLES[key])
-        st.markdown(f"**{inspection.answers[key] or '(nothing)'}**")
+        if pattern:  # a chain reads better as text, its final answer in bold beside the reference's
+            st.markdown(plain_markdown(inspection.answers[key]) or "(nothing)")
+            st.markdown(final_words(inspection.answers[key], reference, pattern))
+        else:
+            st.markdown(f"**{inspection.answers[key] or '(nothing)'}**")
 
 view.note(f"the image ({probe.label})", probe.image)
 
@@ -300,7 +315,7 @@ before: Before | None = st.session_state.get(BEFORE_KEY)
 if before is not None and (probe.source != "scene" or replace(before.asked, digest=asked.digest) != asked):
     before = None  # not the same question about the scene before an edit
 if before is not None:
-    before_probe = scene_probe(decode_scene(before.scene), asked.question)
+    before_probe = scene_probe(decode_scene(before.scene), asked.question, world_name)
     earlier = shown(
         "Asking about the scene before the edit",
         inspect_cached,
@@ -313,6 +328,7 @@ if before is not None:
         asked.ablation,
         asked.seed,
         asked.temperature,
+        max_new_tokens=length,
     )
     if earlier is not None:
         scored = SCORED[0] if st.session_state.get("scene_scored", SCORED[0]) == SCORED[0] else SCORED[1]
@@ -368,15 +384,22 @@ elif asked.temperature is not None:
     what = f"a sample from the student (temperature {asked.temperature:g}, seed {asked.seed})"
 else:
     what = "the student's greedy answer (its card above, with the image)"
+shown_response = plain_markdown(inspection.response) if pattern else inspection.response  # a chain's markers
 st.markdown(
-    f"Token by token, {what}: **{inspection.response or '(end of turn only)'}** — {len(rows)} tokens; "
+    f"Token by token, {what}: **{shown_response or '(end of turn only)'}** — {len(rows)} tokens; "
     f"without the image means *{asked.ablation}*."
 )
 view.chart(token_strip(rows, result.next_tokens), "token strip")
+wrapped = (
+    f" A long answer wraps, {LINE_TOKENS} tokens a line; the words the image decides (VDS ≥ {GROUNDED_VDS:g} "
+    "nats) keep full strength inside an orange frame, and the rest of the chain, its language, is muted."
+    if len(rows) > LINE_TOKENS
+    else ""
+)
 st.caption(
     ":blue[**Blue**]: the student's mismatch with the teacher at this token comes from its language prior "
     "(ℓLang); :orange[**orange**]: from the image (ℓVis); grey: evenly both. Faint boxes are small mismatches, "
-    "solid ones ≥ 1 nat; a hatched outline means there is nothing to split (below 0.001 nats)."
+    "solid ones ≥ 1 nat; a hatched outline means there is nothing to split (below 0.001 nats)." + wrapped
 )
 st.info(
     "**The KLs do not add up**: ℓStd ≠ ℓLang + ℓVis in general, so the colour is only a share. Only the "

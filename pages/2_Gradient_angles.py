@@ -17,6 +17,7 @@ from vlod_app.compute import geometry_cached
 from vlod_app.links import Params, from_link
 from vlod_app.state import current_spec, get_pair, shown
 from vlod_app.widgets import adopt_probe, page_setup, probe_or_default, probe_params
+from vlod_app.worlds import answer_length, world
 from vlod_core.figures.angles import angles_by_bin, angles_by_group, norms_by_group, thin_bins, vector_plane
 from vlod_core.figures.style import FEW_TOKENS, PAIR_LABELS
 from vlod_core import settings
@@ -136,6 +137,8 @@ with st.spinner("Sampling answers, scoring them four ways and taking three gradi
         measured.seed,
         measured.ablation,
         measured.bins,
+        world(spec),  # the pair's toy world's samples, answered as long as its answers need
+        answer_length(world(spec)),
     )
 if geometry is None:
     st.session_state.pop(MEASURED_KEY)

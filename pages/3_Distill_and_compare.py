@@ -18,12 +18,14 @@ import streamlit as st
 
 from vlod_app import data_picker
 from vlod_app.jobs import (
-    CLASS_DEMO,
-    DEFAULT_SETTINGS,
+    EVAL_EXAMPLES,
     FORM_SETTINGS,
     MAX_PASSES,
     Job,
+    WORLD_RULE_SECONDS,
     RegistryFull,
+    class_demo,
+    default_settings,
     eta_text,
     fitted_steps,
     passes,
@@ -47,10 +49,12 @@ from vlod_app.run_view import (
 )
 from vlod_app.server import job_registry
 from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
+from vlod_app.worlds import answer_length, answer_pattern, world
 from vlod_app.widgets import (
     adopt_probe,
     diff_markdown,
     page_setup,
+    plain_markdown,
     probe_or_default,
     probe_params,
     result_anchor,
@@ -70,17 +74,22 @@ OVERFIT_KEY = "vlod_overfit_said"  # the settings whose overfitting was said at 
 FIELDS = settings.entries(DistillConfig)  # each form setting's range, step, format and help
 
 
+def defaults() -> dict:
+    """The form's defaults for the session's pair: the app's, and its toy world's own beside them (`jobs`)."""
+    return default_settings(world(current_spec()))
+
+
 def set_form(values: dict) -> None:
     st.session_state["run_rules"] = list(values["rules"])
     for name in FORM_SETTINGS:
-        st.session_state[f"run_{name}"] = values.get(name, DEFAULT_SETTINGS[name])
+        st.session_state[f"run_{name}"] = values.get(name, defaults()[name])
 
 
 def form_settings() -> dict:
     state = st.session_state
-    values = {"rules": list(state.get("run_rules", DEFAULT_SETTINGS["rules"]))}
+    values = {"rules": list(state.get("run_rules", defaults()["rules"]))}
     for name in FORM_SETTINGS:  # before the form is first drawn: its defaults
-        values[name] = FIELDS[name].coerce(state.get(f"run_{name}", DEFAULT_SETTINGS[name]))
+        values[name] = FIELDS[name].coerce(state.get(f"run_{name}", defaults()[name]))
     return values
 
 
@@ -92,7 +101,8 @@ def start_run(profile: dict | None = None) -> None:
     probe = probe_or_default()
     registry = job_registry()
     spec = current_spec()
-    values, folder = (dict(profile) if profile else form_settings()), None
+    unshown = {name: value for name, value in defaults().items() if name not in FORM_SETTINGS and name != "rules"}
+    values, folder = (dict(profile) if profile else unshown | form_settings()), None  # e.g. a world's held-out rows
     if data_picker.trains_on_my_images():
         chosen = data_picker.chosen_set()
         if chosen is None:
@@ -150,7 +160,7 @@ if from_link():
             st.session_state[JOB_KEY] = linked.id
             set_form(linked.settings)  # the form says what this run was
     elif "rules" in params.raw:
-        linked = dict(DEFAULT_SETTINGS, rules=params.choices("rules", RULES) or DEFAULT_SETTINGS["rules"])
+        linked = dict(defaults(), rules=params.choices("rules", RULES) or defaults()["rules"])
         for name in FORM_SETTINGS:
             about, kind = FIELDS[name].about, FIELDS[name].kind
             value = (params.number if kind is float else params.integer)(name, kind(about.low), kind(about.high))
@@ -169,9 +179,16 @@ def training_data() -> None:
     """Train on: the toy world or my images, with the preview (below a run's results, so they stay in view)."""
     st.subheader("Training data")
     data_picker.train_on(uses_toy(current_spec()), disabled=running)
+    toy_world = "the toy reasoning world" if world(current_spec()) == "reasoning" else "the toy world"
+    if pattern := answer_pattern(world(current_spec())):
+        st.caption(
+            f"The pair answers in chains: up to {answer_length(world(current_spec()))} new tokens, and accuracy is "
+            f"the exact match of the final answer the pattern `{pattern}` reads (a chain it cannot read counts wrong "
+            f"and as a format error). Toy questions come from {toy_world}."
+        )
     if running:
         data_name = job.settings.get("data")
-        st.caption(f"This run trains on {'your set ' + repr(data_name) if data_name else 'the toy world'}.")
+        st.caption(f"This run trains on {'your set ' + repr(data_name) if data_name else toy_world}.")
     elif data_picker.trains_on_my_images():
         data_picker.preview(pair, current_spec())
     elif not uses_toy(current_spec()):
@@ -214,22 +231,22 @@ else:
             st.session_state[FIT_NOTE_KEY] = (
                 f"Steps set to {st.session_state['run_steps']} for your {rows} training rows: at batch "
                 f"{form_settings()['batch']} that is about {MAX_PASSES} passes over each row. The toy "
-                f"world's {DEFAULT_SETTINGS['steps']} would go over each row "
-                f"{passes(DEFAULT_SETTINGS, rows):.0f} times, and the student would learn the rows' wording "
+                f"world's {defaults()['steps']} would go over each row "
+                f"{passes(defaults(), rows):.0f} times, and the student would learn the rows' wording "
                 "instead of looking at the images."
             )
-with view.inputs, st.form("distill"):  # each widget's own default is DEFAULT_SETTINGS's (links set their state)
+with view.inputs, st.form("distill"):  # each widget's own default is defaults()'s (links set their state)
     st.multiselect(
         "Update rules (run one after the other)",
         RULES,
-        default=DEFAULT_SETTINGS["rules"],
+        default=defaults()["rules"],
         format_func=rule_label,
         key="run_rules",
         disabled=running,
     )
     for name in FORM_SETTINGS:
         st.number_input(
-            **settings.widget(DistillConfig, name, DEFAULT_SETTINGS[name]), key=f"run_{name}", disabled=running
+            **settings.widget(DistillConfig, name, defaults()[name]), key=f"run_{name}", disabled=running
         )
     st.form_submit_button("Run", type="primary", disabled=running, on_click=start_run)
     if running:
@@ -256,8 +273,8 @@ with view.inputs:
         "Estimating the memory",
         lambda: memory_text(
             pair,
-            int(st.session_state.get("run_batch", DEFAULT_SETTINGS["batch"])),
-            int(st.session_state.get("run_lora_rank", DEFAULT_SETTINGS["lora_rank"])),
+            int(st.session_state.get("run_batch", defaults()["batch"])),
+            int(st.session_state.get("run_lora_rank", defaults()["lora_rank"])),
             prompt_tokens(pair, probe.image, probe.question),
         ),
     )
@@ -350,8 +367,10 @@ def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -
             for before, after in zip(card.probe_before, card.probe_after):
                 st.caption(f"{rule} · “{after['question']}”")
                 st.markdown(
-                    f"with the image: {before['image']} → {diff_markdown(before['image'], after['image'])}  \n"
-                    f"without: {before['no_image']} → {diff_markdown(before['no_image'], after['no_image'])}"
+                    f"with the image: {plain_markdown(before['image'])} → "
+                    f"{diff_markdown(before['image'], after['image'])}  \n"
+                    f"without: {plain_markdown(before['no_image'])} → "
+                    f"{diff_markdown(before['no_image'], after['no_image'])}"
                 )
     curves = {r: {"records": c.records, "before": c.before, "after": c.after} for r, c in cards.items()}
     view.chart(training_curves(curves), "training curves", key=f"{prefix}_final_curves")
@@ -423,14 +442,20 @@ if job is not None:
         st.rerun()
 else:
     with st.container(border=True, key="class_demo"):
-        demo = {name: CLASS_DEMO[name] for name in ("steps", "eval_examples")}
+        demo_settings = class_demo(world(current_spec()))
+        demo = {name: demo_settings.get(name, EVAL_EXAMPLES) for name in ("steps", "eval_examples")}  # rows: its cap
+        if world(current_spec()) == "default":
+            when = (
+                f"the gain is on screen in about {seconds_estimate(demo_settings):.0f} s on two quiet cores (the "
+                f"settings in the sidebar: about {seconds_estimate(form_settings()):.0f} s)"
+            )
+        else:  # the plan's step costs are the default world's; a chain costs more (README, "The app")
+            when = f"the reasoning pair's defaults, about {WORLD_RULE_SECONDS[world(current_spec())]} s a rule here"
         st.markdown(
             f"**Class demo**: standard and VGS from the same seed, {demo['steps']} steps each, accuracy on "
-            f"{demo['eval_examples']} held-out scenes — the gain is on screen in about "
-            f"{seconds_estimate(CLASS_DEMO):.0f} s on two quiet cores (the settings in the sidebar: about "
-            f"{seconds_estimate(form_settings()):.0f} s)."
+            f"{demo['eval_examples']} held-out scenes — {when}."
         )
-        st.button("Run the class demo", type="primary", on_click=start_run, args=(CLASS_DEMO,), key="run_demo")
+        st.button("Run the class demo", type="primary", on_click=start_run, args=(demo_settings,), key="run_demo")
     if ERROR_KEY not in st.session_state:
         st.caption("Or choose the update rules and settings in the sidebar, then Run. Results appear here.")
     training_data()

@@ -31,6 +31,7 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from PIL import Image
 
@@ -39,6 +40,7 @@ from vlod_core.distill import DistillConfig
 from vlod_core.pair import PairSpec
 from vlod_core.results import RunCard
 from vlod_core.steering import RULES
+from vlod_core.toy import world_of
 
 ROOT = Path(__file__).resolve().parents[1]  # the worker imports this checkout's vlod_core, whatever is installed
 FINISHED = ("done", "skipped", "failed")  # a rule's final states; "waiting" and "running" are not
@@ -52,6 +54,19 @@ DEFAULT_SETTINGS = {"rules": ["standard", "vgs"]} | {
     if name in FORM_SETTINGS
 }
 EVAL_EXAMPLES = 200
+# Each toy world's own app defaults, beside APP_DEFAULTS (one source: the page's form, its links and the class
+# demo read them through `default_settings`). The reasoning pair's chains cost a 64-token generation per step's
+# answer and per held-out row, so fewer steps and rows make about a minute a rule; lr 1e-3 (the default world's)
+# made its standard run diverge (loss 0.24 -> 0.61, accuracy -7 points in 240 steps), 3e-4 did not. Measured
+# (README, "The app"): `python -m vlod_core distill --world reasoning --steps 150 --lr 3e-4 --eval-every 50
+# --eval-examples 100`.
+WORLD_APP_DEFAULTS = MappingProxyType(
+    {
+        "default": MappingProxyType({}),
+        "reasoning": MappingProxyType({"steps": 150, "lr": 3e-4, "eval_every": 50, "eval_examples": 100}),
+    }
+)
+WORLD_RULE_SECONDS = MappingProxyType({"reasoning": 50})  # a rule of those defaults, measured by that command
 # A class demo, offered first on page 3: standard and VGS with fewer steps and held-out rows than the defaults,
 # so the gain is on screen within about 45 s on two quiet cores (README, "The app": measured times and gains).
 CLASS_DEMO = DEFAULT_SETTINGS | {"steps": 200, "eval_every": 50, "eval_examples": 100}
@@ -59,6 +74,17 @@ CLASS_DEMO = DEFAULT_SETTINGS | {"steps": 200, "eval_every": 50, "eval_examples"
 # training row the student learns the rows' wording, not the images (300 steps at batch 32 on the 15 training
 # rows of the example set: 640 passes, and "it is blue the triangle"). The fitted settings stay under it.
 MAX_PASSES = 40
+
+
+def default_settings(world: str = "default") -> dict:
+    """The form's defaults for a pair of toy world `world`: DEFAULT_SETTINGS with the world's own beside."""
+    return DEFAULT_SETTINGS | dict(WORLD_APP_DEFAULTS[world])
+
+
+def class_demo(world: str = "default") -> dict:
+    """The class demo's settings: standard and VGS, fewer steps and held-out rows than the default world's form;
+    in another world, that world's own defaults (already chosen to show a gain in about a minute a rule)."""
+    return CLASS_DEMO if world == "default" else default_settings(world)
 
 
 def passes(form: dict, train_rows: int) -> float:
@@ -84,8 +110,12 @@ class RegistryFull(RuntimeError):
     """No room for another job on this server; the message says so for the user."""
 
 
-def distill_configs(form: dict) -> dict[str, DistillConfig]:
-    """One `DistillConfig` per chosen rule from the form's settings; ValueError names a bad field."""
+def distill_configs(form: dict, world: str = "default") -> dict[str, DistillConfig]:
+    """One `DistillConfig` per chosen rule from the form's settings, with the run settings the toy world `world`'s
+    answers need (`toy.source.world_settings`: the reasoning world's lengths and boxed final answers); ValueError
+    names a bad field."""
+    from vlod_core.toy.source import world_settings
+
     rules = list(form.get("rules") or [])
     if not rules:
         raise ValueError("choose at least one update rule")
@@ -94,6 +124,7 @@ def distill_configs(form: dict) -> dict[str, DistillConfig]:
         raise ValueError(f"unknown update rule {unknown[0]!r} (choose from {', '.join(RULES)})")
     values = {name: form[name] for name in FORM_SETTINGS if name in form}
     values["eval_examples"] = int(form.get("eval_examples", EVAL_EXAMPLES))
+    values |= world_settings(world)
     return {rule: settings.build(DistillConfig, values | {"rule": rule}) for rule in rules}
 
 
@@ -391,7 +422,7 @@ class JobRegistry:
         `data`: a data-set folder or file (`vlod_core.sources.load_data` reads it) to train on, copied into the
         job's folder; None trains on the toy world.
         """
-        distill_configs(settings)  # a bad setting fails here, in the page, not in the worker
+        distill_configs(settings, world_of(spec))  # a bad setting fails here, in the page, not in the worker
         with self._lock:
             active = [job for job in self._jobs.values() if not job.done]
             if len(active) >= self.max_running + self.max_queued:

@@ -3,7 +3,8 @@
 A page reads its parameters once per script run (`Params`: each value checked, a bad one ignored with a
 note saying so), decides what it shows, then writes exactly those inputs back (`write_view`), so the URL
 always describes the view on screen. The pair travels on every page: nothing for the default toy pair,
-`pair=toy-blind` for the blind student, `student=…&teacher=…` for any other pair (loaded with the safe
+`pair=toy-blind` for the blind student, `pair=toy-reasoning` for the reasoning world's pair, `student=…&teacher=…`
+for any other pair (loaded with the safe
 defaults: a link never turns on remote code). An uploaded image cannot travel in a link; `image=upload`
 says one was used.
 """
@@ -16,14 +17,24 @@ import urllib.parse
 import streamlit as st
 
 from vlod_core.pair import TOY, PairError, PairSpec
+from vlod_core.toy import TOY_REASONING
 
 BLIND = "toy-blind"
+TOY_PAIRS = {  # a link's `pair=` -> the pair it names
+    TOY: PairSpec(),
+    BLIND: PairSpec(student_variant="student_blind"),
+    TOY_REASONING: PairSpec(teacher=TOY_REASONING, student=TOY_REASONING),
+}
 WRITTEN_KEY = "vlod_url_written"  # the parameters this session last wrote
 
 
 def pair_params(spec: PairSpec) -> dict[str, str]:
-    if spec.teacher == TOY and spec.student == TOY:
-        return {"pair": BLIND} if spec.student_variant == "student_blind" else {}
+    def models(s: PairSpec) -> tuple[str, str, str]:
+        return s.teacher, s.student, s.student_variant
+
+    for name, toy_spec in TOY_PAIRS.items():
+        if models(spec) == models(toy_spec):
+            return {} if name == TOY else {"pair": name}
     return {"student": spec.student, "teacher": spec.teacher}
 
 
@@ -31,11 +42,10 @@ def spec_from_params() -> tuple[PairSpec | None, str | None]:
     """(the pair a link names, None) or (None, why the link's pair was ignored) or (None, None) if none."""
     params = st.query_params
     if "pair" in params:
-        if params["pair"] == "toy":
-            return PairSpec(), None
-        if params["pair"] == BLIND:
-            return PairSpec(student_variant="student_blind"), None
-        return None, f"`pair={params['pair']}` in the link is not `toy` or `{BLIND}`; it was ignored"
+        if params["pair"] in TOY_PAIRS:
+            return TOY_PAIRS[params["pair"]], None
+        names = ", ".join(f"`{name}`" for name in TOY_PAIRS)
+        return None, f"`pair={params['pair']}` in the link is not one of {names}; it was ignored"
     student, teacher = params.get("student", "").strip(), params.get("teacher", "").strip()
     if student or teacher:
         if not (student and teacher):

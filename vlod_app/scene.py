@@ -34,12 +34,12 @@ def option_label(option: str) -> str:
     return f"{colour} {SYMBOLS[shape]}"
 
 
-def scene_probe(objects, question: str) -> Probe:
-    """A composed scene as the session's probe (its image drawn by the toy world's renderer)."""
+def scene_probe(objects, question: str, world: str = "default") -> Probe:
+    """A composed scene as the session's probe (its image drawn by the toy world's renderer), asked `question`
+    as a question of the toy world `world` (the reasoning world's scenes are asked its chain questions)."""
     image = scene_image(objects)
-    return Probe(
-        image, LABEL, image_digest(image), question, "scene", tuple(grammar_notes(objects)), scene=encode_scene(objects)
-    )
+    notes = tuple(grammar_notes(objects))
+    return Probe(image, LABEL, image_digest(image), question, "scene", notes, scene=encode_scene(objects), world=world)
 
 
 def probe_objects(probe: Probe) -> tuple[SceneObject, ...]:
@@ -86,7 +86,7 @@ def scene_grid(on_edit: Callable[[], None]) -> None:
 def take_cells() -> tuple[Probe, Probe]:
     """After an edit: (the scene before it, the scene the grid holds now, now the session's probe)."""
     old = get_probe()
-    new = scene_probe(cells_objects(), old.question)
+    new = scene_probe(cells_objects(), old.question, old.world)
     set_probe(new)
     st.session_state[SHOWN_FOR] = new.scene
     return old, new

@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 class ToyBuild:
     """The toy pair's first-use build in a background thread, with progress any page can read."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, world: str = "default"):
+        self.root, self.world = root, world
         self.stage = "starting"
         self.fraction = 0.0
         self.error: str | None = None
@@ -57,7 +57,7 @@ class ToyBuild:
         from vlod_core.toy.build import ensure_toy_pair
 
         try:
-            ensure_toy_pair(self.root, progress=self._progress)
+            ensure_toy_pair(self.root, progress=self._progress, world=self.world)
             self._progress("done", 1.0)
         except Exception as error:  # shown on every page that waits for it; the log keeps the traceback
             logger.exception("the toy build failed")
@@ -71,11 +71,11 @@ class ToyBuilds:
         self._builds: dict[Path, ToyBuild] = {}
         self._lock = threading.Lock()
 
-    def ensure(self, root: Path) -> ToyBuild:
+    def ensure(self, root: Path, world: str = "default") -> ToyBuild:
         with self._lock:
             build = self._builds.get(root)
             if build is None or (build.error and not build.running):
-                build = self._builds[root] = ToyBuild(root).start()
+                build = self._builds[root] = ToyBuild(root, world).start()
             return build
 
     def get(self, root: Path) -> ToyBuild | None:

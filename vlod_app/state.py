@@ -88,13 +88,16 @@ def set_spec(spec: PairSpec) -> None:
 
 
 def uses_toy(spec: PairSpec) -> bool:
-    return TOY in (spec.teacher, spec.student)
+    """Whether either model is a toy world's (the default pair's or the reasoning pair's)."""
+    return spec.teacher in toy.WORLDS or spec.student in toy.WORLDS
 
 
 def describe(spec: PairSpec) -> str:
+    variant = "blind student" if spec.student_variant == "student_blind" else "student"
     if spec.teacher == TOY and spec.student == TOY:
-        variant = "blind student" if spec.student_variant == "student_blind" else "student"
         return f"toy pair ({variant} ← teacher)"
+    if spec.teacher == toy.TOY_REASONING and spec.student == toy.TOY_REASONING:
+        return f"toy reasoning pair ({variant} ← teacher)"
     return f"{spec.student} ← {spec.teacher}"
 
 
@@ -109,23 +112,28 @@ def cached_grounding(spec: PairSpec) -> GroundingReport:
     """Whether each model of the cached pair reads the image (`vlod_core.grounding`), once per pair."""
     from vlod_core.toy.source import held_out_rows  # scenes any VLM can be asked about
 
-    return check_pair(cached_pair(spec), held_out_rows(DEFAULT_ROWS), log=False)
+    return check_pair(cached_pair(spec), held_out_rows(DEFAULT_ROWS, toy.world_of(spec)), log=False)
 
 
-def toy_root():
+def toy_root(spec: PairSpec | None = None):
+    """The folder of the toy pair `spec` uses (the default world's unless it names the reasoning pair)."""
     from vlod_core.toy.build import default_toy_dir
 
+    if spec is not None and toy.world_of(spec) == "reasoning":
+        from vlod_core.toy.reasoning_build import default_reasoning_dir
+
+        return default_reasoning_dir()
     return default_toy_dir()
 
 
 def toy_ready(spec: PairSpec) -> bool:
-    """True when `spec` needs no toy build; else starts the server's build (once) and returns False."""
+    """True when `spec` needs no toy build; else starts the server's build of its world (once) and returns False."""
     from vlod_app.server import toy_builds
     from vlod_core.toy.build import is_built
 
-    if not uses_toy(spec) or is_built(toy_root()):
+    if not uses_toy(spec) or is_built(toy_root(spec)):
         return True
-    toy_builds().ensure(toy_root())
+    toy_builds().ensure(toy_root(spec), toy.world_of(spec))
     return False
 
 
@@ -189,6 +197,7 @@ class Probe:
     notes: tuple[str, ...] = ()
     reference: str | None = None  # the right answer, for toy samples asked their own question
     scene: str | None = None  # a built scene's text (`vlod_core.toy.scenes`), which a link carries
+    world: str = "default"  # the toy world of a toy sample (its image and question are that world's)
 
 
 def image_digest(image: Image.Image) -> str:

@@ -11,6 +11,7 @@ each table as CSV with a readable file name.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -36,6 +37,7 @@ from vlod_app.state import (
     uses_toy,
 )
 from vlod_app.words import GLOSSARY, TOY_UNDERSTANDS
+from vlod_app.worlds import default_question, scene_questions, world
 from vlod_core.export import file_stem, find_browser, view_html
 from vlod_core.figures.runs import word_diff
 from vlod_core.images import MAX_SIDE, MAX_UPLOAD_BYTES, ImageError, load_image
@@ -44,7 +46,6 @@ from vlod_core.toy.scenes import SceneError, decode_scene
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in toy sample", "Upload an image", "Build a scene")
 SOURCE_OF = {"toy": SOURCES[0], "upload": SOURCES[1], "scene": SOURCES[2]}
-DEFAULT_QUESTION = "what color is the circle ?"
 UPLOAD_ERROR_KEY = "vlod_upload_error"  # why the last upload was refused: said in the main column too
 CHART_CONFIG = {"displayModeBar": False}
 # Streamlit's default top padding (6rem) pushes results below the fold on a 1280x720 projector.
@@ -96,20 +97,23 @@ def page_setup(title: str, page: str, caption: str | None = None) -> View:
 
 def build_banner() -> None:
     """The toy pair's first-use build, polled every second from the server's one build, with an ETA."""
-    if toy_ready(current_spec()):
+    spec = current_spec()
+    if toy_ready(spec):
         return
+    root, world_name = toy_root(spec), world(spec)
+    pair = "the toy reasoning pair" if world_name == "reasoning" else "the toy pair"
 
     def progress() -> None:
-        build = toy_builds().get(toy_root())
+        build = toy_builds().get(root)
         if build is None or (not build.running and not build.error):
             st.rerun()  # built: the whole page, now with the pair
         if build.error:
-            st.error(f"Building the toy pair failed: {build.error}")
-            st.button("Try again", key="build_retry", on_click=lambda: toy_builds().ensure(toy_root()))
+            st.error(f"Building {pair} failed: {build.error}")
+            st.button("Try again", key="build_retry", on_click=lambda: toy_builds().ensure(root, world_name))
             return
         st.progress(
             build.fraction,
-            text=f"Building the toy pair, once for this server: {build.stage} — {eta_text(build.eta_seconds())}. "
+            text=f"Building {pair}, once for this server: {build.stage} — {eta_text(build.eta_seconds())}. "
             "It keeps going if you leave this page.",
         )
 
@@ -263,9 +267,15 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------ probe
 
 
+def session_world() -> str:
+    """The toy world of the session's pair (`vlod_app.worlds`): whose samples and questions the pages offer."""
+    return world(current_spec())
+
+
 def toy_probe(number: int, question: str | None = None) -> Probe:
-    """Toy sample `number` (from 1), asked its own question unless another is given."""
-    example = toy_samples()[number - 1]
+    """Toy sample `number` (from 1) of the session pair's world, asked its own question unless another is given."""
+    world_name = session_world()
+    example = toy_samples(world_name)[number - 1]
     image = example.image()
     own = question is None or question == example.question
     return Probe(
@@ -276,14 +286,23 @@ def toy_probe(number: int, question: str | None = None) -> Probe:
         "toy",
         (),
         example.answer if own else None,
+        world=world_name,
     )
 
 
 def probe_or_default() -> Probe:
-    """The session's probe, or the first toy sample when none was chosen yet."""
-    probe = get_probe()
+    """The session's probe, or the first toy sample when none was chosen yet. After a change of pair to another
+    toy world, a toy sample becomes the same sample number of that world, and a scene or an upload is asked
+    that world's first question."""
+    probe, world_name = get_probe(), session_world()
     if probe is None:
         probe = toy_probe(1)
+        set_probe(probe)
+    elif probe.world != world_name and probe.source == "toy":
+        probe = toy_probe(sample_number(probe))
+        set_probe(probe)
+    elif probe.world != world_name:
+        probe = replace(probe, question=default_question(world_name), reference=None, world=world_name)
         set_probe(probe)
     return probe
 
@@ -314,7 +333,7 @@ def adopt_probe(params) -> None:
         except SceneError as error:
             params.problems.append(f"`scene={scene}` in the link was ignored: {error}")
         else:
-            set_probe(scene_probe(objects, question or DEFAULT_QUESTION))
+            set_probe(scene_probe(objects, question or default_question(session_world()), session_world()))
             return
     if sample is not None:
         set_probe(toy_probe(sample, question))
@@ -326,6 +345,30 @@ def _choose_sample() -> None:
     set_probe(toy_probe(st.session_state["toy_sample"]))
 
 
+def _choose_scene_question() -> None:
+    """A question picked from the world's kinds goes into the question box (the picker then empties again)."""
+    question = st.session_state.get("scene_question")
+    if question:
+        st.session_state["ask_question"] = question
+        st.session_state["scene_question"] = None
+
+
+def scene_question_picker(probe: Probe) -> None:
+    """The reasoning world's question kinds, asked of the scene being built (nothing in the default world)."""
+    questions = scene_questions(decode_scene(probe.scene or ""), probe.world)
+    if questions:
+        st.selectbox(
+            "A question of the reasoning world about this scene",
+            questions,
+            index=None,
+            placeholder="Pick one: it goes into the question box below",
+            key="scene_question",
+            on_change=_choose_scene_question,
+            help="The four kinds the reasoning pair was trained on: count less a colour, two shapes added, the "
+            "leftmost shape's colour, one colour left of another.",
+        )
+
+
 def image_picker() -> Probe | None:
     """Choose a toy sample or upload an image; the choice becomes the session's probe."""
     current = probe_or_default()
@@ -334,16 +377,18 @@ def image_picker() -> Probe | None:
     source = st.radio("Image", SOURCES, horizontal=True, key="image_source")
     if source == SOURCES[2]:
         if current.source != "scene":
-            start = decode_scene(starting_scene(current, toy_samples()))
-            set_probe(scene_probe(start, current.question or DEFAULT_QUESTION))
+            start = decode_scene(starting_scene(current, toy_samples(session_world())))
+            question = current.question or default_question(session_world())
+            set_probe(scene_probe(start, question, session_world()))
         st.session_state["image_source_for"] = get_probe().digest
         st.caption(
             "Choose a shape and colour per cell in the grid above the results; the image is drawn by the toy "
             "world's own renderer."
         )
+        scene_question_picker(get_probe())
         return get_probe()
     if source == SOURCES[0]:
-        samples = toy_samples()
+        samples = toy_samples(session_world())
         st.session_state["toy_sample"] = sample_number(current) or 1
         st.selectbox(
             "Toy sample",
@@ -382,8 +427,8 @@ def image_picker() -> Probe | None:
     notes = tuple(loaded.notes) + scaled_down_note(data, loaded.image, loaded.notes)
     digest = image_digest(loaded.image)
     if current.source != "upload" or current.digest != digest:
-        question = current.question or DEFAULT_QUESTION
-        set_probe(Probe(loaded.image, upload.name, digest, question, "upload", notes))
+        question = current.question or default_question(session_world())
+        set_probe(Probe(loaded.image, upload.name, digest, question, "upload", notes, world=session_world()))
     st.session_state["image_source_for"] = digest
     for note in notes:
         st.info(f"{upload.name}: {note}")
@@ -416,6 +461,11 @@ def scaled_down_note(data: bytes, image: Image.Image, notes: list[str]) -> tuple
 
 def _escape(word: str) -> str:
     return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~:$" else c for c in word)
+
+
+def plain_markdown(text: str) -> str:
+    """`text` shown as it is in markdown: a chain's `<reason>` and `\\boxed{` are not markup."""
+    return " ".join(_escape(word) for word in text.split(" "))
 
 
 def diff_markdown(before: str, after: str) -> str:

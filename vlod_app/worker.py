@@ -48,14 +48,15 @@ logger = logging.getLogger(__name__)
 MAX_SHOWN_ROWS = 50  # a user's rows whose before/after answers the page shows (all of a classroom-sized set)
 
 
-def training_data(folder: Path, data: str | None, eval_rows: int):
-    """The job's data: the toy world, or the user's set copied into the job folder (split as the CLI splits)."""
+def training_data(folder: Path, data: str | None, eval_rows: int, world: str = "default"):
+    """The job's data: the pair's toy world (`world`), or the user's set copied into the job folder (split as the
+    CLI splits)."""
     from vlod_core.data import TrainingData, split_rows
     from vlod_core.sources import load_data
     from vlod_core.toy.source import toy_data
 
     if data is None:
-        return toy_data(eval_rows)
+        return toy_data(eval_rows, world_name=world)
     loaded = load_data(folder / data, workdir=folder, cache_dir=str(folder / "datasets-cache"))
     split = split_rows(loaded.rows)
     # every row of the user's set is shown before and after (up to MAX_SHOWN_ROWS): the held-out ones first
@@ -180,8 +181,8 @@ def main(folder: str) -> int:
     pair = load_pair(spec, toy.folders(spec))
     probes = [(Image.open(folder / p["image"]).convert("RGB"), p["question"]) for p in job["probes"]]
     emit({"event": "ready"})
-    configs = distill_configs(job["settings"])
-    data = training_data(folder, job.get("data"), EVAL_EXAMPLES)
+    configs = distill_configs(job["settings"], toy.world_of(spec))
+    data = training_data(folder, job.get("data"), EVAL_EXAMPLES, toy.world_of(spec))
     if job.get("data") is not None:  # every row of the user's set is shown before and after
         configs = {rule: replace(config, answer_examples=len(data.show_rows)) for rule, config in configs.items()}
     for rule, result in run_rules(pair, configs, data, probes, emit, stop.is_set):
