@@ -48,6 +48,28 @@ def vlod_home(tmp_path_factory):
     return home
 
 
+# The reasoning world's pair, as short a build as still writes well-formed chains in both styles (its teacher does
+# not read the image well yet: the app tests need chains and their parsing, not the world's accuracy targets,
+# which `tests/test_toy_reasoning_build.py` asserts on the full build). About a minute and a half on 2 busy cores.
+SMALL_REASONING_BUILD = dict(
+    tower_steps=100,
+    teacher_steps=300,
+    student_text_steps=150,
+    student_image_steps=40,
+    eval_examples=16,
+    geometry_batch=8,
+)
+
+
+@pytest.fixture(scope="session")
+def reasoning_home(vlod_home):
+    """The small reasoning pair where the app and CLI look for it (`$VLOD_HOME/toy-reasoning`), once a session."""
+    from vlod_core.toy.reasoning_build import ReasoningBuildConfig, build_reasoning_pair
+
+    build_reasoning_pair(vlod_home / "toy-reasoning", ReasoningBuildConfig(**SMALL_REASONING_BUILD))
+    return vlod_home
+
+
 @pytest.fixture(scope="session")
 def toy_pair(vlod_home):
     from vlod_core import toy

@@ -344,3 +344,36 @@ def test_a_gradient_angles_link_copied_before_measuring_reopens_its_sample(serve
     expect(page.get_by_test_id("stSidebar").get_by_text("toy sample 5:", exact=False).first).to_be_visible()
     expect(page).to_have_url(re.compile(r"sample=5"))  # and its link says so
     assert not page.get_by_text("Traceback").count()
+
+
+@pytest.fixture
+def reasoning_server(reasoning_home, server):
+    """The app's server, with the small reasoning pair built beside the default one under its VLOD_HOME."""
+    return server
+
+
+def test_the_reasoning_pair_answers_a_question_with_a_chain_in_the_token_strip(reasoning_server, browser, tmp_path):
+    """Issue 19: choose the reasoning pair on the home page, ask a toy sample's question on page 1, and see the
+    student's chain, `<reason>` to `\\boxed{…}`, wrapped into lines in the token strip."""
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.context.add_cookies([{"name": "vlod_tour", "value": "done", "url": reasoning_server}])
+    page.goto(reasoning_server)
+    expect(page.get_by_text("shared vocabulary", exact=False)).to_be_visible()
+    page.get_by_text("Toy reasoning pair (built in)", exact=True).click()
+    page.get_by_role("button", name="Check and use this pair").click()
+    expect(page.get_by_text("toy reasoning pair (student ← teacher) —", exact=False)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"pair=toy-reasoning"))
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Answers and tokens").click()
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_role("button", name="Ask")).to_be_enabled()
+    sidebar.get_by_role("button", name="Ask").click()
+    expect(page.get_by_text("Token by token, the student's greedy answer", exact=False)).to_be_visible()
+    strip = page.get_by_test_id("stPlotlyChart").first
+    strip.scroll_into_view_if_needed()
+    for marker in ("<reason>", "</reason>", "\\boxed{", "orange frame"):
+        expect(strip).to_contain_text(marker)
+    expect(page.get_by_text("Right final answer for this toy sample", exact=False)).to_be_visible()
+    page.screenshot(path=str(tmp_path / "reasoning_answers.png"), full_page=True)
+    assert "pair=toy-reasoning" in page.url and not page.get_by_text("Traceback").count()

@@ -185,3 +185,18 @@ def test_the_eta_comes_from_the_run_s_own_steps_and_a_steered_step_costs_more(tm
     assert ratio > 1.2  # a steered step does more work
     expected = (50 * 0.5 + 10) + (100 * 0.5 * ratio + 2 * 10)
     assert job.eta_seconds() == pytest.approx(expected)
+
+
+def test_a_toy_worlds_runs_get_its_answer_settings_and_its_own_defaults():
+    """The reasoning pair's runs write chains as long as the world needs, scored on the boxed final answer; the
+    form's defaults are the world's own beside the app's (one source: `WORLD_APP_DEFAULTS`)."""
+    from vlod_app.jobs import WORLD_APP_DEFAULTS, class_demo, default_settings
+    from vlod_core.toy.source import world_settings
+
+    default = distill_configs(DEFAULT_SETTINGS)["standard"]
+    chains = distill_configs(default_settings("reasoning"), "reasoning")["standard"]
+    assert default.answer_pattern is None and chains.answer_pattern == "boxed"
+    assert chains.sampling.max_new_tokens == chains.eval_max_new_tokens == world_settings("reasoning")["max_new_tokens"]
+    assert default_settings("default") == DEFAULT_SETTINGS
+    assert default_settings("reasoning") == DEFAULT_SETTINGS | dict(WORLD_APP_DEFAULTS["reasoning"])
+    assert class_demo("reasoning") == default_settings("reasoning")
