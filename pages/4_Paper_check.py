@@ -194,7 +194,7 @@ else:
             disabled=not (folder / name).is_file(),
         )
     figures = shown("Drawing the report's figures", all_figures, results) or {}
-    for name, figure in figures.items():
+    for name, figure in ((n, f) for n, f in figures.items() if f is not None):
         st.markdown(f"**{SECTIONS.get(name, name)}**")
         view.chart(figure, name, key=f"paper_{name}")
 

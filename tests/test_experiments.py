@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 
 import pytest
 from plotly.offline import get_plotlyjs
@@ -18,6 +19,7 @@ from vlod_core.experiments import Plan, latest_results, run_experiments
 from vlod_core.experiments.analysis import (
     claim_row,
     direction_verdict,
+    dynamics,
     gamma_claim,
     fitted_rise,
     lr_answer,
@@ -154,6 +156,26 @@ def test_run_measures():
     assert steps_to_gain(card, "accuracy") is None
 
 
+def test_dynamics_are_window_means_per_bin_over_seeds():
+    """Fig. 4's data: seed A logs ℓLang per bin = (step, 10·step, 100·step), seed B twice that; two windows of
+    four steps each average their steps, then the seeds. A card from before the per-bin log counts as missing."""
+
+    def card(scale: float) -> dict:
+        records = [
+            {"step": s, "by_vds": {"lang": [scale * s, scale * 10 * s, scale * 100 * s], "vis": [1.0, 2.0, math.nan]}}
+            for s in range(1, 9)
+        ]
+        return {"records": records}
+
+    out = dynamics([card(1.0), card(2.0), {"records": [{"step": 1}]}, None], steps=8, window_count=2)
+    assert out["bins"] == 3 and out["steps"] == [2.0, 6.0]
+    first_window = [statistics.fmean([1, 2, 3, 4]) * k for k in (1, 10, 100)]
+    assert [b[0]["mean"] for b in out["lang"]] == pytest.approx([1.5 * v for v in first_window])
+    assert out["lang"][0][0]["n"] == 2  # the old card and the missing run are left out
+    assert out["vis"][2][1]["mean"] is None and out["vis"][1][1]["mean"] == 2.0  # a NaN logged is no value
+    assert dynamics([{"records": [{"step": 1}]}], steps=8, window_count=2) is None
+
+
 def _lr_point(lr, difference, label, improving=()):
     return {
         "lr": lr,
@@ -270,7 +292,9 @@ def test_report_is_one_self_contained_page(tiny_check):
 
 @runs
 def test_every_plotted_number_has_an_error_bar(tiny_check):
-    for name, figure in all_figures(tiny_check[1].results).items():
+    figures = all_figures(tiny_check[1].results)
+    assert all(figure is not None for figure in figures.values()), figures  # fresh runs log what each needs
+    for name, figure in figures.items():
         for trace in figure.data:
             if trace.name and trace.name.startswith("paper"):
                 continue  # the paper's reference line

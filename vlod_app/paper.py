@@ -32,6 +32,7 @@ SECTIONS = {  # figure name (vlod_core.experiments.figures.all_figures) -> headi
     "accuracy": "2. Update rules from identical seeds: accuracy",
     "curves": "2. Update rules: accuracy during training",
     "lang": "2. ℓLang on the most image-dependent tokens (the paper's “unlearning”)",
+    "dynamics": "2. ℓLang and ℓVis per VDS bin over the steps (the paper's Fig. 4)",
     "sweeps": "3. γ and λ sweeps",
     "learning_rate": "4. Learning rate: does VGS overtake standard at small rates?",
     "cost": "5. Step cost",
