@@ -352,3 +352,51 @@ def test_a_plan_survives_a_trip_through_json():
 
     for plan in (plan_named("quick"), plan_named("full"), TINY):
         assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def _report(world: str, claims: list[dict]) -> dict:
+    return {
+        "schema": "vlod.experiments/1",
+        "world": world,
+        "created": "2026-12-07T05:00:00+00:00",
+        "seeds": [0, 1, 2],
+        "plan": {"name": "quick", "steps": 100, "world": world},
+        "claims": claims,
+    }
+
+
+def _claim(claim_id: str, verdict: str, measured=None, stderr=None, note="") -> dict:
+    return {"id": claim_id, "claim": f"claim {claim_id}", "paper": "≈ 90°", "verdict": verdict,
+            "measured": measured, "stderr": stderr, "unit": "°", "note": note}
+
+
+def test_two_worlds_side_by_side_keep_each_worlds_verdict_and_number():
+    from vlod_core.experiments.worlds import side_by_side, side_by_side_markdown
+
+    default = _report("default", [_claim("a", "disagrees", 7.0, 1.0), _claim("b", "inconclusive", None, None,
+                                                                           "not measured in this plan")])
+    reasoning = _report("reasoning", [_claim("a", "agrees", 51.25, 2.5), _claim("c", "agrees", 1.0)])
+    rows = side_by_side([default, reasoning])
+    assert [r["id"] for r in rows] == ["a", "b", "c"]  # the first report's order, then what only a later one has
+    assert (rows[0]["default"], rows[0]["reasoning"]) == ("disagrees", "agrees")
+    assert rows[0]["reasoning (ours)"] == "51.25 ± 2.50°"
+    assert rows[1]["default"] == "not measured" and rows[1]["reasoning"] == "not measured"  # no run, no claim
+    assert rows[2]["default"] == "not measured" and rows[2]["reasoning (ours)"] == "1.00°"
+    table = side_by_side_markdown([default, reasoning]).splitlines()
+    assert table[0] == "| claim | paper | default: verdict | default: ours | reasoning: verdict | reasoning: ours |"
+    assert "| claim a | ≈ 90° | disagrees | 7.00 ± 1.00° | agrees | 51.25 ± 2.50° |" in table
+    with pytest.raises(ValueError, match="one report per world"):
+        side_by_side([default, default])
+
+
+def test_latest_results_of_a_world_skips_the_other_worlds_newer_report(tmp_path):
+    import os
+
+    for age, (folder, world) in enumerate([("reasoning-quick", "reasoning"), ("quick", "default")]):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "results.json"
+        path.write_text(json.dumps(_report(world, [])))
+        os.utime(path, (1e9 - age * 100, 1e9 - age * 100))  # the reasoning report is the newest
+    assert latest_results(tmp_path)[0]["world"] == "reasoning"
+    assert latest_results(tmp_path, world="default")[1].name == "quick"
+    assert latest_results(tmp_path, world="other") is None

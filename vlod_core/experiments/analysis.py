@@ -45,6 +45,14 @@ VDS_FLOOR = 1e-3  # nats: below this the image barely changes the teacher's next
 # Statistics
 
 
+def verdict_of(claim: dict | None) -> str:
+    """A claim's verdict; one its plan has no run for (older reports said inconclusive), or that a report does
+    not hold, is 'not measured'."""
+    if not claim or (claim.get("measured") is None and claim.get("note") == "not measured in this plan"):
+        return NOT_MEASURED
+    return claim["verdict"]
+
+
 def t_coverage(df: int, z: float = Z) -> float:
     """P(|T| < z) for Student's t with `df` degrees of freedom (Simpson's rule; no SciPy needed)."""
     if df < 1:
