@@ -19,7 +19,7 @@ calls) and with bins=10 (the paper's Fig. 3: 3 + 30 gradient calls).
 
 The peer is TRL's `DistillationTrainer` (on-policy, reverse KL: beta=1) on the same pair, batch and
 completion length, with its defaults brought to ours (lr 1e-3 constant, fp32, no gradient checkpointing,
-6-token completions, AdamW wd 0.01, clipping 1.0, structural tokens suppressed). Its steps and ours
+the world's completion length (6 tokens; the reasoning world's 64), AdamW wd 0.01, clipping 1.0, structural tokens suppressed). Its steps and ours
 alternate in one process: a `TrainerCallback.on_step_end` runs one round of our variants after every
 `--trl-steps-per-round` (2) TRL steps, and a TRL step is timed from the callback's return to the next `on_step_end` (data loading,
 generation, processor calls, forward, loss, backward, clipping, optimiser, scheduler, trainer overhead).
@@ -31,6 +31,7 @@ the table reports medians. The closing lines (batch 32) are the ratios `standard
 rows, with its error against the whole batch) and `geometry_bins10/standard`, one per line.
 
     python bench/step_cost.py                 # full run, ~3-5 minutes on 2 shared cores
+    python bench/step_cost.py --world reasoning   # the same lines on the reasoning pair (64-token chains)
     python bench/step_cost.py --rounds 4 --no-trl --no-breakdown   # quick smoke run
     python bench/step_cost.py --real-sizes [--quick] [--pair qwen3 ...]   # the real-size rows (bench/real_sizes.py)
 """
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import replace
 import logging
 import os
 import shutil
@@ -61,14 +63,15 @@ import torch  # noqa: E402
 THREADS = 1
 torch.set_num_threads(THREADS)
 
+from vlod_core import settings  # noqa: E402
 from vlod_core.distill import DistillConfig, distill, geometry_now  # noqa: E402
 from vlod_core.engine import rollout  # noqa: E402
 from vlod_core import toy  # noqa: E402
 from vlod_core.pair import PairSpec, load_pair  # noqa: E402
-from vlod_core.sampling import structural_token_ids  # noqa: E402
+from vlod_core.sampling import SamplingConfig, structural_token_ids  # noqa: E402
 from vlod_core.steering import SteeringConfig  # noqa: E402
-from vlod_core.toy import world  # noqa: E402
-from vlod_core.toy.source import ToyPrompts, toy_data  # noqa: E402
+from vlod_core.toy import TOY, TOY_REASONING  # noqa: E402
+from vlod_core.toy.source import ToyPrompts, toy_data, world_settings  # noqa: E402
 
 FIXED_ETA = 0.41
 VARIANTS = {
@@ -86,27 +89,44 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+WORLD_PAIRS = {"default": TOY, "reasoning": TOY_REASONING}  # toy world -> the spec name of its pair
+
+
+def run_config(world_name: str, **values) -> DistillConfig:
+    """A DistillConfig with the lengths the world's answers need (`world_settings`) and `values`."""
+    sampling = {k: v for k, v in world_settings(world_name).items() if k != "answer_pattern"}
+    return settings.build(DistillConfig, sampling | values)
+
+
+def load_world_pair(world_name: str):
+    """The toy world's pair (built first if missing), on the CPU."""
+    spec = PairSpec(teacher=WORLD_PAIRS[world_name], student=WORLD_PAIRS[world_name], device="cpu")
+    return load_pair(spec, toy.folders(spec))
+
+
 class Bench:
     """One batch size: our variants and the geometry call, run one round at a time."""
 
-    def __init__(self, pair, batch: int, steps_per_block: int):
-        self.pair, self.batch, self.block = pair, batch, steps_per_block
+    def __init__(self, pair, batch: int, steps_per_block: int, world_name: str = "default"):
+        self.pair, self.batch, self.block, self.world = pair, batch, steps_per_block, world_name
         self.times: dict[str, list[float]] = defaultdict(list)
         self.tokens: dict[str, list[float]] = defaultdict(list)  # mean response length per step
         self.round = 0
-        self.data = toy_data(eval_rows=1, show_rows=0)
+        self.data = toy_data(eval_rows=1, show_rows=0, world_name=world_name)
         # A fixed batch for the geometry call, sampled by the initial student like a real step's batch.
         self.geo_student = copy.deepcopy(pair.student).train()
         self.geo_params = [(n, p) for n, p in self.geo_student.named_parameters() if p.requires_grad]
-        self.geo_config = {bins: DistillConfig(batch=batch, geometry_bins=bins) for bins in GEOMETRY.values()}
-        rows = ToyPrompts().prompts(0, batch, seed=0)
-        self.geo_batch = rollout(pair, [r.load_image() for r in rows], [r.question for r in rows], seed=0)
+        self.geo_config = {b: run_config(world_name, batch=batch, geometry_bins=b) for b in GEOMETRY.values()}
+        rows = ToyPrompts(world_name).prompts(0, batch, seed=0)
+        # The default world keeps the rollout's own length (8), as the numbers in bench/README were measured.
+        sampling = self.geo_config[0].sampling if world_name != "default" else SamplingConfig()
+        self.geo_batch = rollout(
+            pair, [r.load_image() for r in rows], [r.question for r in rows], sampling=sampling, seed=0
+        )
 
     def run_variant(self, name: str, record: bool) -> None:
-        config = DistillConfig(
-            steps=self.block + 1,
-            batch=self.batch,
-            seed=self.round,  # same data for every variant within a round
+        config = replace(
+            run_config(self.world, steps=self.block + 1, batch=self.batch, seed=self.round),  # same data per round
             steering=VARIANTS[name],
             eval_examples=1,
             answer_examples=0,
@@ -138,10 +158,10 @@ class Bench:
         self.round += 1
 
 
-def trl_dataset(n: int, seed: int):
+def trl_dataset(n: int, seed: int, world_name: str = "default"):
     from datasets import Dataset
 
-    examples = world.sample_examples(n, seed=seed)
+    examples = ToyPrompts(world_name).sample(n, seed=seed)
     # TRL's conversational VLM format: a raw (untemplated) prompt plus an "image" column; the trainer
     # inserts the image entry into the user message and applies the chat template itself.
     return Dataset.from_list(
@@ -167,7 +187,7 @@ def run_with_trl(pair, bench: Bench, rounds: int, geometry: bool, trl_per_round:
         max_grad_norm=1.0,
         bf16=False,
         gradient_checkpointing=False,
-        max_completion_length=6,
+        max_completion_length=bench.data.description.get("max_new_tokens", DistillConfig().sampling.max_new_tokens),
         temperature=1.0,
         top_p=1.0,
         top_k=0,
@@ -207,7 +227,7 @@ def run_with_trl(pair, bench: Bench, rounds: int, geometry: bool, trl_per_round:
         model=copy.deepcopy(pair.student),
         teacher_model=copy.deepcopy(pair.teacher),
         args=args,
-        train_dataset=trl_dataset(max(512, 4 * bench.batch), seed=777),
+        train_dataset=trl_dataset(max(512, 4 * bench.batch), seed=777, world_name=bench.world),
         processing_class=copy.deepcopy(pair.processor),
         callbacks=[callback],
     )
@@ -288,14 +308,13 @@ def timed_phases(totals: dict[str, float], model_class):
             setattr(owner, attr, fn)
 
 
-def breakdown(pair, batch: int, steps: int) -> dict[str, dict[str, float]]:
+def breakdown(pair, batch: int, steps: int, world_name: str = "default") -> dict[str, dict[str, float]]:
     """Per-phase ms per step of each variant (one distill run each; its first step is not counted)."""
     out = {}
     for name, steering in VARIANTS.items():
         totals: dict[str, float] = defaultdict(float)
-        config = DistillConfig(
-            steps=steps + 1,
-            batch=batch,
+        config = replace(
+            run_config(world_name, steps=steps + 1, batch=batch),
             steering=steering,
             eval_examples=1,
             answer_examples=0,
@@ -309,36 +328,17 @@ def breakdown(pair, batch: int, steps: int) -> dict[str, dict[str, float]]:
                 totals.clear()  # drop the first step (set-up and first calls)
 
         with timed_phases(totals, type(pair.student)):
-            distill(pair, config, toy_data(eval_rows=1, show_rows=0), callback=callback, evaluate_model=False)
+            data = toy_data(eval_rows=1, show_rows=0, world_name=world_name)
+            distill(pair, config, data, callback=callback, evaluate_model=False)
         per_step = {k: 1000 * v / steps for k, v in totals.items()}
         per_step[PHASES[-1]] = 1000 * median([b - a for a, b in zip(stamps, stamps[1:])])
         out[name] = per_step
     return out
 
 
-def default_world():
-
-    spec = PairSpec(device="cpu")
-    return load_pair(spec, toy.folders(spec))
 
 
-def reasoning_world():
-    """The reasoning world's pair, built by `vlod toy build` for that world under $VLOD_HOME/toy-reasoning.
-
-    Hook for the reasoning world: its pair loads here; its prompts and answer length (20-60 tokens) must also
-    replace `toy_data`/`ToyPrompts` and `max_new_tokens` in `Bench` and `run_with_trl` when that world lands."""
-    from vlod_core.home import vlod_home
-
-    folder = vlod_home() / "toy-reasoning"
-    if not (folder / "teacher").is_dir():
-        raise SystemExit(f"step_cost: error: no reasoning pair at {folder} (build the reasoning world first)")
-    return load_pair(PairSpec(teacher=str(folder / "teacher"), student=str(folder / "student"), device="cpu"))
-
-
-WORLDS = {"default": default_world, "reasoning": reasoning_world}
-
-
-def eta_rows_error(pair, batch: int, rows: int, seeds=range(6)) -> list[float]:
+def eta_rows_error(pair, batch: int, rows: int, seeds=range(6), world_name: str = "default") -> list[float]:
     """|η(first `rows` rows) − η(whole batch)| / η(whole batch) on `seeds` on-policy batches of the initial student."""
     from vlod_core import eta_sample
     from vlod_core.losses import per_token_losses
@@ -347,15 +347,16 @@ def eta_rows_error(pair, batch: int, rows: int, seeds=range(6)) -> list[float]:
     student = copy.deepcopy(pair.student).train()
     params = [p for p in student.parameters() if p.requires_grad]
     errors = []
+    sampling = run_config(world_name).sampling if world_name != "default" else SamplingConfig()  # as measured
     for seed in seeds:
-        prompts = ToyPrompts().prompts(seed, batch, seed=seed)
+        prompts = ToyPrompts(world_name).prompts(seed, batch, seed=seed)
         scored = rollout(pair, [r.load_image() for r in prompts], [r.question for r in prompts], seed=seed,
-                         student=student, student_grad=True)
+                         student=student, student_grad=True, sampling=sampling)
         steering = SteeringConfig(rule="vgs", eta_rows=rows)
         losses = per_token_losses(scored.four, steering.estimator, steering.detach_prior)
         full, _ = steered_gradients(objective(steering, losses, scored.four.response_mask), params)
         scored = rollout(pair, [r.load_image() for r in prompts], [r.question for r in prompts], seed=seed,
-                         student=student, student_grad=True)
+                         student=student, student_grad=True, sampling=sampling)
         sub = eta_sample.subsample_eta(pair, student, scored, steering, params)
         errors.append(abs(sub - full) / full)
     return errors
@@ -371,7 +372,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-geometry", action="store_true")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-phase breakdown")
     parser.add_argument(
-        "--world", choices=sorted(WORLDS), default="default",
+        "--world", choices=sorted(WORLD_PAIRS), default="default",
         help="default: the toy pair ($VLOD_HOME/toy); reasoning: the reasoning pair ($VLOD_HOME/toy-reasoning)",
     )
     parser.add_argument(
@@ -394,10 +395,11 @@ def main(argv=None) -> int:
         pass
 
     print(f"torch {torch.__version__}, intra-op threads: {torch.get_num_threads()} (torch.set_num_threads({THREADS}))")
-    pair = WORLDS[args.world]()
+    pair = load_world_pair(args.world)
+    length = run_config(args.world).sampling.max_new_tokens
     print(
         f"pair: toy LLaVA, teacher {sum(p.numel() for p in pair.teacher.parameters()):,} params, "
-        f"student {sum(p.numel() for p in pair.student.parameters()):,} params; max_new_tokens 6"
+        f"student {sum(p.numel() for p in pair.student.parameters()):,} params; world {args.world}, max_new_tokens {length}"
     )
     trl_reason = None if not args.no_trl else "skipped (--no-trl)"
     if trl_reason is None:
@@ -410,7 +412,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     results: dict[int, Bench] = {}
     for batch in args.batches:
-        bench = Bench(pair, batch, args.steps_per_block)
+        bench = Bench(pair, batch, args.steps_per_block, args.world)
         geometry = not args.no_geometry
         ran_trl = False
         if trl_reason is None:
@@ -423,7 +425,7 @@ def main(argv=None) -> int:
                     f"TRL DistillationTrainer failed on this pair: {type(error).__name__}: {error} "
                     f"(at {os.path.basename(tb.filename)}:{tb.lineno} in {tb.name})"
                 )
-                bench = Bench(pair, batch, args.steps_per_block)
+                bench = Bench(pair, batch, args.steps_per_block, args.world)
         if not ran_trl:
             bench.one_round(record=False, geometry=geometry)  # warm-up
             for _ in range(args.rounds):
@@ -455,7 +457,7 @@ def main(argv=None) -> int:
         print()
         print(f"per-phase breakdown at batch {batch}: ms per step, mean of 8 steps of one run per variant, timed by")
         print("wrapping the functions the loop calls (not listed: clipping, step records)")
-        table = breakdown(pair, batch, 8)
+        table = breakdown(pair, batch, 8, args.world)
         print(f"{'phase':<44}" + "".join(f"{n:>12}" for n in table))
         for label in PHASES:
             print(f"{label:<44}" + "".join(f"{table[n].get(label, 0.0):>12.1f}" for n in table))
@@ -482,7 +484,7 @@ def main(argv=None) -> int:
     print(f"vgs_fixed/standard = {median(bench.times['vgs_fixed']) / std_ms:.2f}")
     print(f"vgs_auto/standard = {median(bench.times['vgs_auto']) / std_ms:.2f}")
     print(f"vgs_auto_rows8/standard = {median(bench.times['vgs_auto_rows8']) / std_ms:.2f}")
-    errors = eta_rows_error(pair, last, 8)
+    errors = eta_rows_error(pair, last, 8, world_name=args.world)
     print(f"eta_rows=8 error vs the whole batch's eta (batch {last}, {len(errors)} batches): "
           f"median {100 * median(errors):.1f} %, max {100 * max(errors):.1f} %")
     if not args.no_geometry:

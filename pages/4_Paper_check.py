@@ -1,13 +1,14 @@
-"""Page 4: the paper check — the latest experiments report, and a quick check started here.
+"""Page 4: the paper check — the latest experiments report of a toy world, and a quick check started here.
 
-The report is the newest `results.json` under `$VLOD_HOME/experiments/`, the one that
-`python -m vlod_core experiments` writes, or until there is one the full report shipped with vlod under
-`docs/experiments/` (`vlod_app.paper.report_to_show`; the page says which it shows): its claims table first
-(the VGS claims first, verdicts coloured), then each experiment's figure. *Run the quick
-check* starts `--quick` on the toy pair as a job on the server (`vlod_app.jobs.ExperimentsJob`, one worker
-process that spreads the runs over the cores), kept by id in the URL as `check`: a reload or a shared link
-shows its live progress and its Stop. One check runs at a time per server; its finished runs are cached, so a
-stopped check resumes where it stopped.
+The report is the newest `results.json` of the chosen world (default, or reasoning: the sidebar, the link's
+`world`, else the world of the pair in use) under `$VLOD_HOME/experiments/`, the one that
+`python -m vlod_core experiments [--world W]` writes, or until there is one the full report shipped with vlod
+under `docs/experiments/<world>/` (`vlod_app.paper.report_to_show`; the page says which it shows): its claims
+table first (the VGS claims first, verdicts coloured), the other world's verdicts beside them, then each
+experiment's figure. *Run the quick check* starts `--quick` on the world's toy pair as a job on the server
+(`vlod_app.jobs.ExperimentsJob`, one worker process that spreads the runs over the cores), kept by id in the
+URL as `check`: a reload or a shared link shows its live progress and its Stop. One check runs at a time per
+server; its finished runs are cached, so a stopped check resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from vlod_app.jobs import ExperimentsJob, RegistryFull, eta_text
 from vlod_app.links import Params, from_link
 from vlod_app.paper import (
     SECTIONS,
+    WORLD_PAIRS,
+    WORLD_WORDS,
     claims_frame,
+    other_worlds,
     plan_differences,
     report_to_show,
     shipped_results,
@@ -27,29 +31,33 @@ from vlod_app.paper import (
     verdict_colour,
     verdict_counts,
     verdict_rule_words,
+    world_of_spec,
+    world_pair,
+    worlds_frame,
 )
 from vlod_app.server import job_registry
-from vlod_app.state import shown, toy_ready
+from vlod_app.state import current_spec, shown, toy_ready
 from vlod_app.widgets import page_setup
 from vlod_core.experiments import QUICK, default_out_dir, estimate_seconds
-from vlod_core.experiments.check import REPORT, RESULTS, experiments_home
+from vlod_core.experiments.check import REPORT, RESULTS, experiments_home, world_of
 from vlod_core.experiments.figures import all_figures
-from vlod_core.pair import PairSpec
+from vlod_core.experiments.plan import in_world
 
 CHECK_KEY = "vlod_check_job"
 ERROR_KEY = "vlod_check_error"
+WORLD_KEY = "vlod_check_world"
 WORKERS = 2  # one process per core of the 2-core machine the quick plan is sized for
-TOY = PairSpec()  # the check runs on the toy pair, whatever pair the other pages use
 VERDICT_WIDTH = 110  # pixels: "inconclusive" and "not measured" whole
 
 
-def start_check() -> None:
-    """The start button: submit the quick check (or join the one going on)."""
+def start_check(world: str) -> None:
+    """The start button: submit the quick check of `world` on its toy pair (or join the one going on)."""
     state = st.session_state
     state.pop(ERROR_KEY, None)
+    plan = in_world(QUICK, world)
     try:
         job = job_registry().submit_experiments(
-            TOY, {"plan": QUICK.name, "workers": WORKERS, "out": str(default_out_dir(QUICK))}
+            world_pair(world), {"plan": plan.to_dict(), "workers": WORKERS, "out": str(default_out_dir(plan))}
         )
     except RegistryFull as error:
         state[ERROR_KEY] = f"Not started: {error}."
@@ -67,6 +75,10 @@ registry = job_registry()
 
 # ------------------------------------------------------------------------------------- a link's check
 params = Params()
+linked_world = params.choice("world", tuple(WORLD_PAIRS)) if from_link() else None
+if linked_world is not None or WORLD_KEY not in st.session_state:
+    st.session_state[WORLD_KEY] = linked_world or world_of_spec(current_spec())  # else: the pair in use
+params.show_problems()
 if from_link() and "check" in params.raw:
     linked = registry.get(params.raw["check"])
     if isinstance(linked, ExperimentsJob):
@@ -81,21 +93,31 @@ job = job if isinstance(job, ExperimentsJob) else None
 running = job is not None and not job.done
 
 # ------------------------------------------------------------------------------------- start (sidebar)
-estimate = estimate_seconds(QUICK, WORKERS)
 with view.inputs:
-    built = toy_ready(TOY)
+    world = st.segmented_control(
+        "Toy world",
+        tuple(WORLD_PAIRS),
+        key=WORLD_KEY,
+        required=True,
+        help="The default world: " + WORLD_WORDS["default"] + ". The reasoning world: " + WORLD_WORDS["reasoning"],
+    )
+    plan = in_world(QUICK, world)
+    estimate = estimate_seconds(plan, WORKERS)
+    flag = "" if world == "default" else f" --world {world}"
+    built = toy_ready(world_pair(world))
     st.button(
         "Run the quick check",
         type="primary",
         on_click=start_check,
+        args=(world,),
         disabled=running or not built,
-        help="The same as `python -m vlod_core experiments --quick`",
+        help=f"The same as `python -m vlod_core experiments --quick{flag}`",
     )
     st.caption(
-        f"{QUICK.seeds} seeds, {estimate['runs']} training runs on the toy pair, about "
+        f"{plan.seeds} seeds, {estimate['runs']} training runs on the {world} world's toy pair, about "
         f"{estimate['wall_seconds'] / 60:.0f} min on {WORKERS} quiet cores. Finished runs are cached under "
-        f"`{default_out_dir(QUICK)}`: a stopped check resumes. The full check (about 25 min) runs from the command "
-        "line: `python -m vlod_core experiments`."
+        f"`{default_out_dir(plan)}`: a stopped check resumes. The full check runs from the command line: "
+        f"`python -m vlod_core experiments{flag}`."
     )
     if running:
         st.caption("A check is going on: it keeps going if you leave this page.")
@@ -137,17 +159,17 @@ elif job is not None and (job.stopped or job.stop_reason):
     st.warning(f"Check `{job.id}` stopped before every run finished; its finished runs are cached: run it again.")
 
 # ------------------------------------------------------------------------------------- the report
-shown_report = shown("Reading the latest report", report_to_show)
+shown_report = shown("Reading the latest report", report_to_show, world=world)
 if shown_report is None:
     st.info(
-        f"No report yet in `{experiments_home()}`. Run the quick check (sidebar), or from the command line "
-        "`python -m vlod_core experiments --quick`; the report shows here when it is done."
+        f"No report yet in `{experiments_home()}` for the {world} world. Run the quick check (sidebar), or from "
+        f"the command line `python -m vlod_core experiments --quick{flag}`; the report shows here when it is done."
     )
-    if not toy_ready(TOY):
+    if not built:
         st.caption("The toy pair is being built first (progress at the top).")
 else:
     results, folder = shown_report.results, shown_report.folder
-    shipped = None if shown_report.shipped else shipped_results()
+    shipped = None if shown_report.shipped else shipped_results(world=world)
     reference = shipped.results if shipped and shipped.results["plan"]["name"] != results["plan"]["name"] else None
     view.context = f"{results['plan']['name']} {results['created'][:10]}"
     st.subheader(f"Claims: {verdict_counts(results)}")
@@ -181,6 +203,22 @@ else:
     with st.expander("How a verdict is decided, exactly"):
         st.markdown("\n".join(f"- {rule}" for rule in results["verdict_rules"]))
     st.markdown(f"**Learning rates**: {results['experiments']['learning_rate']['answer']}")
+    others = other_worlds(world)
+    if others:
+        st.markdown("**The two worlds side by side**")
+        reports = [results] + [o.results for o in others]
+        st.caption(
+            " ".join(f"The {world_of(r)} world: {WORLD_WORDS[world_of(r)]}." for r in reports)
+            + " The same claims and the same verdict rule in each: where the KL is all visual, the standard update "
+            "already points where VGS steers; where the language part competes, steering has room to matter. "
+            + " · ".join(f"{world_of(o.results)}: " + source_line(o) for o in others)
+        )
+        view.table(
+            worlds_frame(reports),
+            "worlds",
+            key="worlds",
+            styles={world_of(r): verdict_colour for r in reports},
+        )
     row = st.container(horizontal=True)
     for name, mime in ((REPORT, "text/html"), (RESULTS, "application/json")):
         row.download_button(
@@ -194,8 +232,8 @@ else:
             disabled=not (folder / name).is_file(),
         )
     figures = shown("Drawing the report's figures", all_figures, results) or {}
-    for name, figure in figures.items():
+    for name, figure in ((n, f) for n, f in figures.items() if f is not None):
         st.markdown(f"**{SECTIONS.get(name, name)}**")
         view.chart(figure, name, key=f"paper_{name}")
 
-view.share({"check": job.id if job is not None else None})
+view.share({"check": job.id if job is not None else None, "world": world if world != "default" else None})

@@ -70,9 +70,48 @@ def test_the_latest_report_shows_its_claims_and_figures(experiments_home, toy_pa
     assert any(s.startswith(f"Claims: {agree} agree, ") for s in texts(at.subheader)), texts(at.subheader)
     assert any("plan **tiny**" in c and "run on this server" in c for c in texts(at.caption))
     assert any("What a verdict means." in m and "Not measured" in m for m in texts(at.markdown))
-    assert len(at.get("plotly_chart")) == 7  # the report's seven figures
+    from vlod_app.paper import SECTIONS
+
+    assert len(at.get("plotly_chart")) == len(SECTIONS)  # every figure of the report, Fig. 4's dynamics too
     labels = [d.label for d in at.get("download_button")]
     assert "report.html" in labels and "results.json" in labels
+
+
+def test_each_world_shows_its_own_report_and_the_other_worlds_verdicts_beside_it(
+    experiments_home, toy_pair, tmp_path, monkeypatch
+):
+    """Issue 19: a reasoning report does not stand in for the default world's; each world's page shows its own
+    claims and, beside them, the other world's verdicts; `world=` in a link picks the world."""
+    from vlod_app import paper
+    from vlod_core.pair import PairSpec
+    from vlod_core.toy.source import toy_data
+
+    monkeypatch.setattr(paper, "SHIPPED", tmp_path / "nothing shipped")
+    result = run_experiments(
+        TINY, PairSpec(), toy_data(TINY.eval_examples, show_rows=0), experiments_home / "tiny", workers=0, pair=toy_pair
+    )
+    reasoning = json.loads(json.dumps(result.results)) | {"world": "reasoning"}
+    reasoning["plan"]["world"] = "reasoning"
+    reasoning["claims"][0]["verdict"] = "agrees" if reasoning["claims"][0]["verdict"] != "agrees" else "disagrees"
+    (experiments_home / "reasoning-tiny").mkdir()
+    (experiments_home / "reasoning-tiny" / "results.json").write_text(json.dumps(reasoning))  # the newest report
+
+    at = open_page(PAGE_4)
+    assert_clean(at)
+    assert at.get("segmented_control")[0].value == "default"
+    claims, worlds = at.dataframe[0].value, at.dataframe[1].value
+    assert list(claims["verdict"]) == list(paper.claims_frame(result.results)["verdict"])  # not the reasoning one
+    first = worlds[worlds["claim"] == result.results["claims"][0]["claim"]].iloc[0]
+    assert (first["default"], first["reasoning"]) == (result.results["claims"][0]["verdict"], reasoning["claims"][0]["verdict"])
+
+    linked = open_page(PAGE_4, {"world": "reasoning"})
+    assert_clean(linked)
+    assert linked.get("segmented_control")[0].value == "reasoning"
+    assert list(linked.dataframe[0].value["verdict"]) == list(paper.claims_frame(reasoning)["verdict"])
+    assert "--world reasoning" in button(linked, "Run the quick check").help
+    assert linked.query_params["world"] == "reasoning"
+    bad = open_page(PAGE_4, {"world": "mars"})
+    assert any("`world=mars` in the link was ignored" in w for w in texts(bad.warning))
 
 
 def test_a_check_runs_as_a_job_and_its_link_shows_progress_then_the_report(experiments_home, jobs):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 
 import pytest
 from plotly.offline import get_plotlyjs
@@ -18,6 +19,7 @@ from vlod_core.experiments import Plan, latest_results, run_experiments
 from vlod_core.experiments.analysis import (
     claim_row,
     direction_verdict,
+    dynamics,
     gamma_claim,
     fitted_rise,
     lr_answer,
@@ -154,6 +156,26 @@ def test_run_measures():
     assert steps_to_gain(card, "accuracy") is None
 
 
+def test_dynamics_are_window_means_per_bin_over_seeds():
+    """Fig. 4's data: seed A logs ℓLang per bin = (step, 10·step, 100·step), seed B twice that; two windows of
+    four steps each average their steps, then the seeds. A card from before the per-bin log counts as missing."""
+
+    def card(scale: float) -> dict:
+        records = [
+            {"step": s, "by_vds": {"lang": [scale * s, scale * 10 * s, scale * 100 * s], "vis": [1.0, 2.0, math.nan]}}
+            for s in range(1, 9)
+        ]
+        return {"records": records}
+
+    out = dynamics([card(1.0), card(2.0), {"records": [{"step": 1}]}, None], steps=8, window_count=2)
+    assert out["bins"] == 3 and out["steps"] == [2.0, 6.0]
+    first_window = [statistics.fmean([1, 2, 3, 4]) * k for k in (1, 10, 100)]
+    assert [b[0]["mean"] for b in out["lang"]] == pytest.approx([1.5 * v for v in first_window])
+    assert out["lang"][0][0]["n"] == 2  # the old card and the missing run are left out
+    assert out["vis"][2][1]["mean"] is None and out["vis"][1][1]["mean"] == 2.0  # a NaN logged is no value
+    assert dynamics([{"records": [{"step": 1}]}], steps=8, window_count=2) is None
+
+
 def _lr_point(lr, difference, label, improving=()):
     return {
         "lr": lr,
@@ -270,7 +292,9 @@ def test_report_is_one_self_contained_page(tiny_check):
 
 @runs
 def test_every_plotted_number_has_an_error_bar(tiny_check):
-    for name, figure in all_figures(tiny_check[1].results).items():
+    figures = all_figures(tiny_check[1].results)
+    assert all(figure is not None for figure in figures.values()), figures  # fresh runs log what each needs
+    for name, figure in figures.items():
         for trace in figure.data:
             if trace.name and trace.name.startswith("paper"):
                 continue  # the paper's reference line
@@ -328,3 +352,51 @@ def test_a_plan_survives_a_trip_through_json():
 
     for plan in (plan_named("quick"), plan_named("full"), TINY):
         assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def _report(world: str, claims: list[dict]) -> dict:
+    return {
+        "schema": "vlod.experiments/1",
+        "world": world,
+        "created": "2026-12-07T05:00:00+00:00",
+        "seeds": [0, 1, 2],
+        "plan": {"name": "quick", "steps": 100, "world": world},
+        "claims": claims,
+    }
+
+
+def _claim(claim_id: str, verdict: str, measured=None, stderr=None, note="") -> dict:
+    return {"id": claim_id, "claim": f"claim {claim_id}", "paper": "≈ 90°", "verdict": verdict,
+            "measured": measured, "stderr": stderr, "unit": "°", "note": note}
+
+
+def test_two_worlds_side_by_side_keep_each_worlds_verdict_and_number():
+    from vlod_core.experiments.worlds import side_by_side, side_by_side_markdown
+
+    default = _report("default", [_claim("a", "disagrees", 7.0, 1.0), _claim("b", "inconclusive", None, None,
+                                                                           "not measured in this plan")])
+    reasoning = _report("reasoning", [_claim("a", "agrees", 51.25, 2.5), _claim("c", "agrees", 1.0)])
+    rows = side_by_side([default, reasoning])
+    assert [r["id"] for r in rows] == ["a", "b", "c"]  # the first report's order, then what only a later one has
+    assert (rows[0]["default"], rows[0]["reasoning"]) == ("disagrees", "agrees")
+    assert rows[0]["reasoning (ours)"] == "51.25 ± 2.50°"
+    assert rows[1]["default"] == "not measured" and rows[1]["reasoning"] == "not measured"  # no run, no claim
+    assert rows[2]["default"] == "not measured" and rows[2]["reasoning (ours)"] == "1.00°"
+    table = side_by_side_markdown([default, reasoning]).splitlines()
+    assert table[0] == "| claim | paper | default: verdict | default: ours | reasoning: verdict | reasoning: ours |"
+    assert "| claim a | ≈ 90° | disagrees | 7.00 ± 1.00° | agrees | 51.25 ± 2.50° |" in table
+    with pytest.raises(ValueError, match="one report per world"):
+        side_by_side([default, default])
+
+
+def test_latest_results_of_a_world_skips_the_other_worlds_newer_report(tmp_path):
+    import os
+
+    for age, (folder, world) in enumerate([("reasoning-quick", "reasoning"), ("quick", "default")]):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "results.json"
+        path.write_text(json.dumps(_report(world, [])))
+        os.utime(path, (1e9 - age * 100, 1e9 - age * 100))  # the reasoning report is the newest
+    assert latest_results(tmp_path)[0]["world"] == "reasoning"
+    assert latest_results(tmp_path, world="default")[1].name == "quick"
+    assert latest_results(tmp_path, world="other") is None

@@ -290,3 +290,41 @@ def test_valid_configs_are_frozen_and_hashable():
         config.gamma = 3.0  # type: ignore[misc]
     assert SteeringConfig(rule="vgs_no_lp").effective_lam == 0.0
     assert SteeringConfig(rule="lang_steer").steering_term == "lang"
+
+
+def _per_bin_reference(lang, vds, mask, bins=3):
+    values = vds[mask]
+    edges = [-np.inf, *np.quantile(values, [i / bins for i in range(1, bins)]), np.inf]
+    means = []
+    for low, high in zip(edges, edges[1:]):
+        chosen = mask & (vds > low) & (vds <= high)
+        means.append(lang[chosen].mean() if chosen.any() else math.nan)
+    return means, [int((mask & (vds > lo) & (vds <= hi)).sum()) for lo, hi in zip(edges, edges[1:])]
+
+
+def test_fig4_log_averages_each_vds_bin_and_the_bins_partition_the_tokens():
+    """The per-bin ℓLang/ℓVis the loop logs (the paper's Fig. 4): equal-count VDS bins of the batch's real
+    tokens, each token in exactly one bin, padding in none."""
+    from vlod_core.steering import DYNAMICS_BINS
+
+    g = torch.Generator().manual_seed(7)
+    shape = (4, 9)
+    losses = {name: torch.rand(shape, generator=g, dtype=torch.float64) for name in ("std", "lang", "vis", "vds")}
+    mask = torch.rand(shape, generator=g) > 0.25
+    losses["lang"][~mask] = 1e6  # padding must not leak into any bin
+    logged = objective(SteeringConfig(rule="standard"), losses, mask).by_vds
+    lang, vis, vds, m = (*(_np(losses[k]) for k in ("lang", "vis", "vds")), mask.numpy())
+    expected_lang, counts = _per_bin_reference(lang, vds, m, DYNAMICS_BINS)
+    expected_vis, _ = _per_bin_reference(vis, vds, m, DYNAMICS_BINS)
+    np.testing.assert_allclose(logged["lang"], expected_lang, rtol=1e-9)
+    np.testing.assert_allclose(logged["vis"], expected_vis, rtol=1e-9)
+    assert sum(counts) == m.sum() and min(counts) >= m.sum() // DYNAMICS_BINS - 1  # equal-count, a partition
+    assert logged["lang"][-1] == pytest.approx(lang[m & (vds > np.quantile(vds[m], 1 - 1 / DYNAMICS_BINS))].mean())
+
+
+def test_fig4_log_marks_an_empty_bin_nan():
+    """All-zero VDS (a blind teacher): every token ties, the lower bins are empty, not zero."""
+    losses = {name: torch.rand(2, 4, dtype=torch.float64) for name in ("std", "lang", "vis")}
+    losses["vds"] = torch.zeros(2, 4, dtype=torch.float64)
+    logged = objective(SteeringConfig(rule="standard"), losses, torch.ones(2, 4, dtype=torch.bool)).by_vds
+    assert math.isnan(logged["lang"][-1]) and logged["lang"][0] == pytest.approx(float(losses["lang"].mean()))

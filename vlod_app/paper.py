@@ -18,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from vlod_core.experiments import latest_results
-from vlod_core.experiments.analysis import NOT_MEASURED
+from vlod_core.experiments.analysis import NOT_MEASURED, verdict_of
+from vlod_core.experiments.worlds import measured_text, side_by_side
+from vlod_core.pair import PairSpec
 from vlod_core.experiments.check import RESULTS, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +34,7 @@ SECTIONS = {  # figure name (vlod_core.experiments.figures.all_figures) -> headi
     "accuracy": "2. Update rules from identical seeds: accuracy",
     "curves": "2. Update rules: accuracy during training",
     "lang": "2. ℓLang on the most image-dependent tokens (the paper's “unlearning”)",
+    "dynamics": "2. ℓLang and ℓVis per VDS bin over the steps (the paper's Fig. 4)",
     "sweeps": "3. γ and λ sweeps",
     "learning_rate": "4. Learning rate: does VGS overtake standard at small rates?",
     "cost": "5. Step cost",
@@ -53,6 +56,24 @@ class Shown:
     shipped: bool
 
 
+WORLD_PAIRS = {"default": "toy", "reasoning": "toy-reasoning"}  # toy world -> the spec name its pair goes by
+WORLD_WORDS = {  # each world in a few words, for the world choice and the side-by-side table
+    "default": "2–3-token answers, all read off the image; teacher and student share one language prior",
+    "reasoning": "reasoning chains, mostly language, a few facts read off the image; the student writes in "
+    "another style",
+}
+
+
+def world_pair(world: str) -> PairSpec:
+    """The toy pair a world's check runs on."""
+    return PairSpec(teacher=WORLD_PAIRS[world], student=WORLD_PAIRS[world])
+
+
+def world_of_spec(spec: PairSpec) -> str:
+    """The toy world whose pair `spec` names (the default world for any other pair)."""
+    return next((w for w, name in WORLD_PAIRS.items() if spec.teacher == name), WORLD)
+
+
 def shipped_results(root: Path | None = None, world: str = WORLD) -> Shown | None:
     """The report shipped under `docs/experiments/<world>/`, or None if it is missing or not one."""
     folder = (root or SHIPPED) / world
@@ -62,12 +83,26 @@ def shipped_results(root: Path | None = None, world: str = WORLD) -> Shown | Non
         return None
 
 
-def report_to_show(home: Path | None = None, shipped_root: Path | None = None) -> Shown | None:
-    """A local report (the newest under `home`, default `$VLOD_HOME/experiments`) if any, else the shipped one."""
-    local = latest_results(home)
+def report_to_show(home: Path | None = None, shipped_root: Path | None = None, world: str = WORLD) -> Shown | None:
+    """The world's local report (the newest under `home`, default `$VLOD_HOME/experiments`) if any, else the
+    one shipped for it."""
+    local = latest_results(home, world)
     if local is not None:
         return Shown(local[0], local[1], False)
-    return shipped_results(shipped_root)
+    return shipped_results(shipped_root, world)
+
+
+def other_worlds(world: str, home: Path | None = None, shipped_root: Path | None = None) -> list[Shown]:
+    """The other worlds' reports (local, else shipped), for the side-by-side table."""
+    found = (report_to_show(home, shipped_root, other) for other in WORLD_PAIRS if other != world)
+    return [shown for shown in found if shown is not None]
+
+
+def worlds_frame(reports: list[dict]) -> pd.DataFrame:
+    """The claims of each world's report side by side (`vlod_core.experiments.worlds`), the VGS claims first."""
+    rows = side_by_side(reports)
+    vgs_first = sorted(rows, key=lambda r: not is_vgs_claim(r))
+    return pd.DataFrame(vgs_first).drop(columns="id")
 
 
 def is_vgs_claim(claim: dict) -> bool:
@@ -80,23 +115,6 @@ def ordered_claims(results: dict) -> list[dict]:
     did not measure (no verdict to read)."""
     claims = results["claims"]
     return sorted(claims, key=lambda c: (verdict_of(c) == NOT_MEASURED, not is_vgs_claim(c)))  # stable
-
-
-def measured_text(claim: dict) -> str:
-    """'ours' of one claim: mean ± SE with its unit and the number of seeds, or n/a."""
-    if claim.get("measured") is None:
-        return "n/a"
-    text = f"{claim['measured']:.2f}"
-    if claim.get("stderr") is not None:
-        text += f" ± {claim['stderr']:.2f}"
-    return f"{text}{claim.get('unit', '')} (n = {claim.get('n', '?')})"
-
-
-def verdict_of(claim: dict) -> str:
-    """The claim's verdict; a claim with no run in its plan is 'not measured' (older reports said inconclusive)."""
-    if claim.get("measured") is None and claim.get("note") == "not measured in this plan":
-        return NOT_MEASURED
-    return claim["verdict"]
 
 
 def plan_differences(results: dict, other: dict) -> str:
@@ -121,7 +139,7 @@ def claims_frame(results: dict, reference: dict | None = None) -> pd.DataFrame:
         row = {
             "verdict": verdict_of(claim),
             "claim": claim["claim"],
-            "ours (mean ± SE over seeds)": measured_text(claim),
+            "ours (mean ± SE over seeds)": measured_text(claim, seeds=True),
             "paper": claim["paper"],
         }
         if reference is not None:

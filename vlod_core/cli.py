@@ -507,7 +507,10 @@ def cmd_experiments(args) -> int:
     import shlex
 
     from vlod_core.experiments import default_out_dir, estimate_seconds, plan_named, run_experiments
+    from vlod_core.experiments.worlds import measured_text
 
+    if args.side_by_side:
+        return _side_by_side(args.side_by_side)
     plan = plan_named("quick" if args.quick else "full")
     if args.seeds is not None:
         plan = plan.with_seeds(args.seeds)
@@ -553,14 +556,20 @@ def cmd_experiments(args) -> int:
     )
     width = max(len(c["claim"]) for c in results["claims"])
     for claim in results["claims"]:
-        measured = "n/a" if claim["measured"] is None else f"{claim['measured']:.2f}"
-        if claim["stderr"] is not None:
-            measured += f" ± {claim['stderr']:.2f}"
-        print(
-            f"{claim['verdict']:<13} {claim['claim']:<{width}}  paper {claim['paper']}; ours {measured}{claim['unit']}"
-        )
+        print(f"{claim['verdict']:<13} {claim['claim']:<{width}}  paper {claim['paper']}; ours {measured_text(claim)}")
     print(f"learning rates: {results['experiments']['learning_rate']['answer']}")
     print(f"results: {result.results_path}\nreport:  {result.report_path}")
+    return 0
+
+
+def _side_by_side(folders: list[str]) -> int:
+    """Print the claims of two or more worlds' reports side by side (Markdown), without running anything."""
+    from vlod_core.experiments import load_results
+    from vlod_core.experiments.check import RESULTS
+    from vlod_core.experiments.worlds import side_by_side_markdown
+
+    reports = [load_results(Path(f) / RESULTS if Path(f).is_dir() else Path(f)) for f in folders]
+    print(side_by_side_markdown(reports))
     return 0
 
 
@@ -649,6 +658,13 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--seeds", type=int, help="seeds per configuration (default: the plan's, 3)")
     experiments.add_argument("--out", help="output folder (default: $VLOD_HOME/experiments/quick or .../full)")
     experiments.add_argument("--workers", type=int, default=2, help="worker processes, one per core (0: run here)")
+    experiments.add_argument(
+        "--side-by-side",
+        nargs="+",
+        metavar="REPORT",
+        help="run nothing: print the claims of these reports (folders or results.json files, one per world) side "
+        "by side, as Markdown",
+    )
     settings.add_arguments(
         experiments, DistillConfig, ("answer_pattern", "eval_samples", "max_new_tokens", "eval_max_new_tokens")
     )

@@ -475,6 +475,7 @@ def distill(
             lp=terms.logs["lp"],
             vds=terms.logs["vds"],
             lang_high_vds=terms.logs["lang_high_vds"],
+            by_vds=terms.by_vds,
             eta=eta,
             grad_norm=grad_norm,
             response_tokens=int(mask.sum()),

@@ -38,6 +38,7 @@ class StepRecord:
     eta: float
     grad_norm: float
     response_tokens: int
+    by_vds: dict | None = None  # {"lang": [...], "vis": [...]} per equal-count VDS bin, low → high (Fig. 4)
     geometry: dict | None = None  # GradGeometry.to_dict() every k steps
     evaluation: dict | None = None  # Evaluation.to_dict() every k steps
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -155,6 +155,9 @@ def average(per_token: torch.Tensor, mask: torch.Tensor, how: str = "response") 
     return (per_response * has_tokens).sum() / has_tokens.sum().clamp(min=1)
 
 
+DYNAMICS_BINS = 3  # equal-count VDS bins the loop logs ℓLang and ℓVis in, step by step (the paper's Fig. 4)
+
+
 def vds_quantile(vds: torch.Tensor, mask: torch.Tensor, q: float) -> torch.Tensor:
     """The q-quantile of VDS over the batch's real tokens (METHOD.md default: the current batch)."""
     values = vds[mask.bool()]
@@ -169,6 +172,7 @@ class Objective:
     steer: torch.Tensor | None  # γ-weighted term (vis or lang), already multiplied by γ (per token for adaptive)
     preserve: torch.Tensor | None  # λ-weighted term, already multiplied by λ
     logs: dict[str, float]
+    by_vds: dict[str, list[float]] = field(default_factory=dict)  # ℓLang, ℓVis per VDS bin, low → high
 
     def combined(self, eta: float = 1.0) -> torch.Tensor:
         total = self.std
@@ -213,7 +217,20 @@ def objective(
             preserved = REGISTRY[config.rule].preserved_term
             preserve = config.effective_lam * average(losses[preserved] * high, mask, how)
     logs["lp"] = float(average((losses["lang"] * high).detach(), mask, how))
-    return Objective(std, steer, preserve, logs)
+    return Objective(std, steer, preserve, logs, by_vds_bin(losses, mask, threshold))
+
+
+def by_vds_bin(losses: dict[str, torch.Tensor], mask: torch.Tensor, threshold) -> dict[str, list[float]]:
+    """ℓLang and ℓVis averaged over the tokens of each of `DYNAMICS_BINS` equal-count VDS bins (NaN where a bin
+    is empty, as when ties at VDS = 0 fill a lower bin's edge)."""
+    vds = losses["vds"].detach()
+    edges = [threshold(i / DYNAMICS_BINS) for i in range(1, DYNAMICS_BINS)]
+    inf = vds.new_tensor(float("inf"))
+    bins = [mask & (vds > low) & (vds <= high) for low, high in zip([-inf, *edges], [*edges, inf])]
+    return {
+        name: [float(average(losses[name].detach(), b, "token")) if b.any() else float("nan") for b in bins]
+        for name in ("lang", "vis")
+    }
 
 
 def _gradients(loss: torch.Tensor, params: list[torch.Tensor], retain: bool) -> list[torch.Tensor]:

@@ -45,6 +45,14 @@ VDS_FLOOR = 1e-3  # nats: below this the image barely changes the teacher's next
 # Statistics
 
 
+def verdict_of(claim: dict | None) -> str:
+    """A claim's verdict; one its plan has no run for (older reports said inconclusive), or that a report does
+    not hold, is 'not measured'."""
+    if not claim or (claim.get("measured") is None and claim.get("note") == "not measured in this plan"):
+        return NOT_MEASURED
+    return claim["verdict"]
+
+
 def t_coverage(df: int, z: float = Z) -> float:
     """P(|T| < z) for Student's t with `df` degrees of freedom (Simpson's rule; no SciPy needed)."""
     if df < 1:
@@ -266,14 +274,39 @@ def step_seconds(card: dict, block: int = 10) -> float | None:
     return statistics.fmean(gaps.values()) if gaps else None
 
 
-def windows(card: dict, steps: int, count: int, key: str = "lang_high_vds") -> list[float | None]:
-    """The mean of a step-record field over `count` equal windows of the planned steps (NaN/None skipped)."""
+def windows(card: dict, steps: int, count: int, key: str = "lang_high_vds", value=None) -> list[float | None]:
+    """The mean of a step-record field (or of `value(record)`) over `count` equal windows of the planned steps
+    (NaN/None skipped)."""
     sums = [[] for _ in range(count)]
     for record in card["records"]:
-        value = record.get(key)
-        if finite(value):
-            sums[min(count - 1, (record["step"] - 1) * count // steps)].append(value)
+        value_here = value(record) if value else record.get(key)
+        if finite(value_here):
+            sums[min(count - 1, (record["step"] - 1) * count // steps)].append(value_here)
     return [statistics.fmean(v) if v else None for v in sums]
+
+
+def dynamics(cards: list[dict | None], steps: int, window_count: int) -> dict | None:
+    """The paper's Fig. 4 on our runs: ℓLang and ℓVis per equal-count VDS bin (low → high), window means over
+    the steps, each over seeds. None for runs logged before the loop recorded the bins."""
+    logged = [c for c in cards if c and any(r.get("by_vds") for r in c["records"])]
+    if not logged:
+        return None
+    bins = max(len(r["by_vds"]["lang"]) for c in logged for r in c["records"] if r.get("by_vds"))
+
+    def series(name: str, b: int) -> list[dict]:
+        def value(record: dict):
+            values = (record.get("by_vds") or {}).get(name) or []
+            return values[b] if b < len(values) else None
+
+        per_seed = [windows(c, steps, window_count, value=value) if c else [None] * window_count for c in cards]
+        return [stat([s[w] for s in per_seed]) for w in range(window_count)]
+
+    return {
+        "steps": [round((w + 0.5) * steps / window_count, 1) for w in range(window_count)],
+        "bins": bins,
+        "lang": [series("lang", b) for b in range(bins)],
+        "vis": [series("vis", b) for b in range(bins)],
+    }
 
 
 def relative_rise(values: list[float | None]) -> float | None:
@@ -355,6 +388,7 @@ def arm_summary(cards: list[dict | None], steps: int, metric: str, window_count:
         "windows": [stat([s[w] for s in per_seed_windows]) for w in range(window_count)],
         "relative_rise": stat([relative_rise(s) for s in per_seed_windows]),
     }
+    out["dynamics"] = dynamics(cards, steps, window_count)
     curves = [dict(curve(c, metric)) if c else {} for c in cards]
     curve_steps = sorted({s for c in curves for s in c})
     out["curve"] = {"steps": curve_steps, "values": [stat([c.get(s) for c in curves]) for s in curve_steps]}

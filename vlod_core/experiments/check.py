@@ -195,13 +195,21 @@ def load_results(path: str | Path) -> dict:
     return results
 
 
-def latest_results(home: str | Path | None = None) -> tuple[dict, Path] | None:
-    """The newest results.json under `home` (default `$VLOD_HOME/experiments`) and its folder; None if none."""
+def world_of(results: dict) -> str:
+    """The toy world a results file measured ("default" for reports written before the field existed)."""
+    return results.get("world") or results.get("plan", {}).get("world") or "default"
+
+
+def latest_results(home: str | Path | None = None, world: str | None = None) -> tuple[dict, Path] | None:
+    """The newest results.json under `home` (default `$VLOD_HOME/experiments`) and its folder, of `world` if
+    given (a reasoning report is no answer for the default world); None if none."""
     root = Path(home) if home is not None else experiments_home()
     found = sorted(root.glob(f"*/{RESULTS}"), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
     for path in found:
         try:
-            return load_results(path), path.parent
+            results = load_results(path)
         except (OSError, ValueError):
             continue
+        if world is None or world_of(results) == world:
+            return results, path.parent
     return None

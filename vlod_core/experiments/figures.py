@@ -155,6 +155,39 @@ def lang_figure(results: dict) -> go.Figure:
     return _layout(fig, 400, "ℓLang on the most image-dependent tokens over the steps (paper Fig. 4)")
 
 
+BIN_COLOURS = ("#9ecae1", "#4292c6", "#08306b")  # low → high VDS; more bins cycle
+
+
+def dynamics_figure(results: dict) -> go.Figure | None:
+    """The paper's Fig. 4 on our runs: ℓLang and ℓVis per VDS bin over the steps, one row per rule. None when
+    the runs predate the loop's per-bin log."""
+    rules = {k: v["dynamics"] for k, v in results["experiments"]["rules"].items() if v.get("dynamics")}
+    if not rules:
+        return None
+    titles = [f"{name}: {term}" for name in rules for term in ("ℓLang", "ℓVis")]
+    fig = make_subplots(rows=len(rules), cols=2, subplot_titles=titles, vertical_spacing=0.3 / len(rules))
+    for row, (name, dyn) in enumerate(rules.items(), start=1):
+        for col, term in enumerate(("lang", "vis"), start=1):
+            for b, series in enumerate(dyn[term]):
+                means, errors = _scaled(series)
+                fig.add_scatter(
+                    x=dyn["steps"],
+                    y=means,
+                    error_y={"type": "data", "array": errors, "visible": True},
+                    mode="lines+markers",
+                    name=f"VDS bin {b + 1} of {dyn['bins']}" + (" (lowest)" if b == 0 else " (highest)" if b == dyn["bins"] - 1 else ""),
+                    legendgroup=str(b),
+                    showlegend=row == 1 and col == 1,
+                    line={"color": BIN_COLOURS[b % len(BIN_COLOURS)]},
+                    row=row,
+                    col=col,
+                )
+            fig.update_yaxes(type="log", title="nats" if col == 1 else None, row=row, col=col)
+    fig.update_xaxes(title="step (window means)", row=len(rules))
+    title = "ℓLang and ℓVis per VDS bin over the steps (paper Fig. 4): equal-count bins of each batch's tokens"
+    return _layout(fig, 120 + 230 * len(rules), title)
+
+
 def sweeps_figure(results: dict) -> go.Figure:
     """γ and λ sweeps: accuracy with the image minus standard's (paired, points), and ℓLang at the end per λ."""
     experiments = results["experiments"]
@@ -288,13 +321,14 @@ def cost_figure(results: dict) -> go.Figure:
     return _layout(fig, 380, "Step cost per rule")
 
 
-def all_figures(results: dict) -> dict[str, go.Figure]:
-    """Every figure of the report, by section name."""
+def all_figures(results: dict) -> dict[str, go.Figure | None]:
+    """Every figure of the report, by section name (None: the results hold nothing to draw it from)."""
     return {
         "geometry": geometry_figure(results),
         "accuracy": accuracy_figure(results),
         "curves": curves_figure(results),
         "lang": lang_figure(results),
+        "dynamics": dynamics_figure(results),
         "sweeps": sweeps_figure(results),
         "learning_rate": learning_rate_figure(results),
         "cost": cost_figure(results),

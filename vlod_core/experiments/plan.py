@@ -196,6 +196,13 @@ FULL = Plan(name="full")
 PLANS = (QUICK, FULL)
 
 
+def in_world(plan: Plan, world: str) -> Plan:
+    """`plan` on a toy world: the world's name and the answer lengths and pattern its answers need."""
+    from vlod_core.toy.source import world_settings
+
+    return replace(plan, world=world, **world_settings(world))
+
+
 def plan_named(name: str) -> Plan:
     """QUICK or FULL by name."""
     for plan in PLANS:

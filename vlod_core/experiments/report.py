@@ -227,6 +227,7 @@ def report_html(results: dict) -> str:
     figures = {
         name: fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
         for name, fig in all_figures(results).items()
+        if fig is not None
     }
     plan = results["plan"]
     timing = results["timing"]
@@ -263,6 +264,8 @@ def report_html(results: dict) -> str:
         _rules_table(experiments),
         figures["curves"],
         figures["lang"],
+        figures.get("dynamics", "<p class='small'>ℓLang and ℓVis per VDS bin over the steps: these runs predate "
+        "the loop's per-bin log (rerun them to draw the paper's Fig. 4).</p>"),
         "<h2>3. γ and λ sweeps</h2>",
         figures["sweeps"],
         _sweep_tables(experiments),
