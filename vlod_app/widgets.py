@@ -358,7 +358,7 @@ def scene_question_picker(probe: Probe) -> None:
     questions = scene_questions(decode_scene(probe.scene or ""), probe.world)
     if questions:
         st.selectbox(
-            "A question of the reasoning world about this scene",
+            "A reasoning question about this scene",
             questions,
             index=None,
             placeholder="Pick one: it goes into the question box below",
