@@ -387,6 +387,8 @@ def test_two_worlds_side_by_side_keep_each_worlds_verdict_and_number():
     assert "| claim a | ≈ 90° | disagrees | 7.00 ± 1.00° | agrees | 51.25 ± 2.50° |" in table
     with pytest.raises(ValueError, match="one report per world"):
         side_by_side([default, default])
+    default["claims"][0]["claim"], reasoning["claims"][0]["claim"] = "angle (after 300 standard steps)", "angle (after 100 standard steps)"
+    assert side_by_side([default, reasoning])[0]["claim"] == "angle (after the plan's standard steps)"  # each plan its own
 
 
 def test_latest_results_of_a_world_skips_the_other_worlds_newer_report(tmp_path):
@@ -400,3 +402,23 @@ def test_latest_results_of_a_world_skips_the_other_worlds_newer_report(tmp_path)
     assert latest_results(tmp_path)[0]["world"] == "reasoning"
     assert latest_results(tmp_path, world="default")[1].name == "quick"
     assert latest_results(tmp_path, world="other") is None
+
+
+def test_acc_k_is_summarised_over_seeds_and_shown_in_the_rules_table():
+    """A plan with --samples-k k: each rule's Acc@k before and after over seeds, and two report columns."""
+    from vlod_core.experiments.analysis import arm_summary
+    from vlod_core.experiments.report import _rules_table
+
+    def card(after_k: float) -> dict:
+        before = {"accuracy_image": 0.5, "accuracy_no_image": 0.4, "acc_k_image": 0.45, "eval_samples": 8}
+        after = before | {"accuracy_image": 0.6, "acc_k_image": after_k, "eval_rows": 400}
+        return {"before": before, "after": after, "records": [{"step": 1, "seconds": 0.1, "eta": 1.0}]}
+
+    arm = arm_summary([card(0.5), card(0.6), None], steps=1, metric="accuracy", window_count=1)
+    assert arm["acc_k"] == 8 and arm["acc_k_after_image"]["mean"] == pytest.approx(0.55)
+    assert arm["acc_k_after_image"]["n"] == 2 and arm["acc_k_before_image"]["stderr"] == 0.0
+    plain = arm_summary([{**card(0.5), "after": {"accuracy_image": 0.6}}], steps=1, metric="accuracy", window_count=1)
+    assert "acc_k" not in plain  # no samples drawn: no Acc@k
+    arm["vs_standard_image"] = stat([0.0, 0.0])
+    table = _rules_table({"rules": {"standard": arm}})
+    assert "Acc@8 with image, after" in table and "0.550 ± 0.050" in table

@@ -375,6 +375,10 @@ def arm_summary(cards: list[dict | None], steps: int, metric: str, window_count:
     for when in ("before", "after"):
         for context in ("image", "no_image"):
             out[f"{when}_{context}"] = stat([_value(c[when], f"{metric}_{context}") if c else None for c in cards])
+    if any(c and "acc_k_image" in c["after"] for c in cards):  # Acc@k, where the plan sampled k answers a row
+        for when in ("before", "after"):
+            out[f"acc_k_{when}_image"] = stat([_value(c[when], "acc_k_image") if c else None for c in cards])
+        out["acc_k"] = next(c["after"].get("eval_samples") for c in cards if c and "acc_k_image" in c["after"])
     rows = [c["after"].get("eval_rows") for c in cards if c and c["after"]]
     out["eval_rows"] = min(rows) if rows else None
     out["gain_image"] = paired_rates(out["after_image"]["values"], out["before_image"]["values"], out["eval_rows"], 1.0)

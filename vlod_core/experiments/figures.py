@@ -182,7 +182,7 @@ def dynamics_figure(results: dict) -> go.Figure | None:
                     row=row,
                     col=col,
                 )
-            fig.update_yaxes(type="log", title="nats" if col == 1 else None, row=row, col=col)
+            fig.update_yaxes(type="log", dtick="D2", title="nats" if col == 1 else None, row=row, col=col)
     fig.update_xaxes(title="step (window means)", row=len(rules))
     title = "ℓLang and ℓVis per VDS bin over the steps (paper Fig. 4): equal-count bins of each batch's tokens"
     return _layout(fig, 120 + 230 * len(rules), title)

@@ -112,6 +112,7 @@ def _steps_to_gain(block: dict) -> str:
 
 def _rules_table(experiments: dict) -> str:
     rows = []
+    k = next((arm["acc_k"] for arm in experiments["rules"].values() if arm.get("acc_k")), None)
     for name, arm in experiments["rules"].items():
         stopped = sum(bool(reason) for reason in arm["stopped"])
         note = f"<br><span class='small'>stopped early in {stopped} seed(s): see results.json</span>" if stopped else ""
@@ -128,6 +129,7 @@ def _rules_table(experiments: dict) -> str:
                 pm(arm["eta"], digits=2),
                 pm(arm["step_seconds"], scale=1000, digits=0),
             ]
+            + ([pm(arm.get("acc_k_before_image")), pm(arm.get("acc_k_after_image"))] if k else [])
         )
     header = [
         "rule",
@@ -140,7 +142,7 @@ def _rules_table(experiments: dict) -> str:
         "ℓLang top-30% VDS, last window",
         "mean η",
         "ms/step",
-    ]
+    ] + ([f"Acc@{k} with image, before", f"Acc@{k} with image, after"] if k else [])
     return _table(header, rows)
 
 

@@ -7,8 +7,13 @@ DIR DIR` prints the table (the README's is its output); the *Paper check* page s
 
 from __future__ import annotations
 
+import re
+
 from vlod_core.experiments.analysis import verdict_of
 from vlod_core.experiments.check import world_of
+
+
+STEPS_WORDS = "after the plan's standard steps"  # where two plans ran different numbers of steps
 
 
 def measured_text(claim: dict | None, seeds: bool = False) -> str:
@@ -31,8 +36,10 @@ def side_by_side(reports: list[dict]) -> list[dict]:
     order = list(dict.fromkeys(c["id"] for r in reports for c in r["claims"]))
     rows = []
     for claim_id in order:
-        first = next(claims[claim_id] for claims in by_world if claim_id in claims)
-        row = {"id": claim_id, "claim": first["claim"], "paper": first["paper"]}
+        present = [claims[claim_id] for claims in by_world if claim_id in claims]
+        texts = {c["claim"] for c in present}
+        text = present[0]["claim"] if len(texts) == 1 else re.sub(r"after \d+ standard steps", STEPS_WORDS, present[0]["claim"])
+        row = {"id": claim_id, "claim": text, "paper": present[0]["paper"]}
         for world, claims in zip(worlds, by_world):
             row[world] = verdict_of(claims.get(claim_id))
             row[f"{world} (ours)"] = measured_text(claims.get(claim_id))
