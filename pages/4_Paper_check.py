@@ -31,12 +31,12 @@ from vlod_app.paper import (
     verdict_colour,
     verdict_counts,
     verdict_rule_words,
-    world_of_spec,
     world_pair,
     worlds_frame,
 )
 from vlod_app.server import job_registry
 from vlod_app.state import current_spec, shown, toy_ready
+from vlod_app.worlds import world as world_of_pair
 from vlod_app.widgets import page_setup
 from vlod_core.experiments import QUICK, default_out_dir, estimate_seconds
 from vlod_core.experiments.check import REPORT, RESULTS, experiments_home, world_of
@@ -77,7 +77,7 @@ registry = job_registry()
 params = Params()
 linked_world = params.choice("world", tuple(WORLD_PAIRS)) if from_link() else None
 if linked_world is not None or WORLD_KEY not in st.session_state:
-    st.session_state[WORLD_KEY] = linked_world or world_of_spec(current_spec())  # else: the pair in use
+    st.session_state[WORLD_KEY] = linked_world or world_of_pair(current_spec())  # else: the pair in use
 params.show_problems()
 if from_link() and "check" in params.raw:
     linked = registry.get(params.raw["check"])

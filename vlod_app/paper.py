@@ -21,6 +21,7 @@ from vlod_core.experiments import latest_results
 from vlod_core.experiments.analysis import NOT_MEASURED, verdict_of
 from vlod_core.experiments.worlds import measured_text, side_by_side
 from vlod_core.pair import PairSpec
+from vlod_core.toy import WORLDS
 from vlod_core.experiments.check import RESULTS, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ class Shown:
     shipped: bool
 
 
-WORLD_PAIRS = {"default": "toy", "reasoning": "toy-reasoning"}  # toy world -> the spec name its pair goes by
+WORLD_PAIRS = {world: name for name, world in WORLDS.items()}  # toy world -> the spec name its pair goes by
 WORLD_WORDS = {  # each world in a few words, for the world choice and the side-by-side table
     "default": "2–3-token answers, all read off the image; teacher and student share one language prior",
     "reasoning": "reasoning chains, mostly language, a few facts read off the image; the student writes in "
@@ -67,11 +68,6 @@ WORLD_WORDS = {  # each world in a few words, for the world choice and the side-
 def world_pair(world: str) -> PairSpec:
     """The toy pair a world's check runs on."""
     return PairSpec(teacher=WORLD_PAIRS[world], student=WORLD_PAIRS[world])
-
-
-def world_of_spec(spec: PairSpec) -> str:
-    """The toy world whose pair `spec` names (the default world for any other pair)."""
-    return next((w for w, name in WORLD_PAIRS.items() if spec.teacher == name), WORLD)
 
 
 def shipped_results(root: Path | None = None, world: str = WORLD) -> Shown | None:

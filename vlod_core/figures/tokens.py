@@ -96,7 +96,7 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
         text=[rows[t]["token"] for t in flat],
         hovertext=[hover[t] for t in flat],
         name="nothing to split",
-        marker=NOTHING_TO_SPLIT,
+        marker=nothing_to_split(),
     )
     font = {"size": 16, "color": "black"}  # fixed: plotly cannot pick a contrast colour from a colour-scale number
     fig.update_traces(
@@ -117,11 +117,9 @@ def token_strip(rows: list[dict], next_tokens: NextTokens | None = None) -> go.F
     return layout(fig, 170, title=f"{title}; orange underline = the image decides the word")
 
 
-NOTHING_TO_SPLIT = {
-    "color": "white",
-    "line": {"color": "#999", "width": 1},
-    "pattern": {"shape": "/", "fgcolor": "#ccc"},
-}
+def nothing_to_split() -> dict:
+    """The marker of a token with nothing to split: a hatched outline (a fresh dict: plotly keeps what it gets)."""
+    return {"color": "white", "line": {"color": "#999", "width": 1}, "pattern": {"shape": "/", "fgcolor": "#ccc"}}
 BOX = 0.84  # a wrapped strip's box height; the rest of each line is the gap to the next
 
 
@@ -179,7 +177,7 @@ def _wrapped_strip(rows: list[dict], next_tokens: NextTokens | None) -> go.Figur
     fig = go.Figure()
     for shown, name, marker in (
         (split, "language ↔ visual share", _share_marker(rows, split, opacity)),
-        (flat, "nothing to split", NOTHING_TO_SPLIT | {"line": {"color": "#ccc", "width": 1}}),
+        (flat, "nothing to split", nothing_to_split() | {"line": {"color": "#ccc", "width": 1}}),
     ):
         font = {"size": 15, "color": ["black" if decided[t] else "#777" for t in shown]}
         fig.add_bar(
