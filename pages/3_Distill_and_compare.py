@@ -22,7 +22,6 @@ from vlod_app.jobs import (
     FORM_SETTINGS,
     MAX_PASSES,
     Job,
-    WORLD_RULE_SECONDS,
     RegistryFull,
     class_demo,
     default_settings,
@@ -449,8 +448,11 @@ else:
                 f"the gain is on screen in about {seconds_estimate(demo_settings):.0f} s on two quiet cores (the "
                 f"settings in the sidebar: about {seconds_estimate(form_settings()):.0f} s)"
             )
-        else:  # the plan's step costs are the default world's; a chain costs more (README, "The app")
-            when = f"the reasoning pair's defaults, about {WORLD_RULE_SECONDS[world(current_spec())]} s a rule here"
+        else:  # no gain measured on this pair within a minute a rule (README, "The app")
+            when = (
+                f"the reasoning pair's own defaults, about {seconds_estimate(demo_settings, world(current_spec())):.0f} "
+                "s on two quiet cores; on this pair they do not promise a gain"
+            )
         st.markdown(
             f"**Class demo**: standard and VGS from the same seed, {demo['steps']} steps each, accuracy on "
             f"{demo['eval_examples']} held-out scenes — {when}."

@@ -422,3 +422,15 @@ def test_acc_k_is_summarised_over_seeds_and_shown_in_the_rules_table():
     arm["vs_standard_image"] = stat([0.0, 0.0])
     table = _rules_table({"rules": {"standard": arm}})
     assert "Acc@8 with image, after" in table and "0.550 ± 0.050" in table
+
+
+def test_the_estimate_prices_each_worlds_answers():
+    """A reasoning check costs more than the default world's same plan (longer chains, generated answers), and
+    every toy world has a cost."""
+    from vlod_core.experiments.plan import FULL, QUICK, WORLD_COST, estimate_seconds, in_world
+    from vlod_core.toy import WORLDS
+
+    assert set(WORLD_COST) == set(WORLDS.values())
+    for plan in (QUICK, FULL):
+        default, reasoning = (estimate_seconds(in_world(plan, w), 2) for w in ("default", "reasoning"))
+        assert default["runs"] == reasoning["runs"] and reasoning["wall_seconds"] > 1.5 * default["wall_seconds"]

@@ -66,7 +66,6 @@ WORLD_APP_DEFAULTS = MappingProxyType(
         "reasoning": MappingProxyType({"steps": 150, "lr": 3e-4, "eval_every": 50, "eval_examples": 100}),
     }
 )
-WORLD_RULE_SECONDS = MappingProxyType({"reasoning": 50})  # a rule of those defaults, measured by that command
 # A class demo, offered first on page 3: standard and VGS with fewer steps and held-out rows than the defaults,
 # so the gain is on screen within about 45 s on two quiet cores (README, "The app": measured times and gains).
 CLASS_DEMO = DEFAULT_SETTINGS | {"steps": 200, "eval_every": 50, "eval_examples": 100}
@@ -98,12 +97,12 @@ def fitted_steps(form: dict, train_rows: int) -> int:
     return max(low, min(int(form["steps"]), MAX_PASSES * max(train_rows, 1) // max(int(form["batch"]), 1)))
 
 
-def seconds_estimate(form: dict) -> float:
+def seconds_estimate(form: dict, world: str = "default") -> float:
     """About how long a run of these settings takes on one quiet core per rule, one rule after the other
-    (`vlod_core.experiments.plan.run_seconds`, measured on the toy pair)."""
+    (`vlod_core.experiments.plan.run_seconds`, measured on the world's toy pair)."""
     from vlod_core.experiments.plan import run_seconds
 
-    return sum(run_seconds(config) for config in distill_configs(form).values())
+    return sum(run_seconds(config, world=world) for config in distill_configs(form).values())
 
 
 class RegistryFull(RuntimeError):

@@ -20,6 +20,7 @@ batch and answer length come from `DistillConfig`'s defaults.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from types import MappingProxyType
 
 from vlod_core.distill import DistillConfig
 from vlod_core import settings
@@ -40,6 +41,12 @@ EVAL_SECONDS = 0.001  # per evaluation row (400 rows: 0.4 s)
 TEACHER_REFERENCE_SECONDS = 0.0025  # per evaluation row, once per run (the teacher's greedy answers)
 GEOMETRY_SECONDS = 0.012  # per geometry row (10 bins)
 RUN_OVERHEAD_SECONDS = 0.5  # copying the student, the optimiser, an Accelerator
+# A world whose answers are longer costs more per step (sampling, four passes over longer responses) and per
+# evaluation row (final answers need the student's generated chains). Measured as ratios of the same rule's
+# per-step and per-run times in the reasoning world's quick check and the default world's full one, both
+# with two workers on this 2-core machine (README, "The two worlds side by side"): steps 1.3-2.1x, median 1.7;
+# evaluation ~7x (400 rows, four evaluations a run).
+WORLD_COST = MappingProxyType({"default": (1.0, 1.0), "reasoning": (1.7, 7.0)})  # world -> (step, eval row) scale
 
 
 @dataclass(frozen=True)
@@ -211,24 +218,27 @@ def plan_named(name: str) -> Plan:
     raise ValueError(f"no plan named {name!r}; choose from {', '.join(p.name for p in PLANS)}")
 
 
-def step_seconds(config: DistillConfig) -> float:
-    """Estimated seconds of one training step of `config` (one thread, quiet machine, toy pair at batch 32)."""
-    scale = config.batch / 32
+def step_seconds(config: DistillConfig, world: str = "default") -> float:
+    """Estimated seconds of one training step of `config` (one thread, quiet machine, the world's toy pair)."""
+    scale = config.batch / 32 * WORLD_COST[world][0]
     steering = config.steering
     if not steering.steers:
         return STANDARD_STEP_SECONDS * scale
     return (STEERED_STEP_SECONDS if steering.eta == "auto" else FIXED_ETA_STEP_SECONDS) * scale
 
 
-def run_seconds(config: DistillConfig, geometry_rows: int = 0, eval_rows: int | None = None) -> float:
+def run_seconds(
+    config: DistillConfig, geometry_rows: int = 0, eval_rows: int | None = None, world: str = "default"
+) -> float:
     """Estimated seconds of one run: its steps, its evaluations, its geometry."""
     rows = min(config.eval_examples, eval_rows if eval_rows is not None else config.eval_examples)
     evaluations = 2 + ((config.steps - 1) // config.eval_every if config.eval_every else 0)  # before, during, after
+    step_scale, eval_scale = WORLD_COST[world]
     return (
         RUN_OVERHEAD_SECONDS
-        + config.steps * step_seconds(config)
-        + rows * (TEACHER_REFERENCE_SECONDS + evaluations * EVAL_SECONDS)
-        + 2 * geometry_rows * GEOMETRY_SECONDS
+        + config.steps * step_seconds(config, world)
+        + rows * eval_scale * (TEACHER_REFERENCE_SECONDS + evaluations * EVAL_SECONDS)
+        + 2 * geometry_rows * GEOMETRY_SECONDS * step_scale
     )
 
 
@@ -239,6 +249,6 @@ def estimate_seconds(plan: Plan, workers: int = 2, eval_rows: int | None = None)
         for seed in range(plan.seeds):
             config = arm.config(plan, seed)
             key = (config, arm.geometry_rows(plan))
-            runs[key] = max(runs.get(key, 0.0), run_seconds(config, arm.geometry_rows(plan), eval_rows))
+            runs[key] = max(runs.get(key, 0.0), run_seconds(config, arm.geometry_rows(plan), eval_rows, plan.world))
     compute = sum(runs.values())
     return {"runs": len(runs), "compute_seconds": compute, "wall_seconds": compute / max(workers, 1)}

@@ -323,7 +323,7 @@ def run_tasks(
     labels = labels or {key: key[:8] for key in tasks}
     results = {key: record for key in tasks if (record := load_cached(cache_dir, key)) is not None}
     estimates = {
-        k: run_seconds(task.config, task.geometry_rows, len(data.eval_rows))
+        k: run_seconds(task.config, task.geometry_rows, len(data.eval_rows), data.description.get("world", "default"))
         for k, task in tasks.items()
         if k not in results
     }
