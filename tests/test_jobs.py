@@ -166,6 +166,28 @@ def test_the_real_worker_trains_a_copy_and_sends_back_card_and_student(vlod_home
         jobs.close()
 
 
+def test_two_rules_train_side_by_side_and_stop_together(vlod_home):
+    """On two cores a job's rules run at once, one worker process each (`vlod_app.worker.Beside`): the second
+    rule records steps while the first is still going (one after the other, it could not start before the
+    first's 1000 steps ended), and one Stop ends both, each keeping what it trained."""
+    jobs = JobRegistry()
+    try:
+        jobs.parallel = True
+        settings = dict(DEFAULT_SETTINGS, rules=["standard", "vgs"], steps=1000, batch=4, eval_every=0)
+        job = jobs.submit(PairSpec(), settings, [])
+        assert job.parallel and json.loads((job.folder / "job.json").read_text())["parallel"]
+        wait(lambda: all(run.records for run in job.runs.values()) or job.done, limit=300)
+        assert not job.done and all(run.state == "running" for run in job.runs.values()), job.snapshot()
+        job.stop()
+        wait(lambda: job.done, limit=300)
+        assert job.error is None, job.error
+        cards = job.cards()
+        assert set(cards) == {"standard", "vgs"} and all(0 < len(c.records) < 1000 for c in cards.values())
+        assert set(job.students()) == {"standard", "vgs"}
+    finally:
+        jobs.close()
+
+
 def test_the_eta_comes_from_the_run_s_own_steps_and_a_steered_step_costs_more(tmp_path):
     """Issue 21, item 3: the ETA said ~82 s left with ~120 s to go: it priced VGS's steps at standard's pace
     and left out the measurements. Now: the running rule's own pace and overhead (its first record's seconds),
@@ -185,6 +207,8 @@ def test_the_eta_comes_from_the_run_s_own_steps_and_a_steered_step_costs_more(tm
     assert ratio > 1.2  # a steered step does more work
     expected = (50 * 0.5 + 10) + (100 * 0.5 * ratio + 2 * 10)
     assert job.eta_seconds() == pytest.approx(expected)
+    job.parallel = True  # side by side: the wait is the slower rule's, not the sum
+    assert job.eta_seconds() == pytest.approx(max(50 * 0.5 + 10, 100 * 0.5 * ratio + 2 * 10))
 
 
 def test_a_toy_worlds_runs_get_its_answer_settings_and_its_own_defaults():

@@ -152,6 +152,7 @@ class Job:
         self.folder = folder
         self.threads = threads
         self.runs = {rule: RuleRun(rule, int(settings["steps"])) for rule in settings.get("rules", ())}
+        self.parallel = False  # its rules train side by side (the registry decides); the ETA is then the slowest's
         self.state = "queued"  # queued, starting, running, finished
         self.error: str | None = None
         self.stop_reason: str | None = None
@@ -236,16 +237,16 @@ class Job:
                 return None
             reference, (pace, overhead) = measured[-1]
             costs = _step_costs(self.settings)
-            left = 0.0
+            left = [0.0]
             for rule, run in self.runs.items():
                 if run.state == "running" and len(run.records) >= 2:
                     own_pace, own_overhead = _pace(run.records)
-                    left += (run.steps - len(run.records)) * own_pace + own_overhead
+                    left.append((run.steps - len(run.records)) * own_pace + own_overhead)
                 elif run.state == "running" or run.state == "waiting":
                     scale = costs.get(rule, 1.0) / costs.get(reference, 1.0)
                     done = len(run.records)
-                    left += (run.steps - done) * pace * scale + overhead * (1 if done else 2)
-        return max(0.0, left)
+                    left.append((run.steps - done) * pace * scale + overhead * (1 if done else 2))
+        return max(left) if self.parallel else sum(left)  # side by side, the slowest rule is the wait
 
     # -------------------------------------------------------------------------------------- worker side
 
@@ -398,6 +399,8 @@ class JobRegistry:
         if max_running < 1 or max_queued < 0:
             raise ValueError("max_running must be >= 1 and max_queued >= 0")
         self.max_running, self.max_queued = max_running, max_queued
+        # A job's rules train side by side, one process each, where the machine has a core for each of two.
+        self.parallel = (os.cpu_count() or 1) >= 2
         self.idle_stop_s, self.keep_s = idle_stop_s, keep_s
         self.clock = clock  # the idle and keep times are read from it (a test injects its own)
         self.command = command or [sys.executable, "-m", "vlod_app.worker"]
@@ -446,10 +449,12 @@ class JobRegistry:
                         "threads": threads,
                         "probes": [{"image": f"probe-{i}.png", "question": q} for i, (_, q) in enumerate(probes)],
                         "data": copied,
+                        "parallel": self.parallel,
                     }
                 )
             )
             job = Job(job_id, spec, dict(settings), folder, threads, self.clock)
+            job.parallel = self.parallel and len(settings.get("rules", ())) > 1
             self._jobs[job_id] = job
         self._schedule()
         return job

@@ -22,6 +22,10 @@ A job of kind "experiments" (`job.json` has `"kind": "experiments"`) runs the pa
     {"event": "failed", "error": "..."}
     {"event": "end"}
 
+With `"parallel": true` in job.json (the registry's choice where there are two cores) the first rule runs here
+and each other rule in a second worker process of its own (`--rule R`, `Beside`), their events relayed into
+this stream, so a standard-versus-VGS run takes as long as its slower rule instead of both.
+
 A line "stop" on its standard input stops it after the current step; so does the end of its input (the app
 went away), so a worker never outlives its server. The trained student is saved as safetensors with its
 processor into the job folder. Everything else the libraries print goes to the standard error (the log).
@@ -140,7 +144,55 @@ def run_check(job: dict, emit, should_stop) -> None:
     emit({"event": "finished", "out_dir": str(result.out_dir), "stopped": result.stopped})
 
 
-def main(folder: str) -> int:
+TERMINAL = ("done", "failed", "skipped")  # a rule's last event
+
+
+class Beside:
+    """One rule of this job in a second worker process (`python -m vlod_app.worker FOLDER --rule R`), so two
+    rules train at once on two cores instead of one after the other. Its events are relayed through `emit`
+    (not its own "ready" and "end"); "stop" is passed on; the end of its input (this worker gone) stops it."""
+
+    def __init__(self, folder: Path, rule: str, emit):
+        import subprocess
+
+        self.rule, self._emit, self._finished = rule, emit, False
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vlod_app.worker", str(folder), "--rule", rule],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,  # its standard error is this worker's: the job's log
+        )
+        self._relay = threading.Thread(target=self._read, name=f"vlod-worker-{rule}", daemon=True)
+        self._relay.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("event") in ("ready", "end"):
+                continue
+            self._finished |= message.get("event") in TERMINAL
+            self._emit(message)
+
+    def stop(self) -> None:
+        try:
+            self.process.stdin.write("stop\n")
+            self.process.stdin.flush()
+        except (OSError, ValueError):  # it has ended already
+            pass
+
+    def wait(self) -> None:
+        """Until the process ends; a rule it never finished is reported failed (the log says why)."""
+        code = self.process.wait()
+        self._relay.join()
+        if not self._finished:
+            self._emit({"event": "failed", "rule": self.rule, "error": f"its worker process ended (exit code {code})"})
+
+
+def main(folder: str, only: str | None = None) -> int:
+    """Run the job in `folder`: every rule of it (two at once when job.json says `parallel`), or `only` one."""
     folder = Path(folder)
     # the protocol owns the real standard output; anything else printed goes to the log (standard error)
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
@@ -154,12 +206,15 @@ def main(folder: str) -> int:
             protocol.write(json.dumps(message) + "\n")
 
     stop = threading.Event()
+    beside: list[Beside] = []
 
     def watch_input() -> None:
         for line in sys.stdin:
             if line.strip() == "stop":
                 break
         stop.set()  # "stop", or the end of the input: the app is gone
+        for other in list(beside):
+            other.stop()
 
     threading.Thread(target=watch_input, name="vlod-worker-stdin", daemon=True).start()
 
@@ -185,14 +240,25 @@ def main(folder: str) -> int:
     data = training_data(folder, job.get("data"), EVAL_EXAMPLES, toy.world_of(spec))
     if job.get("data") is not None:  # every row of the user's set is shown before and after
         configs = {rule: replace(config, answer_examples=len(data.show_rows)) for rule, config in configs.items()}
+    if only is not None:
+        configs = {only: configs[only]}
+    elif job.get("parallel") and len(configs) > 1 and not stop.is_set():
+        own, *others = configs
+        beside.extend(Beside(folder, rule, emit) for rule in others)
+        if stop.is_set():  # stopped while they started: the input watcher may have missed them
+            for other in beside:
+                other.stop()
+        configs = {own: configs[own]}
     for rule, result in run_rules(pair, configs, data, probes, emit, stop.is_set):
         student_folder = folder / f"student-{rule}"
         result.student.save_pretrained(student_folder, safe_serialization=True)
         pair.processor.save_pretrained(student_folder)
         emit({"event": "done", "rule": rule, "card": result.card.to_dict(), "student": student_folder.name})
+    for other in beside:
+        other.wait()
     emit({"event": "end"})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[3] if sys.argv[2:3] == ["--rule"] else None))
