@@ -13,7 +13,7 @@ import statistics
 
 import pytest
 from plotly.offline import get_plotlyjs
-from test_cli import assert_one_line_error, run_cli
+from test_cli import REPO, assert_one_line_error, run_cli
 
 from vlod_core.experiments import Plan, latest_results, run_experiments
 from vlod_core.experiments.analysis import (
@@ -434,3 +434,20 @@ def test_the_estimate_prices_each_worlds_answers():
     for plan in (QUICK, FULL):
         default, reasoning = (estimate_seconds(in_world(plan, w), 2) for w in ("default", "reasoning"))
         assert default["runs"] == reasoning["runs"] and reasoning["wall_seconds"] > 1.5 * default["wall_seconds"]
+
+
+@runs
+def test_side_by_side_prints_the_shipped_worlds_claims_and_refuses_a_missing_report(tmp_path):
+    """`experiments --side-by-side` runs nothing: the shipped reports of both worlds, one row per claim."""
+    from vlod_core.experiments import load_results
+
+    shipped = [REPO / "docs" / "experiments" / world for world in ("default", "reasoning")]
+    result = run_cli(tmp_path, "experiments", "--side-by-side", *map(str, shipped))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| claim | paper | default: verdict | default: ours | reasoning: verdict | reasoning: ours |"
+    claims = load_results(shipped[0] / "results.json")["claims"]
+    assert sum(line.startswith("| ") for line in lines[2:]) == len(claims)
+    assert any(line.startswith("- reasoning world: plan ") for line in lines)
+    assert not (tmp_path / "experiments").exists()  # nothing ran
+    assert_one_line_error(run_cli(tmp_path, "experiments", "--side-by-side", str(tmp_path / "none")), "none")
