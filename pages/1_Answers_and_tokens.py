@@ -14,7 +14,7 @@ images, a counterfactual edit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -22,10 +22,10 @@ import streamlit as st
 from vlod_app.compute import inspect_cached, occlusion_cached
 from vlod_app.links import Params, from_link
 from vlod_app.scene import probe_objects, scene_grid, scene_probe, take_cells
+from vlod_app.scene_edit import Asked, Before, show_edit
 from vlod_app.state import current_spec, get_pair, get_probe, set_question, shown, uses_toy
 from vlod_app.widgets import (
     adopt_probe,
-    diff_markdown,
     image_picker,
     no_image_yet,
     result_anchor,
@@ -43,17 +43,16 @@ from vlod_core.answers import final_answer
 from vlod_core.decomposition import PER_TOKEN_FIELDS
 from vlod_core.distill import DistillConfig
 from vlod_core.figures.style import GROUNDED_VDS, LINE_TOKENS
-from vlod_core.figures.tokens import kl_bars, logratio_split, logratio_words, occlusion_figure, token_strip, visual_term_change
+from vlod_core.figures.tokens import kl_bars, logratio_split, logratio_words, occlusion_figure, token_strip
 from vlod_core.inputs import ABLATIONS
 from vlod_core.occlusion import FILLS
 from vlod_core.sampling import SamplingConfig
 from vlod_core.text import check_question
-from vlod_core.toy.scenes import SceneError, decode_scene, scene_changes
+from vlod_core.toy.scenes import SceneError, decode_scene
 
 ASKED_KEY = "vlod_asked"
 BEFORE_KEY = "vlod_scene_before"  # (the scene before the last edit, what was asked about it)
 ERROR_KEY = "vlod_ask_error"
-SCORED = ("the teacher's answer before the edit", "the answer decomposed below")
 MODES = ("The student's greedy answer", "A sample from the student", "An answer I type")
 ABLATION_HELP = {
     "remove": "remove (drop the image)",
@@ -75,19 +74,6 @@ SAMPLING, RUN = settings.entries(SamplingConfig), settings.entries(DistillConfig
 TEMPERATURE = SAMPLING["temperature"]
 
 
-@dataclass(frozen=True)
-class Asked:
-    """What was last asked, successfully: the page shows its result while the image is the same."""
-
-    digest: str
-    question: str
-    seed: int = 0
-    ablation: str = "remove"
-    temperature: float | None = None  # None: decompose the greedy answer
-    answer: str | None = None  # a typed answer to decompose instead
-    notes: tuple[str, ...] = ()
-
-
 FORM_DEFAULTS = {  # mode: greedy; texts: empty
     "ask_seed": RUN["seed"].default,
     "ask_ablation": RUN["ablation"].default,
@@ -104,14 +90,6 @@ def set_form(asked: Asked) -> None:
     state["ask_mode"] = MODES[2] if asked.answer is not None else MODES[1 if asked.temperature else 0]
     state["ask_temperature"] = asked.temperature or 1.0
     state["ask_answer"] = asked.answer or ""
-
-
-@dataclass(frozen=True)
-class Before:
-    """The scene before the last edit and what was asked about it: the other half of a counterfactual."""
-
-    scene: str
-    asked: Asked
 
 
 def edit_scene() -> None:
@@ -311,65 +289,9 @@ for column, key in zip(grid, ANSWER_TITLES):
 view.note(f"the image ({probe.label})", probe.image)
 
 # ------------------------------------------------------------------------------------- a counterfactual edit
-before: Before | None = st.session_state.get(BEFORE_KEY)
-if before is not None and (probe.source != "scene" or replace(before.asked, digest=asked.digest) != asked):
-    before = None  # not the same question about the scene before an edit
-if before is not None:
-    before_probe = scene_probe(decode_scene(before.scene), asked.question, world_name)
-    earlier = shown(
-        "Asking about the scene before the edit",
-        inspect_cached,
-        pair,
-        spec,
-        before_probe.digest,
-        before_probe.image,
-        asked.question,
-        asked.answer,
-        asked.ablation,
-        asked.seed,
-        asked.temperature,
-        max_new_tokens=length,
-    )
-    if earlier is not None:
-        scored = SCORED[0] if st.session_state.get("scene_scored", SCORED[0]) == SCORED[0] else SCORED[1]
-        text = earlier.answers["teacher_image"] if scored == SCORED[0] else inspection.response
-        # one answer scored on both images: the same tokens, so their visual terms compare one to one
-        both = [
-            shown(
-                "Scoring the answer on both scenes",
-                inspect_cached,
-                pair,
-                spec,
-                image_probe.digest,
-                image_probe.image,
-                asked.question,
-                text,
-                asked.ablation,
-                asked.seed,
-            )
-            for image_probe in (before_probe, probe)
-        ]
-    if earlier is not None and None not in both:
-        changes = scene_changes(probe_objects(before_probe), probe_objects(probe))
-        result_anchor("edit").subheader("Before the edit → after")
-        st.caption(f"Edited: {'; '.join(changes)}. The same question, asked about both scenes.")
-        old_col, new_col, answers_col = st.columns([1, 1, 3], gap="medium")
-        show_image(before_probe.image, "before", old_col, width=128)
-        show_image(probe.image, "after", new_col, width=128)
-        with answers_col:
-            for key, title in ANSWER_TITLES.items():
-                old, new = earlier.answers[key], inspection.answers[key]
-                st.markdown(f"{title}: {old or '(nothing)'} → {diff_markdown(old, new)}")
-        st.radio("Answer scored on both scenes", SCORED, key="scene_scored", horizontal=True)
-        rows_before, rows_after = (result.decomposition.rows(0) for result in both)
-        view.chart(visual_term_change(rows_before, rows_after), "visual term before and after")
-        st.caption(
-            f"**{text or '(end of turn only)'}** scored on both scenes. Each token's visual term is student PMI − "
-            "teacher PMI: it moves where the edit changes what the teacher reads from the image and the student does "
-            "not follow; tokens that do not depend on the edited object stay put."
-        )
-    else:
-        before = None
+before = show_edit(
+    view, pair, spec, asked, probe, inspection, st.session_state.get(BEFORE_KEY), world_name, length, ANSWER_TITLES
+)
 view.note(
     f"“{inspection.question}”: the four greedy answers",
     pd.DataFrame(

@@ -11,7 +11,6 @@ started it. Progress and results sit in the main column, the form in the sidebar
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import streamlit as st
@@ -29,31 +28,16 @@ from vlod_app.jobs import (
     fitted_steps,
     passes,
     seconds_estimate,
-    student_zip,
 )
 from vlod_app.links import Params, from_link
-from vlod_app.run_view import (
-    answer_rows,
-    card_with_verdict,
-    changed_answer_lines,
-    evaluated_on,
-    headline_metric,
-    memory_text,
-    metric_rows,
-    prompt_tokens,
-    shows_every_row,
-    student_download,
-    summary_frame,
-    verdict_markdown,
-)
+from vlod_app.run_results import show_cards
+from vlod_app.run_view import live_status, memory_text, prompt_tokens
 from vlod_app.server import job_registry
 from vlod_app.state import cached_pair, current_spec, get_pair, shown, uses_toy, worker_threads
 from vlod_app.worlds import answer_length, answer_pattern, world
 from vlod_app.widgets import (
     adopt_probe,
-    diff_markdown,
     page_setup,
-    plain_markdown,
     probe_or_default,
     probe_params,
     result_anchor,
@@ -61,7 +45,7 @@ from vlod_app.widgets import (
 )
 from vlod_core import settings
 from vlod_core.distill import DistillConfig
-from vlod_core.figures.runs import accuracy_bars, training_curves
+from vlod_core.figures.runs import training_curves
 from vlod_core.results import RunCard
 from vlod_core.steering import RULES, rule_label
 
@@ -300,19 +284,7 @@ def draw_live() -> None:
         return
     bar, stop = st.columns([7, 1], vertical_alignment="bottom")
     snapshot = current.snapshot()
-    if current.state == "starting":
-        status = "starting a worker process and loading the pair…"
-    else:
-        active = next((rule for rule, run in snapshot.items() if run["state"] == "running"), None)
-        steps = {rule: len(run["records"]) for rule, run in snapshot.items()}
-        if active and steps[active] == 0:
-            status = f"{active}: measuring the student before training…"
-        elif active and steps[active] >= snapshot[active]["steps"]:
-            status = f"{active}: measuring the student after training…"
-        elif active:
-            status = f"{active}: step {steps[active]} of {snapshot[active]['steps']}"
-        else:
-            status = "finishing…"
+    status = "starting a worker process and loading the pair…" if current.state == "starting" else live_status(snapshot)
     bar.progress(current.fraction(), text=f"Run `{current.id}` — {status} — {eta_text(current.eta_seconds())}")
     if current.stopping:
         stop.button("Stopping…", key="stop_run", disabled=True)
@@ -324,100 +296,6 @@ def draw_live() -> None:
         )
     )
     st.plotly_chart(training_curves(snapshot), config={"displayModeBar": False}, key="live_curves")
-
-
-def show_cards(cards: dict[str, RunCard], prefix: str, job: Job | None = None) -> None:
-    """Results: what ran and what did not, accuracies with standard errors, curves, answers, downloads."""
-    not_run = job.not_run() if job else []
-    failed = {rule: run.error for rule, run in job.runs.items() if run.state == "failed"} if job else {}
-    for rule, card in cards.items():
-        if card.stopped and job and job.stop_reason:  # say why: the user, or nobody watching
-            st.warning(f"**{rule}**: {job.stop_reason}, after {len(card.records)} steps.")
-        elif card.stopped:
-            st.warning(f"**{rule}**: {card.stopped}.")
-    for rule in not_run:
-        st.warning(f"**{rule}**: not run — the run ended before this rule started.")
-    for rule, error in failed.items():
-        st.error(f"**{rule}** failed: {error}")
-
-    headline = headline_metric(cards)
-    if headline == "accuracy":
-        st.markdown(f"**Accuracy** (exact match, ± one standard error) {evaluated_on(cards)}")
-    else:
-        st.markdown(
-            f"**Agreement with the teacher** (the student's greedy answer equals the teacher's; ± one standard "
-            f"error) {evaluated_on(cards)}; your rows have no right answers, so there is no accuracy"
-        )
-    view.table(summary_frame(cards, not_run, list(failed)), f"{headline} before and after", key=f"{prefix}_summary")
-    if not cards:
-        return
-    if len(cards) + len(not_run) + len(failed) > 1:
-        st.markdown(verdict_markdown(cards, not_run + list(failed)))
-    st.markdown(f"**Closeness to the teacher, before and after** ({evaluated_on(cards)}, ± one standard error)")
-    view.table(metric_rows(cards), "metrics before and after", key=f"{prefix}_metrics")
-    plain = {rule: card.to_dict() for rule, card in cards.items()}
-    bars, answers = st.columns([3, 2], gap="large")
-    with bars:
-        if headline == "accuracy":  # rows without right answers: the closeness table above says it all
-            view.chart(accuracy_bars(plain), "accuracy bars", key=f"{prefix}_accuracy_bars")
-    with answers:
-        st.markdown("**Your image, before → after** (greedy answers; changed words: red struck out, green new)")
-        for rule, card in cards.items():
-            for before, after in zip(card.probe_before, card.probe_after):
-                st.caption(f"{rule} · “{after['question']}”")
-                st.markdown(
-                    f"with the image: {plain_markdown(before['image'])} → "
-                    f"{diff_markdown(before['image'], after['image'])}  \n"
-                    f"without: {plain_markdown(before['no_image'])} → "
-                    f"{diff_markdown(before['no_image'], after['no_image'])}"
-                )
-    curves = {r: {"records": c.records, "before": c.before, "after": c.after} for r, c in cards.items()}
-    view.chart(training_curves(curves), "training curves", key=f"{prefix}_final_curves")
-
-    first = next(iter(cards.values()))
-    if shows_every_row(first):
-        st.subheader("Every row of your set, before and after")
-        st.caption("Greedy answers; the teacher's beside them. Rows used as 'held out' were never trained on.")
-    else:
-        st.subheader("Fixed held-out samples, before and after")
-    if first.answers_before:
-        view.table(
-            answer_rows(cards),
-            "answers before and after",
-            column_config={"image": st.column_config.ImageColumn("image", width="small")},
-            key=f"{prefix}_held_out",
-        )
-        for rule, card in cards.items():
-            lines = changed_answer_lines(card, diff_markdown)
-            st.markdown(
-                f"**{rule}**, answers with the image that changed:\n" + "\n".join(lines)
-                if lines
-                else f"**{rule}**: no answer with the image changed."
-            )
-
-    st.subheader("Downloads")
-    students = job.students() if job else {}
-    columns = st.columns(len(cards))
-    for column, (rule, card) in zip(columns, cards.items()):
-        column.download_button(
-            f"Run card ({rule}, JSON)",
-            json.dumps(card_with_verdict(card, cards, not_run), indent=1),
-            file_name=f"vlod-run-{rule}{'-' + job.id if job else ''}.json",
-            mime="application/json",
-            key=f"{prefix}_card_{rule}",
-            on_click="ignore",
-        )
-        if rule in students:
-            label, explained = student_download(rule, card)
-            column.download_button(
-                label,
-                lambda folder=students[rule]: student_zip(folder),
-                help=explained,
-                file_name=f"vlod-student-{rule}-{job.id}.zip",
-                mime="application/zip",
-                key=f"{prefix}_student_{rule}",
-                on_click="ignore",
-            )
 
 
 # ------------------------------------------------------------------------------------- progress or results
@@ -435,7 +313,7 @@ if job is not None:
     st.subheader(f"Results of run `{job.id}`")
     if job.error and not any(run.state == "failed" for run in job.runs.values()):
         st.error(f"Distillation failed: {job.error}")
-    show_cards(job.cards(), "run", job)
+    show_cards(view, job.cards(), "run", job)
     training_data()
     if fit_pending():
         st.rerun()
@@ -449,10 +327,8 @@ else:
                 f"settings in the sidebar: about {seconds_estimate(form_settings()):.0f} s)"
             )
         else:  # no gain measured on this pair within a minute a rule (README, "The app")
-            when = (
-                f"the reasoning pair's own defaults, about {seconds_estimate(demo_settings, world(current_spec())):.0f} "
-                "s on two quiet cores; on this pair they do not promise a gain"
-            )
+            seconds = seconds_estimate(demo_settings, world(current_spec()))
+            when = f"the reasoning pair's own defaults, about {seconds:.0f} s on two quiet cores; no gain promised here"
         st.markdown(
             f"**Class demo**: standard and VGS from the same seed, {demo['steps']} steps each, accuracy on "
             f"{demo['eval_examples']} held-out scenes — {when}."
@@ -474,6 +350,6 @@ if uploaded is not None:
         steering = card.config.get("steering")
         rule = steering.get("rule", "run") if isinstance(steering, dict) else "run"
         st.caption(f"{uploaded.name}: pair {card.pair}, {len(card.records)} steps in {card.seconds} s")
-        show_cards({str(rule): card}, "viewed")
+        show_cards(view, {str(rule): card}, "viewed")
 
 view.share(url_values)

@@ -121,3 +121,17 @@ def test_csv_cells_of_value_and_error_become_two_number_columns():
         True,
     ]
     assert out["note"].tolist() == ["1 ± 2 (n)", "", ""]  # not only value ± error: left as text
+
+
+def test_the_live_status_names_every_rule_running_side_by_side():
+    from vlod_app.run_view import live_status
+
+    snapshot = {
+        "standard": {"state": "running", "steps": 10, "records": [{}] * 4},
+        "vgs": {"state": "running", "steps": 10, "records": []},
+        "lang_steer": {"state": "waiting", "steps": 10, "records": []},
+    }
+    assert live_status(snapshot) == "standard: step 4 of 10 · vgs: measuring the student before training…"
+    snapshot["standard"]["records"] = [{}] * 10
+    assert live_status(snapshot).startswith("standard: measuring the student after training…")
+    assert live_status({"vgs": {"state": "done", "steps": 10, "records": [{}] * 10}}) == "finishing…"

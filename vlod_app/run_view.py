@@ -25,6 +25,23 @@ def headline_metric(cards: dict[str, RunCard]) -> str:
     return headline(*(block for card in cards.values() for block in (card.before, card.after)))
 
 
+def live_status(snapshot: dict[str, dict]) -> str:
+    """What each running rule is doing, from a job's snapshot (rules side by side run at once): measuring
+    before, a step count, or measuring after."""
+    parts = []
+    for rule, run in snapshot.items():
+        if run["state"] != "running":
+            continue
+        done = len(run["records"])
+        if done == 0:
+            parts.append(f"{rule}: measuring the student before training…")
+        elif done >= run["steps"]:
+            parts.append(f"{rule}: measuring the student after training…")
+        else:
+            parts.append(f"{rule}: step {done} of {run['steps']}")
+    return " · ".join(parts) or "finishing…"
+
+
 def verdict_markdown(cards: dict[str, RunCard], not_run: list[str]) -> str:
     """The run's verdict in words (`vlod_core.verdict`): the line in bold, then what it rests on."""
     result = verdict({rule: [card] for rule, card in cards.items()} | {rule: [] for rule in not_run})
