@@ -319,16 +319,15 @@ if job is not None:
         st.rerun()
 else:
     with st.container(border=True, key="class_demo"):
-        demo_settings = class_demo(world(current_spec()))
+        world_name, side_by_side = world(current_spec()), registry.parallel
+        demo_settings = class_demo(world_name)
         demo = {name: demo_settings.get(name, EVAL_EXAMPLES) for name in ("steps", "eval_examples")}  # rows: its cap
-        if world(current_spec()) == "default":
-            when = (
-                f"the gain is on screen in about {seconds_estimate(demo_settings):.0f} s on two quiet cores (the "
-                f"settings in the sidebar: about {seconds_estimate(form_settings()):.0f} s)"
-            )
+        when = f"about {seconds_estimate(demo_settings, world_name, side_by_side):.0f} s on two quiet cores"
+        if world_name == "default":
+            form_seconds = seconds_estimate(form_settings(), side_by_side=side_by_side)
+            when += f" (the settings in the sidebar: about {form_seconds:.0f} s)"
         else:  # no gain measured on this pair within a minute a rule (README, "The app")
-            seconds = seconds_estimate(demo_settings, world(current_spec()))
-            when = f"the reasoning pair's own defaults, about {seconds:.0f} s on two quiet cores; no gain promised here"
+            when = f"the reasoning pair's own defaults, {when}; no gain promised on this pair"
         st.markdown(
             f"**Class demo**: standard and VGS from the same seed, {demo['steps']} steps each, accuracy on "
             f"{demo['eval_examples']} held-out scenes — {when}."

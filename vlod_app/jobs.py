@@ -97,12 +97,14 @@ def fitted_steps(form: dict, train_rows: int) -> int:
     return max(low, min(int(form["steps"]), MAX_PASSES * max(train_rows, 1) // max(int(form["batch"]), 1)))
 
 
-def seconds_estimate(form: dict, world: str = "default") -> float:
-    """About how long a run of these settings takes on one quiet core per rule, one rule after the other
-    (`vlod_core.experiments.plan.run_seconds`, measured on the world's toy pair)."""
+def seconds_estimate(form: dict, world: str = "default", side_by_side: bool = False) -> float:
+    """About how long a run of these settings takes on one quiet core per rule, one rule after the other, or
+    with `side_by_side` (the registry's `parallel`) the slowest rule's time (`vlod_core.experiments.plan.run_seconds`,
+    measured on the world's toy pair)."""
     from vlod_core.experiments.plan import run_seconds
 
-    return sum(run_seconds(config, world=world) for config in distill_configs(form).values())
+    seconds = [run_seconds(config, world=world) for config in distill_configs(form, world).values()]
+    return max(seconds) if side_by_side else sum(seconds)
 
 
 class RegistryFull(RuntimeError):
