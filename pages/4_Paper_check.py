@@ -216,6 +216,8 @@ else:
         view.table(
             worlds_frame(reports),
             "worlds",
+            column_config={world_of(r): st.column_config.TextColumn(width=VERDICT_WIDTH, pinned=True) for r in reports}
+            | {"claim": st.column_config.TextColumn("claim", width="large")},
             key="worlds",
             styles={world_of(r): verdict_colour for r in reports},
         )

@@ -22,7 +22,7 @@ from vlod_core.experiments.analysis import NOT_MEASURED, verdict_of
 from vlod_core.experiments.worlds import measured_text, side_by_side
 from vlod_core.pair import PairSpec
 from vlod_core.toy import WORLDS
-from vlod_core.experiments.check import RESULTS, load_results
+from vlod_core.experiments.check import RESULTS, load_results, world_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "experiments"  # one folder per world: results.json and report.html
@@ -95,10 +95,13 @@ def other_worlds(world: str, home: Path | None = None, shipped_root: Path | None
 
 
 def worlds_frame(reports: list[dict]) -> pd.DataFrame:
-    """The claims of each world's report side by side (`vlod_core.experiments.worlds`), the VGS claims first."""
+    """The claims of each world's report side by side (`vlod_core.experiments.worlds`), the VGS claims first, and
+    the worlds' verdicts first of all, so they are in view on a 1280×720 projector however long the claim."""
     rows = side_by_side(reports)
     vgs_first = sorted(rows, key=lambda r: not is_vgs_claim(r))
-    return pd.DataFrame(vgs_first).drop(columns="id")
+    worlds = [world_of(r) for r in reports]
+    columns = [*worlds, "claim", *(f"{w} (ours)" for w in worlds), "paper"]
+    return pd.DataFrame(vgs_first, columns=columns)
 
 
 def is_vgs_claim(claim: dict) -> bool:
