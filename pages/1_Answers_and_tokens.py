@@ -19,10 +19,10 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from vlod_app.compute import inspect_cached, occlusion_cached
+from vlod_app.compute import occlusion_cached
 from vlod_app.links import Params, from_link
 from vlod_app.scene import probe_objects, scene_grid, scene_probe, take_cells
-from vlod_app.scene_edit import Asked, Before, show_edit
+from vlod_app.scene_edit import Asked, Before, inspect_asked, show_edit
 from vlod_app.state import current_spec, get_pair, get_probe, set_question, shown, uses_toy
 from vlod_app.widgets import (
     adopt_probe,
@@ -242,20 +242,7 @@ if asked is None or asked.digest != probe.digest:
 
 # ------------------------------------------------------------------------------------- results
 with st.spinner("Asking teacher and student, then scoring the answer four ways…"):
-    result = shown(
-        "Inspecting",
-        inspect_cached,
-        pair,
-        spec,
-        probe.digest,
-        probe.image,
-        asked.question,
-        asked.answer,
-        asked.ablation,
-        asked.seed,
-        asked.temperature,
-        max_new_tokens=length,
-    )
+    result = inspect_asked("Inspecting", pair, spec, probe, asked, length)
 if result is None:
     st.session_state.pop(ASKED_KEY, None)
     view.share(probe_params(probe, question=False))

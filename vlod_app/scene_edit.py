@@ -44,6 +44,25 @@ class Before:
     asked: Asked
 
 
+def inspect_asked(action: str, pair, spec: PairSpec, probe: Probe, asked: Asked, length: int | None):
+    """What was asked, about `probe`'s image, through the server's cache: the four answers and the decomposed one;
+    None (and one error line under `action`) on failure."""
+    return shown(
+        action,
+        inspect_cached,
+        pair,
+        spec,
+        probe.digest,
+        probe.image,
+        asked.question,
+        asked.answer,
+        asked.ablation,
+        asked.seed,
+        asked.temperature,
+        max_new_tokens=length,
+    )
+
+
 def show_edit(
     view: View,
     pair,
@@ -62,20 +81,7 @@ def show_edit(
     if before is None or probe.source != "scene" or replace(before.asked, digest=asked.digest) != asked:
         return None  # not the same question about the scene before an edit
     before_probe = scene_probe(decode_scene(before.scene), asked.question, world_name)
-    earlier = shown(
-        "Asking about the scene before the edit",
-        inspect_cached,
-        pair,
-        spec,
-        before_probe.digest,
-        before_probe.image,
-        asked.question,
-        asked.answer,
-        asked.ablation,
-        asked.seed,
-        asked.temperature,
-        max_new_tokens=length,
-    )
+    earlier = inspect_asked("Asking about the scene before the edit", pair, spec, before_probe, asked, length)
     if earlier is None:
         return None
     scored = SCORED[0] if st.session_state.get("scene_scored", SCORED[0]) == SCORED[0] else SCORED[1]
