@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -153,8 +154,6 @@ class Beside:
     (not its own "ready" and "end"); "stop" is passed on; the end of its input (this worker gone) stops it."""
 
     def __init__(self, folder: Path, rule: str, emit):
-        import subprocess
-
         self.rule, self._emit, self._finished = rule, emit, False
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vlod_app.worker", str(folder), "--rule", rule],
