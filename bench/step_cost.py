@@ -399,7 +399,8 @@ def main(argv=None) -> int:
     length = run_config(args.world).sampling.max_new_tokens
     print(
         f"pair: toy LLaVA, teacher {sum(p.numel() for p in pair.teacher.parameters()):,} params, "
-        f"student {sum(p.numel() for p in pair.student.parameters()):,} params; world {args.world}, max_new_tokens {length}"
+        f"student {sum(p.numel() for p in pair.student.parameters()):,} params; "
+        f"world {args.world}, max_new_tokens {length}"
     )
     trl_reason = None if not args.no_trl else "skipped (--no-trl)"
     if trl_reason is None:

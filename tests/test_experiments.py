@@ -387,8 +387,9 @@ def test_two_worlds_side_by_side_keep_each_worlds_verdict_and_number():
     assert "| claim a | ≈ 90° | disagrees | 7.00 ± 1.00° | agrees | 51.25 ± 2.50° |" in table
     with pytest.raises(ValueError, match="one report per world"):
         side_by_side([default, default])
-    default["claims"][0]["claim"], reasoning["claims"][0]["claim"] = "angle (after 300 standard steps)", "angle (after 100 standard steps)"
-    assert side_by_side([default, reasoning])[0]["claim"] == "angle (after the plan's standard steps)"  # each plan its own
+    default["claims"][0]["claim"] = "angle (after 300 standard steps)"
+    reasoning["claims"][0]["claim"] = "angle (after 100 standard steps)"  # each plan its own steps
+    assert side_by_side([default, reasoning])[0]["claim"] == "angle (after the plan's standard steps)"
 
 
 def test_latest_results_of_a_world_skips_the_other_worlds_newer_report(tmp_path):

@@ -158,6 +158,12 @@ def lang_figure(results: dict) -> go.Figure:
 BIN_COLOURS = ("#9ecae1", "#4292c6", "#08306b")  # low → high VDS; more bins cycle
 
 
+def _bin_name(b: int, bins: int) -> str:
+    """'VDS bin 1 of 3 (lowest)', 'VDS bin 2 of 3', 'VDS bin 3 of 3 (highest)'."""
+    end = " (lowest)" if b == 0 else " (highest)" if b == bins - 1 else ""
+    return f"VDS bin {b + 1} of {bins}{end}"
+
+
 def dynamics_figure(results: dict) -> go.Figure | None:
     """The paper's Fig. 4 on our runs: ℓLang and ℓVis per VDS bin over the steps, one row per rule. None when
     the runs predate the loop's per-bin log."""
@@ -175,7 +181,7 @@ def dynamics_figure(results: dict) -> go.Figure | None:
                     y=means,
                     error_y={"type": "data", "array": errors, "visible": True},
                     mode="lines+markers",
-                    name=f"VDS bin {b + 1} of {dyn['bins']}" + (" (lowest)" if b == 0 else " (highest)" if b == dyn["bins"] - 1 else ""),
+                    name=_bin_name(b, dyn["bins"]),
                     legendgroup=str(b),
                     showlegend=row == 1 and col == 1,
                     line={"color": BIN_COLOURS[b % len(BIN_COLOURS)]},
