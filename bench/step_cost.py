@@ -71,7 +71,7 @@ from vlod_core.pair import PairSpec, load_pair  # noqa: E402
 from vlod_core.sampling import SamplingConfig, structural_token_ids  # noqa: E402
 from vlod_core.steering import SteeringConfig  # noqa: E402
 from vlod_core.toy import TOY, TOY_REASONING  # noqa: E402
-from vlod_core.toy.source import ToyPrompts, toy_data, world_settings  # noqa: E402
+from vlod_core.toy.source import ToyPrompts, examples, toy_data, world_settings  # noqa: E402
 
 FIXED_ETA = 0.41
 VARIANTS = {
@@ -161,11 +161,11 @@ class Bench:
 def trl_dataset(n: int, seed: int, world_name: str = "default"):
     from datasets import Dataset
 
-    examples = ToyPrompts(world_name).sample(n, seed=seed)
+    rows = examples(n, seed, world_name)
     # TRL's conversational VLM format: a raw (untemplated) prompt plus an "image" column; the trainer
     # inserts the image entry into the user message and applies the chat template itself.
     return Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": ex.question}], "image": ex.image()} for ex in examples]
+        [{"prompt": [{"role": "user", "content": ex.question}], "image": ex.image()} for ex in rows]
     )
 
 
