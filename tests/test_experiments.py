@@ -335,6 +335,25 @@ def test_stopped_check_resumes_and_workers_match(tmp_path, toy_pair, tiny_data, 
         assert there["geometry_after"] == here["geometry_after"]
 
 
+@runs
+def test_a_check_stopped_while_its_workers_run_keeps_what_they_finished(tmp_path, tiny_data):
+    """Stopped from the parent while two worker processes run, the check ends (no report), both workers end
+    with it, and every run they finished is in the cache; nothing else is."""
+    plan = Plan(
+        **(TINY.to_dict() | dict(rules=("standard", "vgs"), paper_eta=0, gammas=(), lams=(), learning_rates=()))
+    )
+    out = tmp_path / "check"
+    reports = []
+    stopped = run_experiments(
+        plan, PairSpec(), tiny_data, out, workers=2, progress=reports.append,
+        should_stop=lambda: len(list(out.glob("runs/*.json"))) >= 1,
+    )  # fmt: skip
+    assert stopped.stopped and not (out / "results.json").exists()
+    assert 1 <= stopped.executed == len(list((out / "runs").glob("*.json"))) < 4
+    assert any(report.running for report in reports)  # the workers' steps reached the parent
+    assert not list((out / "runs").glob(".work-*"))  # the work file handed to the workers is gone
+
+
 # ---------------------------------------------------------------------------------------------------
 # The command
 

@@ -71,18 +71,18 @@ def test_leaving_a_prefetched_loop_early_stops_the_producer():
 JOBS = "tests.test_toy_build"  # how the worker process imports this file's jobs (the repository root is on its path)
 
 
-def count_job(payload: dict, on_step) -> dict:
+def count_job(payload: dict, channel) -> dict:
     print("a job's own output is not mistaken for a result")
     for i in range(payload["n"]):
-        on_step(i + 1)
+        channel.step(i + 1)
     return {"double": payload["n"] * 2, "pid": os.getpid()}
 
 
-def failing_job(payload: dict, on_step) -> None:
+def failing_job(payload: dict, channel) -> None:
     raise ValueError("the student diverged")
 
 
-def dying_job(payload: dict, on_step) -> None:
+def dying_job(payload: dict, channel) -> None:
     import sys
 
     print("about to stop", file=sys.stderr)
@@ -129,7 +129,7 @@ def test_the_student_trained_beside_the_teacher_is_the_student_trained_after_it(
 
 def test_when_the_students_process_dies_the_build_trains_it_in_process(tmp_path, monkeypatch, caplog):
     from tests.conftest import SMALL_BUILD
-    from vlod_core.toy import build
+    from vlod_core.toy import build, stages
 
     class Died:
         steps = 0
@@ -143,7 +143,7 @@ def test_when_the_students_process_dies_the_build_trains_it_in_process(tmp_path,
         def stop(self):
             pass
 
-    monkeypatch.setattr(build, "Beside", Died)
+    monkeypatch.setattr(stages, "Beside", Died)
     small = dict(SMALL_BUILD, tower_steps=5, teacher_steps=5, eval_examples=8)
     card = build.build_toy_pair(tmp_path / "toy", build.ToyBuildConfig(**small))
     assert {"teacher", "student_blind", "student"} <= card.keys()

@@ -36,6 +36,7 @@ from types import MappingProxyType
 from PIL import Image
 
 from vlod_core import settings
+from vlod_core.child import Child
 from vlod_core.distill import DistillConfig
 from vlod_core.pair import PairSpec
 from vlod_core.results import RunCard
@@ -160,7 +161,8 @@ class Job:
         self.stop_reason: str | None = None
         self.finished: float | None = None
         self.last_seen = clock()
-        self.process: subprocess.Popen | None = None
+        self.process: Child | None = None
+        self._said_end = False  # the worker said "end": its exit is not a failure
         self._lock = threading.Lock()
 
     # -------------------------------------------------------------------------------------- page side
@@ -177,12 +179,8 @@ class Job:
             process = self.process
             if self.state == "queued":
                 self._finish_locked()
-        if process is not None and process.poll() is None:
-            try:
-                process.stdin.write(b"stop\n")
-                process.stdin.flush()
-            except OSError:  # it has just ended
-                pass
+        if process is not None:
+            process.stop()
 
     @property
     def done(self) -> bool:
@@ -253,40 +251,28 @@ class Job:
     # -------------------------------------------------------------------------------------- worker side
 
     def _start(self, command: list[str]) -> None:
-        log = open(self.folder / "worker.log", "wb")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        env["OMP_NUM_THREADS"] = str(self.threads)
         with self._lock:
             self.state = "starting"
             try:
-                self.process = subprocess.Popen(
+                self.process = Child(
                     [*command, str(self.folder)],
+                    self._receive,
+                    self.folder / "worker.log",
+                    env={"OMP_NUM_THREADS": str(self.threads)},
+                    on_exit=self._ended,
                     cwd=ROOT,
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
                 )
             except OSError as error:
                 self.error = f"the worker process could not start ({error})"
                 self._finish_locked()
-                return
-            finally:
-                log.close()
-        threading.Thread(target=self._read, name=f"vlod-job-{self.id}", daemon=True).start()
 
-    def _read(self) -> None:
-        ended = False
-        for line in self.process.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            ended |= message.get("event") == "end"
-            self._apply(message)
-        code = self.process.wait()
+    def _receive(self, message: dict) -> None:
+        self._said_end |= message.get("event") == "end"
+        self._apply(message)
+
+    def _ended(self, code: int) -> None:
         with self._lock:
-            if not ended and self.error is None:
+            if not self._said_end and self.error is None:
                 tail = _log_tail(self.folder / "worker.log")
                 self.error = f"the worker process ended unexpectedly (exit code {code}){': ' + tail if tail else ''}"
             self._finish_locked()

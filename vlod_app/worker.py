@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
+
+from vlod_core.child import Channel, Child
 
 logger = logging.getLogger(__name__)
 
@@ -155,37 +154,21 @@ class Beside:
 
     def __init__(self, folder: Path, rule: str, emit):
         self.rule, self._emit, self._finished = rule, emit, False
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "vlod_app.worker", str(folder), "--rule", rule],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,  # its standard error is this worker's: the job's log
-        )
-        self._relay = threading.Thread(target=self._read, name=f"vlod-worker-{rule}", daemon=True)
-        self._relay.start()
+        # its standard error is this worker's: the job's log
+        self.child = Child([sys.executable, "-m", "vlod_app.worker", str(folder), "--rule", rule], self._relay)
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if message.get("event") in ("ready", "end"):
-                continue
-            self._finished |= message.get("event") in TERMINAL
-            self._emit(message)
+    def _relay(self, message: dict) -> None:
+        if message.get("event") in ("ready", "end"):
+            return
+        self._finished |= message.get("event") in TERMINAL
+        self._emit(message)
 
     def stop(self) -> None:
-        try:
-            self.process.stdin.write("stop\n")
-            self.process.stdin.flush()
-        except (OSError, ValueError):  # it has ended already
-            pass
+        self.child.stop()
 
     def wait(self) -> None:
         """Until the process ends; a rule it never finished is reported failed (the log says why)."""
-        code = self.process.wait()
-        self._relay.join()
+        code = self.child.wait()
         if not self._finished:
             self._emit({"event": "failed", "rule": self.rule, "error": f"its worker process ended (exit code {code})"})
 
@@ -193,29 +176,16 @@ class Beside:
 def main(folder: str, only: str | None = None) -> int:
     """Run the job in `folder`: every rule of it (two at once when job.json says `parallel`), or `only` one."""
     folder = Path(folder)
-    # the protocol owns the real standard output; anything else printed goes to the log (standard error)
-    protocol = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    channel = Channel()  # from here on the real standard output carries only the protocol
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    lock = threading.Lock()
-
-    def emit(message: dict) -> None:
-        with lock:
-            protocol.write(json.dumps(message) + "\n")
-
-    stop = threading.Event()
+    emit, stop = channel.emit, channel.stopped
     beside: list[Beside] = []
 
-    def watch_input() -> None:
-        for line in sys.stdin:
-            if line.strip() == "stop":
-                break
-        stop.set()  # "stop", or the end of the input: the app is gone
+    def stop_beside() -> None:  # "stop", or the app is gone: the rules beside stop too
         for other in list(beside):
             other.stop()
 
-    threading.Thread(target=watch_input, name="vlod-worker-stdin", daemon=True).start()
+    channel.on_stop.append(stop_beside)
 
     import torch
     from transformers.utils import logging as hf_logging
@@ -245,8 +215,7 @@ def main(folder: str, only: str | None = None) -> int:
         own, *others = configs
         beside.extend(Beside(folder, rule, emit) for rule in others)
         if stop.is_set():  # stopped while they started: the input watcher may have missed them
-            for other in beside:
-                other.stop()
+            stop_beside()
         configs = {own: configs[own]}
     for rule, result in run_rules(pair, configs, data, probes, emit, stop.is_set):
         student_folder = folder / f"student-{rule}"

@@ -8,10 +8,10 @@ run is written to `DIR/runs/<key>.json` atomically (a temporary file, then `os.r
 ran it, so an interrupted check loses only the runs in flight, and a rerun with the same settings skips
 every run it finds there.
 
-Runs go to `workers` spawned processes (one per core, each with one intra-op thread, each loading the pair
-once) that take tasks from a queue, longest first. Workers report their steps through a second queue; the parent turns them into a `Progress` with an ETA,
-and a shared event stops every worker at its next step when the caller asks (`should_stop`). `workers=0`
-runs in the calling process (tests, debugging).
+Runs go to `workers` child processes (`vlod_core.child`: one per core, each with one intra-op thread, each
+loading the pair once), which the parent hands one task at a time, longest first. Workers report their steps;
+the parent turns them into a `Progress` with an ETA, and tells every worker to stop at its next step when the
+caller asks (`should_stop`). `workers=0` runs in the calling process (tests, debugging).
 """
 
 from __future__ import annotations
@@ -19,21 +19,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import multiprocessing
+import logging
 import os
-import queue as queue_module
+import pickle
+import queue
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlod_core.child import Child
 from vlod_core.data import StoredImage, TrainingData
 from vlod_core.distill import DistillConfig, distill
 from vlod_core.experiments.plan import run_seconds
 from vlod_core.pair import ModelPair, PairSpec, resolve_device
 from vlod_core.results import json_safe, library_versions
 
+logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when a change to vlod changes what a cached run would hold
 SCHEMA = "vlod.experiment_run/1"
@@ -222,44 +228,49 @@ def load_cached(cache_dir: Path, key: str) -> dict | None:
 # Worker processes
 
 
-def _worker(spec: PairSpec, data: TrainingData, cache_dir: Path, tasks, events, stop) -> None:
-    """A worker process: load the pair once, then run tasks from `tasks` until a None (or `stop`), reporting
-    ("step", key, (step, steps)), ("done", key, record), ("cancelled", key, None) or ("error", key, error)."""
+def serve(payload: dict, channel) -> None:
+    """A worker process (`python -m vlod_core.child vlod_core.experiments.runner:serve`): load the pair once,
+    then run each task the parent names ({"run": key}; {"run": null}: no more) until it says stop, reporting
+    {"event": "ready"} and per task "step" (step, steps), "done", "cancelled" or "error"; the records go to the
+    cache, where the parent reads them."""
     import torch
     from transformers.utils import logging as hf_logging
 
     from vlod_core import toy
     from vlod_core.pair import load_pair
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers through `stop`
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers with "stop"
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
+    cache_dir = Path(payload["cache_dir"])
+    with open(payload["work"], "rb") as handle:  # the parent's own file (data and tasks), written for this check
+        data, tasks = pickle.load(handle)
     try:
+        spec = PairSpec(**payload["spec"])
         pair = load_pair(spec, toy.folders(spec))
     except Exception as error:  # the parent raises it: one clear error, not a dead worker
-        events.put(("error", None, error))
+        channel.emit({"event": "error", "key": None, "error": f"{type(error).__name__}: {error}"})
         return
-    while not stop.is_set():
-        item = tasks.get()
-        if item is None:
-            return
-        key, task = item
+    channel.emit({"event": "ready"})
+    while (line := channel.receive()) is not None and (key := json.loads(line)["run"]) is not None:
         last = [0.0]
 
         def on_step(step: int, steps: int, key=key) -> None:
             now = time.monotonic()
             if now - last[0] > 0.5 or step == steps:
                 last[0] = now
-                events.put(("step", key, (step, steps)))
+                channel.emit({"event": "step", "key": key, "step": step, "steps": steps})
 
         try:
-            events.put(("done", key, execute(task, key, pair, data, cache_dir, on_step, stop.is_set)))
+            execute(tasks[key], key, pair, data, cache_dir, on_step, channel.stopped.is_set)
         except Cancelled:
-            events.put(("cancelled", key, None))
+            channel.emit({"event": "cancelled", "key": key})
             return
         except Exception as error:
-            events.put(("error", key, error))
+            logger.exception("run %s failed", key)
+            channel.emit({"event": "error", "key": key, "error": f"{type(error).__name__}: {error}"})
             return
+        channel.emit({"event": "done", "key": key})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -363,57 +374,80 @@ def run_tasks(
 
 
 def _run_in_processes(tasks, todo, spec, data, cache_dir, workers, tracker, stop_requested, results, executed) -> bool:
-    """Run `todo` on spawned worker processes; fill `results` and `executed`; True if stopped early."""
-    context = multiprocessing.get_context("spawn")
-    queue, events, stop = context.Queue(), context.Queue(), context.Event()
-    for key in todo:
-        queue.put((key, tasks[key]))
-    count = min(workers, len(todo))
-    for _ in range(count):
-        queue.put(None)
-    queue.cancel_join_thread()  # tasks left unread after a stop must not keep this process from exiting
-    processes = [
-        context.Process(target=_worker, args=(spec, data, cache_dir, queue, events, stop), daemon=True)
-        for _ in range(count)
-    ]
-    for process in processes:
-        process.start()
-    remaining, stopped = set(todo), False
+    """Run `todo` (longest first) on `workers` child processes; fill `results` and `executed`; True if stopped."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=".work-", suffix=".pickle", dir=cache_dir)
+    work = Path(name)
+    with os.fdopen(handle, "wb") as file:
+        pickle.dump((data, {key: tasks[key] for key in todo}), file)
+    payload = json.dumps({"spec": dataclasses.asdict(spec), "cache_dir": str(cache_dir), "work": str(work)})
+    events: queue.Queue = queue.Queue()
+    children = []
+    for index in range(min(workers, len(todo))):
+        log = cache_dir / f".worker-{index}.log"
+        log.unlink(missing_ok=True)
+        child = Child(
+            [sys.executable, "-m", "vlod_core.child", "vlod_core.experiments.runner:serve"],
+            lambda message, index=index: events.put((index, message)),
+            log,
+            env={"OMP_NUM_THREADS": "1"},
+        )
+        child.send(payload)
+        children.append(child)
+    waiting, remaining, stopped = list(todo), set(todo), False
+    running: dict[int, str] = {}  # worker -> the key it runs
+
+    def hand_out(index: int) -> None:
+        key = waiting.pop(0) if waiting and not stopped else None
+        if key is not None:
+            running[index] = key
+        children[index].send(json.dumps({"run": key}))
+
     try:
         while remaining:
             try:
-                kind, key, payload = events.get(timeout=0.5)
-            except queue_module.Empty:
-                if not any(process.is_alive() for process in processes) and events.empty():
+                index, message = events.get(timeout=0.5)
+            except queue.Empty:
+                if all(child.ended for child in children) and events.empty():
                     if stopped:
                         break
-                    codes = ", ".join(str(process.exitcode) for process in processes)
+                    codes = ", ".join(str(child.poll()) for child in children)
+                    tails = "".join(f"\n{child.log_tail(500)}" for child in children if child.log_tail(500))
                     raise RuntimeError(
                         f"the worker processes ended (exit codes {codes}) before every run finished; the runs "
-                        "they finished are cached: run again to resume"
+                        f"they finished are cached: run again to resume{tails}"
                     ) from None
             else:
-                if kind == "error":
-                    raise payload
-                if kind == "step":
-                    tracker.step(key, *payload)
-                elif kind == "done":
-                    results[key] = payload
+                event, key = message.get("event"), message.get("key")
+                if event == "error":
+                    raise RuntimeError(f"a worker failed{f' on run {key}' if key else ''}: {message['error']}")
+                if event == "ready":
+                    hand_out(index)
+                elif event == "step":
+                    tracker.step(key, message["step"], message["steps"])
+                elif event == "done":
+                    results[key] = load_cached(cache_dir, key)
                     executed.append(key)
                     remaining.discard(key)
+                    running.pop(index, None)
                     tracker.finish(key)
-                elif kind == "cancelled":
+                    hand_out(index)
+                elif event == "cancelled":
                     remaining.discard(key)
                     stopped = True
             tracker.report()
             if not stopped and stop_requested():
                 stopped = True
             if stopped:
-                stop.set()
+                for child in children:
+                    child.stop()
     finally:  # also on Ctrl-C or an error: stop the workers at their next step, keep what is cached
-        stop.set()
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.terminate()
+        for child in children:
+            child.stop()
+        for child in children:
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.terminate()
+        work.unlink(missing_ok=True)
     return stopped

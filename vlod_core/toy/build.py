@@ -22,32 +22,25 @@ busy core).
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
-import shutil
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from vlod_core.evaluation import reference_accuracy
 from vlod_core.home import vlod_home
 from vlod_core.results import library_versions
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model, build_processor
-from vlod_core.child import Beside, WorkerDied
+from vlod_core.child import Channel
 from vlod_core.toy.source import held_out_rows
+from vlod_core.toy.stages import BuildFrame, Progress, every, student_inputs
 from vlod_core.toy.tower import TowerConfig, pretrain_tower
 from vlod_core.toy.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[str, float], None]  # (stage, fraction of the whole build done)
-TOWER_FILE = "pretrained_tower.safetensors"  # handed to the student's process, removed before the rename
-STUDENT_LOG = "student.log"
 
 
 @dataclass(frozen=True)
@@ -100,40 +93,24 @@ def build_toy_pair(
 
     hf_logging.disable_progress_bar()
     out = Path(out) if out is not None else default_toy_dir()
-    started, cpu_started = time.perf_counter(), time.process_time()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
     total = config.tower_steps + config.teacher_steps + config.student_text_steps + config.student_image_steps
-
-    def report(stage: str, done: int) -> None:
-        if progress is not None:
-            progress(stage, min(done, total) / total)
-
     processor = build_processor()
     card: dict = {"seed": config.seed, "config": asdict(config), "versions": library_versions()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".toy-build-", dir=out.parent))
-    student = None
-    try:
+    with BuildFrame(out, ".toy-build-", config.threads, total, progress) as frame:
         torch.manual_seed(config.seed)
         teacher = build_model(TEACHER_SIZE, processor)
         tower = TowerConfig(steps=config.tower_steps, seed=config.seed)
         card["tower"] = pretrain_tower(
             teacher.model.vision_tower,
             tower,
-            callback=_every(25, lambda step: report("training vision tower", step + 1)),
+            callback=every(25, lambda step: frame.report("training vision tower", step + 1)),
         )
         tower_state = {k: v.detach().clone() for k, v in teacher.model.vision_tower.state_dict().items()}
         if config.parallel:
-            save_file(tower_state, staging / TOWER_FILE)
-            payload = {"config": asdict(config), "staging": str(staging)}
-            student = Beside("vlod_core.toy.build:train_student_job", payload, staging / STUDENT_LOG)
-
-        def student_done() -> int:
-            return student.steps if student is not None else 0
+            frame.start_student("vlod_core.toy.build:train_student_job", config, tower_state)
 
         def teacher_step(step: int) -> None:
-            report("training teacher", config.tower_steps + step + 1 + student_done())
+            frame.report("training teacher", config.tower_steps + step + 1 + frame.student_steps)
 
         teacher_config = TrainConfig(
             steps=config.teacher_steps,
@@ -144,45 +121,15 @@ def build_toy_pair(
             varied_fraction=config.varied_fraction,
             train_vision=False,
         )
-        train(teacher, processor, teacher_config, callback=_every(25, teacher_step))
-        report("evaluating teacher", config.tower_steps + config.teacher_steps + student_done())
-        card["teacher"] = _evaluate_and_save(teacher, processor, config, staging / "teacher")
-
-        first = config.tower_steps + config.teacher_steps
-
-        def student_step(steps: int) -> None:
-            report("training student", first + steps)
-
-        students = None
-        if student is not None:
-            try:
-                students = student.result(waiting=student_step)
-            except WorkerDied as reason:
-                logger.warning("training the student here instead: %s", reason)
-        card |= students or _train_student(config, tower_state, staging, student_step)
-        for scratch in (TOWER_FILE, STUDENT_LOG):
-            (staging / scratch).unlink(missing_ok=True)
-
-        card["build_seconds"] = round(time.perf_counter() - started, 1)
-        card["build_cpu_seconds"] = round(time.process_time() - cpu_started, 1)  # this process only
-        (staging / "card.json").write_text(json.dumps(card, indent=2))
-        report("done", total)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        torch.set_num_threads(threads)
-        if student is not None:
-            student.stop()
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        train(teacher, processor, teacher_config, callback=every(25, teacher_step))
+        frame.report("evaluating teacher", config.tower_steps + config.teacher_steps + frame.student_steps)
+        card["teacher"] = _evaluate_and_save(teacher, processor, config, frame.staging / "teacher")
+        card |= frame.student_card(
+            partial(_train_student, config, tower_state, frame.staging), first=config.tower_steps + config.teacher_steps
+        )
+        frame.finish(card)
     logger.info("toy pair built in %.1f s at %s", card["build_seconds"], out)
     return card
-
-
-def _every(n: int, report: Callable[[int], None]) -> Callable[[int, float], None]:
-    """A training callback that passes every `n`th step on to `report(step)`."""
-    return lambda step, _loss: report(step) if step % n == n - 1 else None
 
 
 def _evaluate_and_save(model, processor, config: ToyBuildConfig, folder: Path) -> dict:
@@ -192,15 +139,10 @@ def _evaluate_and_save(model, processor, config: ToyBuildConfig, folder: Path) -
     return accuracy.to_dict() | {"parameters": sum(p.numel() for p in model.parameters())}
 
 
-def train_student_job(payload: dict, on_step: Callable[[int], None]) -> dict[str, dict]:
-    """`_train_student` in the second process (`vlod_core.child`): the config and the tower's weights from files."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    config = ToyBuildConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
-    torch.set_num_threads(config.threads)
-    staging = Path(payload["staging"])
-    return _train_student(config, load_file(staging / TOWER_FILE), staging, on_step)
+def train_student_job(payload: dict, channel: Channel) -> dict[str, dict]:
+    """`_train_student` in the second process (`BuildFrame.start_student`)."""
+    config, tower_state, staging = student_inputs(payload, ToyBuildConfig)
+    return _train_student(config, tower_state, staging, channel.step)
 
 
 def _train_student(
@@ -220,7 +162,7 @@ def _train_student(
         "varied_fraction": config.varied_fraction,
     }
     text_phase = TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common)
-    train(student, processor, text_phase, callback=_every(25, lambda step: on_step(step + 1)))
+    train(student, processor, text_phase, callback=every(25, lambda step: on_step(step + 1)))
     card = {"student_blind": _evaluate_and_save(student, processor, config, staging / "student_blind")}
     image_phase = TrainConfig(
         steps=config.student_image_steps,
@@ -230,7 +172,7 @@ def _train_student(
         **common | {"seed": config.seed + 2},
     )
     done = config.student_text_steps
-    train(student, processor, image_phase, callback=_every(25, lambda step: on_step(done + step + 1)))
+    train(student, processor, image_phase, callback=every(25, lambda step: on_step(done + step + 1)))
     card["student"] = _evaluate_and_save(student, processor, config, staging / "student")
     return card
 

@@ -16,11 +16,7 @@ batch, and where the teacher's visual dependency (VDS) sits in the student's cha
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -28,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from vlod_core.answers import final_answer
 from vlod_core.data import binomial_stderr
 from vlod_core.results import library_versions
 from vlod_core.sampling import SamplingConfig, decode, generate
 from vlod_core.toy import reasoning
-from vlod_core.toy.build import STUDENT_LOG, TOWER_FILE, Progress, _every, vlod_home
+from vlod_core.home import vlod_home
 from vlod_core.toy.models import STUDENT_SIZE, TEACHER_SIZE, build_model
-from vlod_core.child import Beside, WorkerDied
+from vlod_core.child import Channel
+from vlod_core.toy.stages import BuildFrame, Progress, every, student_inputs
 from vlod_core.toy.tower import TowerConfig, pretrain_tower
 from vlod_core.toy.train import TrainConfig, train
 
@@ -88,38 +84,21 @@ def build_reasoning_pair(
 
     hf_logging.disable_progress_bar()
     out = Path(out) if out is not None else default_reasoning_dir()
-    started, cpu_started = time.perf_counter(), time.process_time()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
     total = config.tower_steps + config.teacher_steps + config.student_text_steps + config.student_image_steps
-
-    def report(stage: str, done: int) -> None:
-        if progress is not None:
-            progress(stage, min(done, total) / total)
-
     processor = reasoning.build_reasoning_processor()
     card: dict = {"world": WORLD, "seed": config.seed, "config": asdict(config), "versions": library_versions()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".toy-reasoning-build-", dir=out.parent))
-    student = None
-    try:
+    with BuildFrame(out, ".toy-reasoning-build-", config.threads, total, progress) as frame:
         torch.manual_seed(config.seed)
         teacher = build_model(TEACHER_SIZE, processor)
         tower = TowerConfig(steps=config.tower_steps, seed=config.seed)
         card["tower"] = pretrain_tower(
             teacher.model.vision_tower,
             tower,
-            callback=_every(25, lambda step: report("training vision tower", step + 1)),
+            callback=every(25, lambda step: frame.report("training vision tower", step + 1)),
         )
         tower_state = {k: v.detach().clone() for k, v in teacher.model.vision_tower.state_dict().items()}
         if config.parallel:
-            save_file(tower_state, staging / TOWER_FILE)
-            payload = {"config": asdict(config), "staging": str(staging)}
-            student = Beside("vlod_core.toy.reasoning_build:train_student_job", payload, staging / STUDENT_LOG)
-
-        def student_done() -> int:
-            return student.steps if student is not None else 0
-
+            frame.start_student("vlod_core.toy.reasoning_build:train_student_job", config, tower_state)
         teacher_config = TrainConfig(
             steps=config.teacher_steps,
             batch=config.batch,
@@ -130,42 +109,17 @@ def build_reasoning_pair(
             train_vision=False,
         )
         sample = partial(reasoning.sample_examples, style="teacher", gap=config.style_gap)
-        step_report = _every(
-            25, lambda step: report("training teacher", config.tower_steps + step + 1 + student_done())
+        step_report = every(
+            25, lambda step: frame.report("training teacher", config.tower_steps + step + 1 + frame.student_steps)
         )
         train(teacher, processor, teacher_config, callback=step_report, sample=sample)
-        _save(teacher, processor, staging / "teacher")
-
-        first = config.tower_steps + config.teacher_steps
-        students = None
-        if student is not None:
-            try:
-                students = student.result(waiting=lambda steps: report("training student", first + steps))
-            except WorkerDied as reason:
-                logger.warning("training the student here instead: %s", reason)
-        if students is None:
-            students = _train_student(
-                config, tower_state, staging, lambda steps: report("training student", first + steps)
-            )
-        card |= students
-        for scratch in (TOWER_FILE, STUDENT_LOG):
-            (staging / scratch).unlink(missing_ok=True)
-
-        report("evaluating", total)
-        card |= measure(staging, config)
-        card["build_seconds"] = round(time.perf_counter() - started, 1)
-        card["build_cpu_seconds"] = round(time.process_time() - cpu_started, 1)  # this process only
-        (staging / "card.json").write_text(json.dumps(card, indent=2))
-        report("done", total)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        torch.set_num_threads(threads)
-        if student is not None:
-            student.stop()
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        _save(teacher, processor, frame.staging / "teacher")
+        card |= frame.student_card(
+            partial(_train_student, config, tower_state, frame.staging), first=config.tower_steps + config.teacher_steps
+        )
+        frame.report("evaluating", total)
+        card |= measure(frame.staging, config)
+        frame.finish(card)
     logger.info("reasoning pair built in %.1f s at %s", card["build_seconds"], out)
     return card
 
@@ -175,15 +129,10 @@ def _save(model, processor, folder: Path) -> None:
     processor.save_pretrained(folder)
 
 
-def train_student_job(payload: dict, on_step: Callable[[int], None]) -> dict:
-    """`_train_student` in the second process (`vlod_core.child`)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    config = ReasoningBuildConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
-    torch.set_num_threads(config.threads)
-    staging = Path(payload["staging"])
-    return _train_student(config, load_file(staging / TOWER_FILE), staging, on_step)
+def train_student_job(payload: dict, channel: Channel) -> dict:
+    """`_train_student` in the second process (`BuildFrame.start_student`)."""
+    config, tower_state, staging = student_inputs(payload, ReasoningBuildConfig)
+    return _train_student(config, tower_state, staging, channel.step)
 
 
 def _train_student(
@@ -204,7 +153,7 @@ def _train_student(
     }
     sample = partial(reasoning.sample_examples, style="student")
     text_phase = TrainConfig(steps=config.student_text_steps, text_only_fraction=1.0, **common)
-    train(student, processor, text_phase, callback=_every(25, lambda step: on_step(step + 1)), sample=sample)
+    train(student, processor, text_phase, callback=every(25, lambda step: on_step(step + 1)), sample=sample)
     _save(student, processor, staging / "student_blind")
     examples = held_out_examples(config.eval_examples)
     card = {"student_blind": _model_card(student, processor, examples)}
@@ -216,7 +165,7 @@ def _train_student(
         **common | {"seed": config.seed + 2},
     )
     done = config.student_text_steps
-    train(student, processor, image_phase, callback=_every(25, lambda step: on_step(done + step + 1)), sample=sample)
+    train(student, processor, image_phase, callback=every(25, lambda step: on_step(done + step + 1)), sample=sample)
     _save(student, processor, staging / "student")
     return card | {"student": _model_card(student, processor, examples)}
 
