@@ -21,8 +21,8 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +35,7 @@ from pathlib import Path
 from vlod_core.child import Child
 from vlod_core.data import StoredImage, TrainingData
 from vlod_core.distill import DistillConfig, distill
+from vlod_core.experiments import handover
 from vlod_core.experiments.plan import run_seconds
 from vlod_core.pair import ModelPair, PairSpec, resolve_device
 from vlod_core.results import json_safe, library_versions
@@ -230,7 +231,8 @@ def load_cached(cache_dir: Path, key: str) -> dict | None:
 
 def serve(payload: dict, channel) -> None:
     """A worker process (`python -m vlod_core.child vlod_core.experiments.runner:serve`): load the pair once,
-    then run each task the parent names ({"run": key}; {"run": null}: no more) until it says stop, reporting
+    then run each task the parent sends ({"run": key, "task": ...}; {"run": null}: no more) until it says stop,
+    reporting
     {"event": "ready"} and per task "step" (step, steps), "done", "cancelled" or "error"; the records go to the
     cache, where the parent reads them."""
     import torch
@@ -243,8 +245,7 @@ def serve(payload: dict, channel) -> None:
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
     cache_dir = Path(payload["cache_dir"])
-    with open(payload["work"], "rb") as handle:  # the parent's own file (data and tasks), written for this check
-        data, tasks = pickle.load(handle)
+    data = handover.read_data(Path(payload["data"]))
     try:
         spec = PairSpec(**payload["spec"])
         pair = load_pair(spec, toy.folders(spec))
@@ -252,7 +253,8 @@ def serve(payload: dict, channel) -> None:
         channel.emit({"event": "error", "key": None, "error": f"{type(error).__name__}: {error}"})
         return
     channel.emit({"event": "ready"})
-    while (line := channel.receive()) is not None and (key := json.loads(line)["run"]) is not None:
+    while (line := channel.receive()) is not None and (key := (message := json.loads(line))["run"]) is not None:
+        task = handover.task_from_json(message["task"])
         last = [0.0]
 
         def on_step(step: int, steps: int, key=key) -> None:
@@ -262,7 +264,7 @@ def serve(payload: dict, channel) -> None:
                 channel.emit({"event": "step", "key": key, "step": step, "steps": steps})
 
         try:
-            execute(tasks[key], key, pair, data, cache_dir, on_step, channel.stopped.is_set)
+            execute(task, key, pair, data, cache_dir, on_step, channel.stopped.is_set)
         except Cancelled:
             channel.emit({"event": "cancelled", "key": key})
             return
@@ -376,34 +378,32 @@ def run_tasks(
 def _run_in_processes(tasks, todo, spec, data, cache_dir, workers, tracker, stop_requested, results, executed) -> bool:
     """Run `todo` (longest first) on `workers` child processes; fill `results` and `executed`; True if stopped."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=".work-", suffix=".pickle", dir=cache_dir)
-    work = Path(name)
-    with os.fdopen(handle, "wb") as file:
-        pickle.dump((data, {key: tasks[key] for key in todo}), file)
-    payload = json.dumps({"spec": dataclasses.asdict(spec), "cache_dir": str(cache_dir), "work": str(work)})
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=cache_dir))
     events: queue.Queue = queue.Queue()
-    children = []
-    for index in range(min(workers, len(todo))):
-        log = cache_dir / f".worker-{index}.log"
-        log.unlink(missing_ok=True)
-        child = Child(
-            [sys.executable, "-m", "vlod_core.child", "vlod_core.experiments.runner:serve"],
-            lambda message, index=index: events.put((index, message)),
-            log,
-            env={"OMP_NUM_THREADS": "1"},
-        )
-        child.send(payload)
-        children.append(child)
+    children: list[Child] = []
     waiting, remaining, stopped = list(todo), set(todo), False
-    running: dict[int, str] = {}  # worker -> the key it runs
 
     def hand_out(index: int) -> None:
         key = waiting.pop(0) if waiting and not stopped else None
-        if key is not None:
-            running[index] = key
-        children[index].send(json.dumps({"run": key}))
+        if key is None:
+            children[index].send(json.dumps({"run": None}))
+            return
+        children[index].send(json.dumps({"run": key, "task": handover.task_to_json(tasks[key])}))
 
     try:
+        handover.write_data(data, work)
+        payload = json.dumps({"spec": dataclasses.asdict(spec), "cache_dir": str(cache_dir), "data": str(work)})
+        for index in range(min(workers, len(todo))):
+            log = cache_dir / f".worker-{index}.log"
+            log.unlink(missing_ok=True)
+            child = Child(
+                [sys.executable, "-m", "vlod_core.child", "vlod_core.experiments.runner:serve"],
+                lambda message, index=index: events.put((index, message)),
+                log,
+                env={"OMP_NUM_THREADS": "1"},
+            )
+            child.send(payload)
+            children.append(child)
         while remaining:
             try:
                 index, message = events.get(timeout=0.5)
@@ -429,7 +429,6 @@ def _run_in_processes(tasks, todo, spec, data, cache_dir, workers, tracker, stop
                     results[key] = load_cached(cache_dir, key)
                     executed.append(key)
                     remaining.discard(key)
-                    running.pop(index, None)
                     tracker.finish(key)
                     hand_out(index)
                 elif event == "cancelled":
@@ -449,5 +448,5 @@ def _run_in_processes(tasks, todo, spec, data, cache_dir, workers, tracker, stop
                 child.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 child.terminate()
-        work.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
     return stopped

@@ -52,7 +52,11 @@ class ToyPrompts:
     """Fresh toy examples every step, a pure function of (seed, step)."""
 
     def __init__(self, world_name: str = "default"):
-        self.sample = _sample(world_name)
+        self.world_name, self.sample = world_name, _sample(world_name)
+
+    def recipe(self) -> tuple[str, dict]:
+        """How another process makes this source again (`experiments.handover`)."""
+        return f"{type(self).__module__}.{type(self).__name__}", {"world_name": self.world_name}
 
     def prompts(self, step: int, count: int, seed: int) -> list[Row]:
         examples = self.sample(count, seed=(seed * 1_000_003 + step * 7919) % 2**31)
