@@ -232,9 +232,8 @@ def load_cached(cache_dir: Path, key: str) -> dict | None:
 def serve(payload: dict, channel) -> None:
     """A worker process (`python -m vlod_core.child vlod_core.experiments.runner:serve`): load the pair once,
     then run each task the parent sends ({"run": key, "task": ...}; {"run": null}: no more) until it says stop,
-    reporting
-    {"event": "ready"} and per task "step" (step, steps), "done", "cancelled" or "error"; the records go to the
-    cache, where the parent reads them."""
+    reporting {"event": "ready"} and per task "step" (step, steps), "done", "cancelled" or "error"; the records
+    go to the cache, where the parent reads them."""
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -253,7 +252,11 @@ def serve(payload: dict, channel) -> None:
         channel.emit({"event": "error", "key": None, "error": f"{type(error).__name__}: {error}"})
         return
     channel.emit({"event": "ready"})
-    while (line := channel.receive()) is not None and (key := (message := json.loads(line))["run"]) is not None:
+    while (line := channel.receive()) is not None:
+        message = json.loads(line)
+        key = message["run"]
+        if key is None:
+            return
         task = handover.task_from_json(message["task"])
         last = [0.0]
 
