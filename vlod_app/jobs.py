@@ -43,7 +43,7 @@ from vlod_core.results import RunCard
 from vlod_core.steering import RULES
 from vlod_core.toy import world_of
 
-ROOT = Path(__file__).resolve().parents[1]  # the worker imports this checkout's vlod_core, whatever is installed
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: the worker runs here (`Child` puts it on the path)
 FINISHED = ("done", "skipped", "failed")  # a rule's final states; "waiting" and "running" are not
 # The form's settings (the page draws a widget for each from its config field) and the app's own defaults: the
 # configs' defaults but for the rules compared, a shorter run, and a held-out measurement every 50 steps.
