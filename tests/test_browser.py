@@ -135,6 +135,11 @@ def pick(page, selectbox, option: str, exact: bool = True, tries: int = 6) -> No
     raise AssertionError(f"the option {option!r} never showed in the selectbox")
 
 
+def menu(page):
+    """The sidebar's page menu (`vlod_app/navigation.py`)."""
+    return page.get_by_test_id("stSidebar").locator(".st-key-vlod_menu")
+
+
 def download(page, button) -> tuple[str, bytes]:
     """Click a download button; the file's suggested name and its bytes."""
     with page.expect_download(timeout=WAIT_MS) as info:
@@ -340,9 +345,37 @@ def test_a_gradient_angles_link_copied_before_measuring_reopens_its_sample(serve
     expect(sidebar.get_by_text(f"toy sample 5: {question}", exact=False).first).to_be_visible()
     expect(page.get_by_text("Measure the angles (in the sidebar) to see them.", exact=True)).to_be_visible()
     assert "sample=5" in page.url and not sidebar.get_by_text("toy sample 1:", exact=False).count()
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Answers and tokens").click()  # same session
+    menu(page).get_by_role("link", name="Answers and tokens").click()  # same session
     expect(page.get_by_test_id("stSidebar").get_by_text("toy sample 5:", exact=False).first).to_be_visible()
     expect(page).to_have_url(re.compile(r"sample=5"))  # and its link says so
+    assert not page.get_by_text("Traceback").count()
+
+
+def test_the_menu_names_the_home_page_and_back_returns_to_the_page_before(server, browser):
+    """Issue 21, item 7: the sidebar listed the home page as "app", and Back after opening a page needed two
+    presses (the page's first entry in the history had no parameters; its own write pushed a second one)."""
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.context.add_cookies([{"name": "vlod_tour", "value": "done", "url": server}])
+    page.goto(server)
+    expect(page.get_by_text("shared vocabulary", exact=False)).to_be_visible()
+    links = [link.inner_text().split("\n")[-1] for link in menu(page).get_by_role("link").all()]  # after the icon
+    assert links == ["Home", "Answers and tokens", "Gradient angles", "Distill and compare", "Paper check"], links
+    assert not page.get_by_test_id("stSidebarNav").count()  # Streamlit's own menu, with "app", is off
+    menu(page).get_by_role("link", name="Gradient angles").click()
+    expect(page.get_by_text("Measure the angles (in the sidebar) to see them.", exact=True)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/Gradient_angles\?.*sample=1"))
+    angles = page.url
+    menu(page).get_by_role("link", name="Answers and tokens").click()
+    expect(page.get_by_role("button", name="Ask")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/Answers_and_tokens\?"))
+    page.go_back()  # one press: the angles page as it was, its parameters included
+    expect(page).to_have_url(angles)
+    expect(page.get_by_text("Measure the angles (in the sidebar) to see them.", exact=True)).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"^http://127\.0\.0\.1:\d+/?$"))
+    expect(page.get_by_text("shared vocabulary", exact=False)).to_be_visible()
     assert not page.get_by_text("Traceback").count()
 
 
@@ -365,7 +398,7 @@ def test_the_reasoning_pair_answers_a_question_with_a_chain_in_the_token_strip(r
     page.get_by_role("button", name="Check and use this pair").click()
     expect(page.get_by_text("toy reasoning pair (student ← teacher) —", exact=False)).to_be_visible()
     expect(page).to_have_url(re.compile(r"pair=toy-reasoning"))
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Answers and tokens").click()
+    menu(page).get_by_role("link", name="Answers and tokens").click()
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_role("button", name="Ask")).to_be_enabled()
     sidebar.get_by_role("button", name="Ask").click()

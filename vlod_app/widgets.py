@@ -19,6 +19,7 @@ import streamlit as st
 from PIL import Image
 
 from vlod_app import tour
+from vlod_app.navigation import sidebar_menu
 from vlod_app.compute import N_SAMPLES, toy_samples
 from vlod_app.jobs import eta_text
 from vlod_app.links import from_link, spec_from_params, view_link, write_view
@@ -50,6 +51,25 @@ UPLOAD_ERROR_KEY = "vlod_upload_error"  # why the last upload was refused: said 
 CHART_CONFIG = {"displayModeBar": False}
 # Streamlit's default top padding (6rem) pushes results below the fold on a 1280x720 projector.
 COMPACT = "<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>"
+# One browser history entry per page visited. Streamlit's frontend pushes an entry when a page is opened and
+# another when that page's script then writes its view into the query parameters (`links.write_view`), so
+# Back first returned to the same page without its parameters (issue 21: "Back sometimes needs two
+# presses"). A push that changes only the query of the page already shown becomes a replace.
+ONE_ENTRY_PER_PAGE = """<script>
+(() => {
+  const history = window.history;
+  if (history.vlodOneEntryPerPage) return;
+  const push = history.pushState.bind(history);
+  history.pushState = (state, title, url) => {
+    const next = url == null ? null : new URL(url, window.location.href);
+    if (next && next.origin === window.location.origin && next.pathname === window.location.pathname) {
+      return history.replaceState(state, title, url);
+    }
+    return push(state, title, url);
+  };
+  history.vlodOneEntryPerPage = true;
+})();
+</script>"""
 
 
 SCROLL_KEY = "vlod_scroll_to"  # the result an action (Ask, Run, an edit) just made, to bring into view once
@@ -82,6 +102,8 @@ def page_setup(title: str, page: str, caption: str | None = None) -> View:
     """Page config, the pair a link names, the build's progress, title, tour step and sidebar."""
     st.set_page_config(page_title=f"vlod · {title}", page_icon="🔬", layout="wide")
     st.html(COMPACT)
+    st.html(ONE_ENTRY_PER_PAGE, unsafe_allow_javascript=True)
+    sidebar_menu()
     linked, problem = spec_from_params() if from_link() else (None, None)
     if linked is not None and linked != current_spec():
         set_spec(linked)
