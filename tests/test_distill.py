@@ -82,6 +82,26 @@ def test_same_seed_same_run(toy_pair, data):
     assert [r["loss"] for r in other.card.records] != [r["loss"] for r in first.card.records]
 
 
+def test_runs_on_one_evaluation_set_measure_the_student_before_training_once(toy_pair, monkeypatch):
+    """The metrics before the first step are the shared student's: a second run on the same data (another rule,
+    seed and rate: a paper check's worker) takes them from the first instead of evaluating again, and they equal
+    a fresh evaluation of the student; a LoRA run is measured on its own."""
+    from vlod_core.evaluation import EvalSet, evaluate
+
+    data, calls = toy_data(eval_rows=16, show_rows=0), []
+    real = distill_module.evaluate
+    monkeypatch.setattr(distill_module, "evaluate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    first = distill(toy_pair, _config(steps=1, lr=1e-2), data)
+    assert len(calls) == 2  # before and after
+    second = distill(toy_pair, _config(steps=1, lr=1e-3, seed=3, steering=SteeringConfig(rule="vgs")), data)
+    assert len(calls) == 3 and second.card.before == first.card.before  # only its after
+    eval_set = next(v for v in data.eval_sets.values() if isinstance(v, EvalSet))
+    fresh = evaluate(toy_pair, eval_set, toy_pair.student, check_grounding=False)
+    assert first.card.before == fresh.to_dict()
+    lora = distill(toy_pair, _config(steps=1, lr=1e-2, lora_rank=2), data)
+    assert len(calls) == 5 and lora.card.before == first.card.before  # the adapters start at zero
+
+
 def test_shared_models_stay_bit_identical(toy_pair, data):
     student_before, teacher_before = _state(toy_pair.student), _state(toy_pair.teacher)
     student_mode, teacher_mode = toy_pair.student.training, toy_pair.teacher.training

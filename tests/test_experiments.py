@@ -471,3 +471,34 @@ def test_side_by_side_prints_the_shipped_worlds_claims_and_refuses_a_missing_rep
     assert any(line.startswith("- reasoning world: plan ") for line in lines)
     assert not (tmp_path / "experiments").exists()  # nothing ran
     assert_one_line_error(run_cli(tmp_path, "experiments", "--side-by-side", str(tmp_path / "none")), "none")
+
+
+def test_the_learning_rate_sweeps_own_rate_takes_the_geometry_runs_training():
+    """The sweep's `standard` at the plan's rate and steps is the rules' `standard` run, which also measures the
+    angles: one run per seed, not a second one without the geometry (3 of the quick check's 36 runs before)."""
+    from vlod_core.experiments import plan_named
+    from vlod_core.experiments.check import plan_tasks
+
+    context = {"pair": "any", "data": "any"}
+    for plan in (plan_named("quick"), plan_named("full")):
+        assert (plan.lr, plan.steps) in plan.learning_rates  # the case this is about
+        tasks, arms, _ = plan_tasks(plan, context)
+        standard = arms[("rules", "standard")]
+        assert arms[("learning_rate", f"standard lr = {plan.lr:g}")] == standard
+        assert all(tasks[key].geometry_rows == plan.geometry_rows for key in standard)
+        assert len(tasks) == len({(t.config, t.geometry_rows) for t in tasks.values()})
+        assert sum(t.geometry_rows > 0 for t in tasks.values()) == plan.seeds
+
+
+@runs
+def test_measuring_the_geometry_does_not_change_what_a_run_trains(tmp_path, toy_pair, tiny_data):
+    """Why the sweep may take the geometry run: the same configuration with and without the angles trains the
+    same student (same losses every step, same evaluation after)."""
+    from vlod_core.experiments.runner import Task, execute
+
+    config = TINY.arms()[0].config(TINY, seed=1)
+    runs_ = [execute(Task(config, rows, 2), f"k{rows}", toy_pair, tiny_data, tmp_path) for rows in (0, 8)]
+    plain, measured = (run["card"] for run in runs_)
+    assert runs_[1]["geometry_before"] and runs_[1]["geometry_after"] and not runs_[0]["geometry_before"]
+    assert [r["loss"] for r in plain["records"]] == [r["loss"] for r in measured["records"]]
+    assert plain["after"] == measured["after"]

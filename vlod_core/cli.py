@@ -507,6 +507,7 @@ def cmd_experiments(args) -> int:
     import shlex
 
     from vlod_core.experiments import default_out_dir, estimate_seconds, plan_named, run_experiments
+    from vlod_core.experiments.plan import for_world
     from vlod_core.experiments.worlds import measured_text
 
     if args.side_by_side:
@@ -521,6 +522,7 @@ def cmd_experiments(args) -> int:
         world=args.world,
         **{name: getattr(args, name) for name in ("max_new_tokens", "eval_max_new_tokens") if hasattr(args, name)},
     )
+    plan = for_world(plan)
     if not 0 <= args.workers <= 64:
         raise ValueError(f"--workers must be between 0 (run here) and 64, got {args.workers}")
     args.eval_examples = plan.eval_examples  # the toy world's held-out rows

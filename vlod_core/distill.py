@@ -270,6 +270,19 @@ class RunEvaluator:
         with self.compute():
             return evaluate(self.pair, self.eval_set, student, check_grounding=False)
 
+    def metrics_before(self, student, config: DistillConfig) -> Evaluation | None:
+        """`metrics` of the run's private student before its first step. Every run of one pair copies the shared
+        student the same way (`private_student`; LoRA adds adapters that change nothing yet), so the runs of one
+        process on one evaluation set (a paper check's worker, `compare`) measure it once."""
+        if self.eval_set is None:
+            return None
+        key = (id(self.pair.student), config.lora_rank, config.mixed_precision)
+        shared, evaluation = self.eval_set.initial.get(key, (None, None))
+        if shared is not self.pair.student:
+            evaluation = self.metrics(student)
+            self.eval_set.initial[key] = (self.pair.student, evaluation)
+        return evaluation
+
     def answers(self, student) -> tuple[list[dict], list[dict]]:
         """Greedy answers of `student` on the shown rows and on the probes, each beside the teacher's."""
         with self.compute():
@@ -439,7 +452,7 @@ def distill(
     main = accelerator.is_main_process
     evaluator = RunEvaluator(pair, config, data, probes or [], main, compute, metrics=evaluate_model)
 
-    before = evaluator.metrics(trainee.plain)
+    before = evaluator.metrics_before(trainee.plain, config)
     answers_before, probe_before = evaluator.answers(trainee.plain)
     records: list[StepRecord] = []
     stopped = None

@@ -141,6 +141,9 @@ class EvalSet:
         self.samples, self.seed = samples, seed
         self._prompts: dict[tuple, dict[int, PromptBatch]] = {}
         self._references: dict[int, TeacherReference] = {}
+        # Metrics of a model before its run changed it, per (the shared model, how its run copies it): see
+        # `distill.RunEvaluator.metrics_before`. The model is kept beside its metrics, so a key is never reused.
+        self.initial: dict[tuple, tuple[object, "Evaluation"]] = {}
 
     def __len__(self) -> int:
         return len(self.rows)

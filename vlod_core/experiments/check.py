@@ -8,6 +8,7 @@ finished run in the cache, so the next call with the same settings picks up wher
 
 from __future__ import annotations
 
+
 import datetime
 import json
 import os
@@ -58,12 +59,23 @@ class CheckResult:
 
 
 def plan_tasks(plan: Plan, context: dict) -> tuple[dict[str, Task], dict[tuple[str, str], list[str]], dict[str, str]]:
-    """The plan's runs by key, each arm's keys per seed, and a label per key (for progress lines)."""
+    """The plan's runs by key, each arm's keys per seed, and a label per key (for progress lines).
+
+    An arm whose run is the geometry run's training (the learning-rate sweep's `standard` at the plan's own
+    rate and steps) takes that run: measuring the angles before and after does not change what it trains.
+    """
     tasks, arms, labels = {}, {}, {}
+
+    def task_of(arm, seed: int) -> Task:
+        return Task(arm.config(plan, seed), arm.geometry_rows(plan), plan.geometry_bins)
+
+    runs = [task_of(arm, seed) for arm in plan.arms() for seed in range(plan.seeds)]
+    geometry_runs = {task.config: task for task in runs if task.geometry_rows}
     for arm in plan.arms():
         keys = []
         for seed in range(plan.seeds):
-            task = Task(arm.config(plan, seed), arm.geometry_rows(plan), plan.geometry_bins)
+            task = task_of(arm, seed)
+            task = geometry_runs.get(task.config, task)
             key = task_key(task, context)
             tasks.setdefault(key, task)
             labels.setdefault(key, f"{arm.name} seed {seed}")
