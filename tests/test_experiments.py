@@ -6,6 +6,7 @@ numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -452,8 +453,23 @@ def test_the_estimate_prices_each_worlds_answers():
 
     assert set(WORLD_COST) == set(WORLDS.values())
     for plan in (QUICK, FULL):
-        default, reasoning = (estimate_seconds(in_world(plan, w), 2) for w in ("default", "reasoning"))
+        in_reasoning = in_world(plan, "reasoning")
+        reasoning = estimate_seconds(in_reasoning, 2)
+        default = estimate_seconds(dataclasses.replace(in_reasoning, world="default"), 2)  # the same runs
         assert default["runs"] == reasoning["runs"] and reasoning["wall_seconds"] > 1.5 * default["wall_seconds"]
+
+
+def test_a_worlds_quick_settings_change_its_quick_check_only():
+    """The reasoning world's quick check is cut to its 10 minutes (`QUICK_IN_WORLD`); its full check runs the
+    full plan, and the default world's quick check is QUICK."""
+    from vlod_core.experiments.plan import FULL, QUICK, QUICK_IN_WORLD, in_world
+    from vlod_core.toy.source import world_settings
+
+    quick = in_world(QUICK, "reasoning")
+    assert all(getattr(quick, name) == value for name, value in QUICK_IN_WORLD["reasoning"].items())
+    assert quick.eval_examples < QUICK.eval_examples and len(quick.arms()) < len(QUICK.arms())
+    assert in_world(FULL, "reasoning") == dataclasses.replace(FULL, world="reasoning", **world_settings("reasoning"))
+    assert in_world(QUICK, "default") == QUICK
 
 
 @runs
