@@ -129,3 +129,26 @@ def test_the_uploader_says_what_the_toy_pair_understands(vlod_home):
     at.radio(key="image_source").set_value("Upload an image").run()
     assert any("64×64 scenes of coloured shapes" in c and "a photo gets nonsense" in c for c in texts(at.caption))
     assert button(at, "Ask")
+
+
+def test_an_edit_whose_rerun_carries_the_url_from_before_the_ask_keeps_the_comparison(vlod_home, toy_pair):
+    """On a busy server the browser can send a widget's rerun before the last run's new URL reached it: the edit
+    then arrived with the URL from before Ask. That URL was taken for a link, the scene re-adopted from it and
+    what was asked dropped ("Ask a question…" instead of the comparison; seen in the browser test under load)."""
+    before_scene, after_scene, _, _ = colour_edit(toy_pair)
+    new_colour = decode_scene(after_scene)[0].colour
+    at = open_page(PAGE_1)
+    at.radio(key="image_source").set_value("Build a scene").run()
+    build(at, before_scene)
+    stale = dict(at.query_params)
+    assert "question" not in stale
+    at.text_input(key="ask_question").set_value(QUESTION)
+    ask(at)
+    assert at.query_params["question"] == QUESTION
+    at.query_params.clear()
+    for key, value in stale.items():  # the browser has not received the Ask run's URL yet
+        at.query_params[key] = value
+    cell(at, 1, 1).set_value(f"circle-{new_colour}").run()
+    assert_clean(at)
+    assert "Before the edit → after" in texts(at.subheader), texts(at.info)
+    assert at.query_params["before"] == before_scene and at.query_params["question"] == QUESTION

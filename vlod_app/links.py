@@ -26,6 +26,7 @@ TOY_PAIRS = {  # a link's `pair=` -> the pair it names
     TOY_REASONING: PairSpec(teacher=TOY_REASONING, student=TOY_REASONING),
 }
 WRITTEN_KEY = "vlod_url_written"  # the parameters this session last wrote
+EARLIER_KEY = "vlod_url_written_before"  # and the ones it wrote before those
 
 
 def pair_params(spec: PairSpec) -> dict[str, str]:
@@ -144,8 +145,12 @@ def view_params(values: dict, spec: PairSpec) -> dict[str, str]:
 
 
 def from_link() -> bool:
-    """Whether the URL is not the one this session last wrote: a link, a reload or a typed URL to adopt."""
-    return st.query_params.to_dict() != st.session_state.get(WRITTEN_KEY)
+    """Whether the URL is a link, a reload or a typed URL to adopt: neither the parameters this session last
+    wrote nor the ones before them. A widget changed right after a run wrote the URL reruns with the URL the
+    browser had before that write when the write has not reached it yet (a busy server): that URL is stale, not
+    a link, and adopting it dropped what had just been asked (issue 21's scene edit under load)."""
+    state = st.session_state
+    return st.query_params.to_dict() not in (state.get(WRITTEN_KEY), state.get(EARLIER_KEY))
 
 
 def write_view(values: dict, spec: PairSpec) -> dict[str, str]:
@@ -153,7 +158,10 @@ def write_view(values: dict, spec: PairSpec) -> dict[str, str]:
     wanted = view_params(values, spec)
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
-    st.session_state[WRITTEN_KEY] = wanted
+    state = st.session_state
+    if state.get(WRITTEN_KEY) != wanted:
+        state[EARLIER_KEY] = state.get(WRITTEN_KEY)
+    state[WRITTEN_KEY] = wanted
     return wanted
 
 

@@ -44,6 +44,7 @@ COMPARED = {  # what the two plans may differ in, in words
     "steps": "steps",
     "seeds": "seeds",
     "eval_examples": "held-out rows",
+    "evaluations": "evaluations during a run",
     "geometry_rows": "rows for the angles",
 }
 

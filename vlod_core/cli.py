@@ -656,7 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiments = commands.add_parser(
         "experiments", help="check the paper's claims: every experiment, with seeds, error bars and verdicts"
     )
-    experiments.add_argument("--quick", action="store_true", help="3 seeds, fewer steps and sweep points (~5 min)")
+    experiments.add_argument(
+        "--quick", action="store_true", help="3 seeds, fewer steps and sweep points (~5 min; the reasoning world: ~10)"
+    )
     experiments.add_argument("--seeds", type=int, help="seeds per configuration (default: the plan's, 3)")
     experiments.add_argument("--out", help="output folder (default: $VLOD_HOME/experiments/quick or .../full)")
     experiments.add_argument("--workers", type=int, default=2, help="worker processes, one per core (0: run here)")

@@ -8,7 +8,6 @@ finished run in the cache, so the next call with the same settings picks up wher
 
 from __future__ import annotations
 
-
 import datetime
 import json
 import os
