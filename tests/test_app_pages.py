@@ -478,7 +478,8 @@ def test_the_class_demo_is_offered_first_and_runs_fewer_steps_on_fewer_rows(vlod
     at = open_page(PAGE_3)
     demo = at.button(key="run_demo")
     assert demo.label == "Run the class demo" and not demo.disabled
-    assert seconds_estimate(CLASS_DEMO) <= 45 < seconds_estimate(DEFAULT_SETTINGS)  # the plan's measured costs
+    # the plan's measured costs and the job's start, rules side by side (the server's default): 43.9 s and 55.7 s
+    assert seconds_estimate(CLASS_DEMO, side_by_side=True) <= 45 < seconds_estimate(DEFAULT_SETTINGS, side_by_side=True)
     demo.click().run()
     assert_clean(at)
     job = jobs.get(at.query_params["run"])

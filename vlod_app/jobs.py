@@ -98,14 +98,21 @@ def fitted_steps(form: dict, train_rows: int) -> int:
     return max(low, min(int(form["steps"]), MAX_PASSES * max(train_rows, 1) // max(int(form["batch"]), 1)))
 
 
+# Before a job's first step: its worker process(es) start, load the pair, check its grounding and take the
+# teacher's reference answers. Measured on the quiet 2-core machine (2026-12-07): the class demo side by side took
+# 43.9 s from submit to done, its slower rule's own run 28.9 s; the default settings 55.7 s against an estimate of
+# 40.2 s for the runs alone.
+JOB_START_SECONDS = 15.0
+
+
 def seconds_estimate(form: dict, world: str = "default", side_by_side: bool = False) -> float:
-    """About how long a run of these settings takes on one quiet core per rule, one rule after the other, or
-    with `side_by_side` (the registry's `parallel`) the slowest rule's time (`vlod_core.experiments.plan.run_seconds`,
-    measured on the world's toy pair)."""
+    """About how long a job of these settings takes from Run to its results on one quiet core per rule: its start
+    (`JOB_START_SECONDS`) and the rules one after the other, or with `side_by_side` (the registry's `parallel`)
+    the slowest rule's time (`vlod_core.experiments.plan.run_seconds`, measured on the world's toy pair)."""
     from vlod_core.experiments.plan import run_seconds
 
     seconds = [run_seconds(config, world=world) for config in distill_configs(form, world).values()]
-    return max(seconds) if side_by_side else sum(seconds)
+    return JOB_START_SECONDS + (max(seconds) if side_by_side else sum(seconds))
 
 
 class RegistryFull(RuntimeError):
