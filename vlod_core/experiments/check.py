@@ -64,16 +64,16 @@ def plan_tasks(plan: Plan, context: dict) -> tuple[dict[str, Task], dict[tuple[s
     rate and steps) takes that run: measuring the angles before and after does not change what it trains.
     """
     tasks, arms, labels = {}, {}, {}
-
-    def task_of(arm, seed: int) -> Task:
-        return Task(arm.config(plan, seed), arm.geometry_rows(plan), plan.geometry_bins)
-
-    runs = [task_of(arm, seed) for arm in plan.arms() for seed in range(plan.seeds)]
-    geometry_runs = {task.config: task for task in runs if task.geometry_rows}
+    runs = {
+        (arm, seed): Task(arm.config(plan, seed), arm.geometry_rows(plan), plan.geometry_bins)
+        for arm in plan.arms()
+        for seed in range(plan.seeds)
+    }
+    geometry_runs = {task.config: task for task in runs.values() if task.geometry_rows}
     for arm in plan.arms():
         keys = []
         for seed in range(plan.seeds):
-            task = task_of(arm, seed)
+            task = runs[(arm, seed)]
             task = geometry_runs.get(task.config, task)
             key = task_key(task, context)
             tasks.setdefault(key, task)

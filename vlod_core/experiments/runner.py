@@ -106,13 +106,25 @@ def _folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _folders(spec: PairSpec) -> tuple[str, str] | None:
+    """The folders `load_pair` reads for `spec`: a toy pair's (any world's, built first if missing), else None.
+    The one place the runner locates a toy pair (the CLI and the app hand it a spec that may name one)."""
+    from vlod_core import toy
+
+    return toy.folders(spec)
+
+
+def _load(spec: PairSpec) -> ModelPair:
+    from vlod_core.pair import load_pair
+
+    return load_pair(spec, _folders(spec))
+
+
 def pair_identity(spec: PairSpec) -> dict:
     """The spec, the device it resolves to, and a fingerprint of each local model folder (a Hub id: the id only).
     A toy pair's folders (any world's) are located as `load_pair` gets them, so a rebuilt pair is a new pair."""
-    from vlod_core import toy
-
     identity = {"spec": dataclasses.asdict(spec), "device": resolve_device(spec.device).type}
-    names = toy.folders(spec) or (spec.teacher, spec.student)
+    names = _folders(spec) or (spec.teacher, spec.student)
     for role, name in zip(("teacher", "student"), names):
         folder = Path(name).expanduser()
         identity[role] = _folder_fingerprint(folder) if folder.is_dir() else name
@@ -237,9 +249,6 @@ def serve(payload: dict, channel) -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from vlod_core import toy
-    from vlod_core.pair import load_pair
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers with "stop"
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
@@ -247,7 +256,7 @@ def serve(payload: dict, channel) -> None:
     data = handover.read_data(Path(payload["data"]))
     try:
         spec = PairSpec(**payload["spec"])
-        pair = load_pair(spec, toy.folders(spec))
+        pair = _load(spec)
     except Exception as error:  # the parent raises it: one clear error, not a dead worker
         channel.emit({"event": "error", "key": None, "error": f"{type(error).__name__}: {error}"})
         return
@@ -350,10 +359,7 @@ def run_tasks(
     executed: list[str] = []
     stopped = False
     if todo and workers == 0:
-        from vlod_core import toy
-        from vlod_core.pair import load_pair
-
-        pair = pair or load_pair(spec, toy.folders(spec))
+        pair = pair or _load(spec)
         for key in todo:
             if stop_requested():
                 stopped = True
