@@ -459,17 +459,20 @@ def test_the_estimate_prices_each_worlds_answers():
         assert default["runs"] == reasoning["runs"] and reasoning["wall_seconds"] > 1.5 * default["wall_seconds"]
 
 
-def test_a_worlds_quick_settings_change_its_quick_check_only():
-    """The reasoning world's quick check is cut to its 10 minutes (`QUICK_IN_WORLD`); its full check runs the
-    full plan, and the default world's quick check is QUICK."""
-    from vlod_core.experiments.plan import FULL, QUICK, QUICK_IN_WORLD, in_world
+def test_a_worlds_own_settings_change_its_checks_only():
+    """The reasoning world's checks are cut to their 10 and 45 minutes (`PLAN_IN_WORLD`) and cost less than
+    QUICK and FULL would there; the default world's checks are QUICK and FULL."""
+    from vlod_core.experiments.plan import FULL, PLAN_IN_WORLD, QUICK, estimate_seconds, in_world
     from vlod_core.toy.source import world_settings
 
-    quick = in_world(QUICK, "reasoning")
-    assert all(getattr(quick, name) == value for name, value in QUICK_IN_WORLD["reasoning"].items())
-    assert quick.eval_examples < QUICK.eval_examples and len(quick.arms()) < len(QUICK.arms())
-    assert in_world(FULL, "reasoning") == dataclasses.replace(FULL, world="reasoning", **world_settings("reasoning"))
-    assert in_world(QUICK, "default") == QUICK
+    for plan in (QUICK, FULL):
+        cut = in_world(plan, "reasoning")
+        assert all(getattr(cut, name) == value for name, value in PLAN_IN_WORLD["reasoning"][plan.name].items())
+        uncut = dataclasses.replace(plan, world="reasoning", **world_settings("reasoning"))
+        assert len(cut.arms()) < len(uncut.arms())
+        assert estimate_seconds(cut)["wall_seconds"] < 0.8 * estimate_seconds(uncut)["wall_seconds"]
+        assert in_world(plan, "default") == plan
+    assert in_world(QUICK, "reasoning").eval_examples < QUICK.eval_examples
 
 
 @runs
