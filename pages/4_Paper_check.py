@@ -41,7 +41,7 @@ from vlod_app.widgets import page_setup
 from vlod_core.experiments import QUICK, default_out_dir, estimate_seconds
 from vlod_core.experiments.check import REPORT, RESULTS, experiments_home, world_of
 from vlod_core.experiments.figures import all_figures
-from vlod_core.experiments.plan import in_world
+from vlod_core.toy.source import in_world
 
 CHECK_KEY = "vlod_check_job"
 ERROR_KEY = "vlod_check_error"

@@ -14,6 +14,8 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import random  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np
 import pytest
@@ -83,3 +85,32 @@ def examples():
     from vlod_core.toy import world
 
     return world.sample_examples(6, seed=7)
+
+
+@pytest.fixture
+def experiments_home(vlod_home, tmp_path):
+    """$VLOD_HOME/experiments, empty for the test (whatever was there is put back afterwards)."""
+    home = vlod_home / "experiments"
+    kept = tmp_path / "kept"
+    if home.exists():
+        shutil.move(home, kept)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+    if kept.exists():
+        shutil.move(kept, home)
+
+
+@pytest.fixture
+def jobs():
+    """The server's job registry; every job still going when the test ends is stopped and waited for."""
+    from vlod_app.server import job_registry
+
+    registry = job_registry()
+    yield registry
+    for job_id in list(registry._jobs):
+        job = registry.get(job_id)
+        if job is not None and not job.done:
+            job.stop()
+            deadline = time.monotonic() + 120
+            while not job.done and time.monotonic() < deadline:
+                time.sleep(0.5)

@@ -375,22 +375,6 @@ def test_a_shared_angles_link_measures_the_same_batch(vlod_home):
 # ------------------------------------------------------------------------------------------------ page 3
 
 
-@pytest.fixture
-def jobs():
-    """The server's job registry; every job still going when the test ends is stopped and waited for."""
-    from vlod_app.server import job_registry
-
-    registry = job_registry()
-    yield registry
-    for job_id in list(registry._jobs):
-        job = registry.get(job_id)
-        if job is not None and not job.done:
-            job.stop()
-            deadline = time.monotonic() + 120
-            while not job.done and time.monotonic() < deadline:
-                time.sleep(0.5)
-
-
 def start_run(at: AppTest, steps: int) -> AppTest:
     at.number_input(key="run_steps").set_value(steps)
     at.number_input(key="run_batch").set_value(8)

@@ -10,7 +10,7 @@ import shutil
 import time
 
 import pytest
-from test_app_pages import PAGE_3, assert_clean, button, jobs, open_page, texts  # noqa: F401 (jobs: a fixture)
+from test_app_pages import PAGE_3, assert_clean, button, open_page, texts
 from test_experiments import TINY
 
 from vlod_core.experiments import run_experiments
@@ -18,19 +18,6 @@ from vlod_core.experiments import run_experiments
 pytestmark = pytest.mark.slow  # runs a tiny paper check
 
 PAGE_4 = "pages/4_Paper_check.py"
-
-
-@pytest.fixture
-def experiments_home(vlod_home, tmp_path):
-    """$VLOD_HOME/experiments, empty for the test (whatever was there is put back afterwards)."""
-    home = vlod_home / "experiments"
-    kept = tmp_path / "kept"
-    if home.exists():
-        shutil.move(home, kept)
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
-    if kept.exists():
-        shutil.move(kept, home)
 
 
 def test_no_report_yet_offers_the_quick_check(experiments_home, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from test_app_pages import PAGE_1, PAGE_2, PAGE_3, ask, assert_clean, button, captions, open_page, texts
-from test_app_pages import jobs, wait_for_results  # noqa: F401 (a fixture)
+from test_app_pages import wait_for_results
 
 from vlod_core.answers import final_answer
 from vlod_core.figures.style import LINE_TOKENS

@@ -20,7 +20,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_app_paper_check import experiments_home  # noqa: F401 (a fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]

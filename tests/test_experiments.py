@@ -448,7 +448,8 @@ def test_acc_k_is_summarised_over_seeds_and_shown_in_the_rules_table():
 def test_the_estimate_prices_each_worlds_answers():
     """A reasoning check costs more than the default world's same plan (longer chains, generated answers), and
     every toy world has a cost."""
-    from vlod_core.experiments.plan import FULL, QUICK, WORLD_COST, estimate_seconds, in_world
+    from vlod_core.experiments.plan import FULL, QUICK, WORLD_COST, estimate_seconds
+    from vlod_core.toy.source import in_world
     from vlod_core.toy import WORLDS
 
     assert set(WORLD_COST) == set(WORLDS.values())
@@ -462,8 +463,8 @@ def test_the_estimate_prices_each_worlds_answers():
 def test_a_worlds_own_settings_change_its_checks_only():
     """The reasoning world's checks are cut to their 10 and 45 minutes (`PLAN_IN_WORLD`) and cost less than
     QUICK and FULL would there; the default world's checks are QUICK and FULL."""
-    from vlod_core.experiments.plan import FULL, PLAN_IN_WORLD, QUICK, estimate_seconds, in_world
-    from vlod_core.toy.source import world_settings
+    from vlod_core.experiments.plan import FULL, PLAN_IN_WORLD, QUICK, estimate_seconds
+    from vlod_core.toy.source import in_world, world_settings
 
     for plan in (QUICK, FULL):
         cut = in_world(plan, "reasoning")

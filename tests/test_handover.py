@@ -11,8 +11,8 @@ from PIL import Image
 
 from vlod_core.data import DataSplit, Row, StoredImage, TrainingData
 from vlod_core.experiments import FULL, QUICK, handover
-from vlod_core.experiments.plan import in_world
 from vlod_core.experiments.runner import Task
+from vlod_core.toy.source import in_world
 
 
 def _same_rows(ours: list[Row], theirs: list[Row]) -> None:

@@ -167,7 +167,7 @@ def test_the_real_worker_trains_a_copy_and_sends_back_card_and_student(vlod_home
 
 
 def test_two_rules_train_side_by_side_and_stop_together(vlod_home):
-    """On two cores a job's rules run at once, one worker process each (`vlod_app.worker.Beside`): the second
+    """On two cores a job's rules run at once, one worker process each (`vlod_app.worker.RuleProcess`): the second
     rule records steps while the first is still going (one after the other, it could not start before the
     first's 1000 steps ended), and one Stop ends both, each keeping what it trained."""
     jobs = JobRegistry()

@@ -23,7 +23,7 @@ A job of kind "experiments" (`job.json` has `"kind": "experiments"`) runs the pa
     {"event": "end"}
 
 With `"parallel": true` in job.json (the registry's choice where there are two cores) the first rule runs here
-and each other rule in a second worker process of its own (`--rule R`, `Beside`), their events relayed into
+and each other rule in a second worker process of its own (`--rule R`, `RuleProcess`), their events relayed into
 this stream, so a standard-versus-VGS run takes as long as its slower rule instead of both.
 
 A line "stop" on its standard input stops it after the current step; so does the end of its input (the app
@@ -147,7 +147,7 @@ def run_check(job: dict, emit, should_stop) -> None:
 TERMINAL = ("done", "failed", "skipped")  # a rule's last event
 
 
-class Beside:
+class RuleProcess:
     """One rule of this job in a second worker process (`python -m vlod_app.worker FOLDER --rule R`), so two
     rules train at once on two cores instead of one after the other. Its events are relayed through `emit`
     (not its own "ready" and "end"); "stop" is passed on; the end of its input (this worker gone) stops it."""
@@ -179,7 +179,7 @@ def main(folder: str, only: str | None = None) -> int:
     channel = Channel()  # from here on the real standard output carries only the protocol
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     emit, stop = channel.emit, channel.stopped
-    beside: list[Beside] = []
+    beside: list[RuleProcess] = []
 
     def stop_beside() -> None:  # "stop", or the app is gone: the rules beside stop too
         for other in list(beside):
@@ -213,7 +213,7 @@ def main(folder: str, only: str | None = None) -> int:
         configs = {only: configs[only]}
     elif job.get("parallel") and len(configs) > 1 and not stop.is_set():
         own, *others = configs
-        beside.extend(Beside(folder, rule, emit) for rule in others)
+        beside.extend(RuleProcess(folder, rule, emit) for rule in others)
         if stop.is_set():  # stopped while they started: the input watcher may have missed them
             stop_beside()
         configs = {own: configs[own]}

@@ -207,11 +207,10 @@ PLANS = (QUICK, FULL)
 # are), to keep its checks to 10 and 45 minutes on two cores. An evaluation in the reasoning world generates each
 # held-out row's chain in both contexts (2.8 s for 400 rows, a third of a quick run) and a step samples 64-token
 # chains. Its quick check evaluates 192 rows (three of evaluation's 64-row batches) once during a run, leaves out
-# λ = 1 (the λ claim is λ = 0 against 0.01) and runs the smaller rate for 100 steps. Measured (README): 14 min
-# 8 s as QUICK; 11 min 28 s with 200 rows evaluated twice during a run; 10 min 3 s with λ = 1 left out and 100
-# steps at the smaller rate too; 9 min 23 s as here. Its full check (FULL: ~61 min) evaluates twice during a run,
-# leaves out λ = 1, the rate 3e-5 (in the first full run neither rule moved in its 600 steps: −0.7 and −0.3
-# points) and runs 3e-4 for the rules' 300 steps.
+# λ = 1 (the λ claim is λ = 0 against 0.01) and runs the smaller rate for 100 steps: 14 min 8 s as QUICK, 9 min
+# 23 s as here (README). Its full check evaluates twice during a run, leaves out λ = 1 and the rate 3e-5 (in the
+# first full run neither rule moved in its 600 steps: −0.7 and −0.3 points) and runs 3e-4 for the rules' 300
+# steps: ~65 min as FULL, 29 min 14 s as here on a faster 2-core machine (where the quick check took 6 min 50 s).
 PLAN_IN_WORLD = MappingProxyType(
     {
         "reasoning": MappingProxyType(
@@ -240,14 +239,6 @@ PLAN_IN_WORLD = MappingProxyType(
 def for_world(plan: Plan) -> Plan:
     """`plan` with its world's own settings for a plan of its name (`PLAN_IN_WORLD`)."""
     return replace(plan, **PLAN_IN_WORLD.get(plan.world, {}).get(plan.name, {}))
-
-
-def in_world(plan: Plan, world: str) -> Plan:
-    """`plan` on a toy world: the world's name, the answer lengths and pattern its answers need, and the
-    world's own settings for the plan (`PLAN_IN_WORLD`)."""
-    from vlod_core.toy.source import world_settings
-
-    return for_world(replace(plan, world=world, **world_settings(world)))
 
 
 def plan_named(name: str) -> Plan:

@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ToyBuildConfig:
-    """Step counts are fixed (not time budgets) so a seed gives the same pair on any machine."""
+    """Step counts are fixed (not time budgets) so a seed gives the same pair on every build on one machine.
+    Another CPU's float kernels round differently, and over a thousand steps the pairs drift apart (README)."""
 
     seed: int = 0
     tower_steps: int = TowerConfig.steps

@@ -44,7 +44,8 @@ WORLD = "reasoning"
 
 @dataclass(frozen=True)
 class ReasoningBuildConfig:
-    """Step counts are fixed (not time budgets) so a seed gives the same pair on any machine."""
+    """Step counts are fixed (not time budgets) so a seed gives the same pair on every build on one machine.
+    Another CPU's float kernels round differently, and over a thousand steps the pairs drift apart (README)."""
 
     seed: int = 0
     tower_steps: int = TowerConfig.steps

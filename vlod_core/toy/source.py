@@ -82,6 +82,16 @@ def world_settings(world_name: str = "default") -> dict:
     return {"max_new_tokens": length, "eval_max_new_tokens": length, "answer_pattern": "boxed"}
 
 
+def in_world(plan, world_name: str):
+    """`plan` (an `experiments.Plan`) on toy world `world_name`: the world's name, the answer lengths and pattern
+    its answers need, and the world's own settings for the plan (`plan.PLAN_IN_WORLD`)."""
+    from dataclasses import replace
+
+    from vlod_core.experiments.plan import for_world
+
+    return for_world(replace(plan, world=world_name, **world_settings(world_name)))
+
+
 def toy_data(eval_rows: int = 400, show_rows: int = 6, world_name: str = "default") -> TrainingData:
     sample = _sample(world_name)
     description = {
