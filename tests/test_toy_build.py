@@ -149,3 +149,37 @@ def test_when_the_students_process_dies_the_build_trains_it_in_process(tmp_path,
     assert {"teacher", "student_blind", "student"} <= card.keys()
     assert (tmp_path / "toy" / "student" / "model.safetensors").is_file()
     assert "training the student here instead" in caplog.text and "exit code -9" in caplog.text
+
+
+EXITING_DURING_A_BUILD = """
+import sys, time
+from pathlib import Path
+from vlod_app.server import ToyBuilds
+
+build = ToyBuilds().ensure(Path(sys.argv[1]) / "toy")
+while build.fraction <= 0.0 and build.running:
+    time.sleep(0.05)
+print(build.stage, flush=True)
+"""
+
+
+def test_a_server_that_exits_during_a_first_use_build_abandons_it_cleanly(tmp_path):
+    """The app's first-use build runs in a daemon thread; a server that exits while it trains used to be cut
+    off inside torch (the process aborted, exit code 134). Now the build leaves at its next progress report:
+    the process exits 0, no staging folder is left behind and the pair is not marked built."""
+    import subprocess
+    import sys
+
+    from vlod_core.toy.build import is_built
+
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING_DURING_A_BUILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"VLOD_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith("training")  # it was abandoned mid-build, not after it
+    assert not is_built(tmp_path / "toy")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".toy-build-")]

@@ -23,6 +23,12 @@ from vlod_app.jobs import JobRegistry
 from vlod_core.export import figure_bytes, start_browser
 
 logger = logging.getLogger(__name__)
+CLOSE_WAIT_S = 30.0  # how long the server's exit waits for a build to leave at its next progress report
+
+
+class BuildAbandoned(Exception):
+    """Raised inside a build's progress report when the server is exiting: the build unwinds, cleans its
+    staging folder and stops its student's process, instead of being cut off inside torch (which aborts)."""
 
 
 class ToyBuild:
@@ -34,6 +40,7 @@ class ToyBuild:
         self.fraction = 0.0
         self.error: str | None = None
         self.started = time.monotonic()
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._work, name="vlod-toy-build", daemon=True)
 
     def start(self) -> ToyBuild:
@@ -50,7 +57,15 @@ class ToyBuild:
         elapsed = time.monotonic() - self.started
         return elapsed * (1 - self.fraction) / self.fraction
 
+    def close(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """Abandon the build at its next progress report and wait for it to unwind (the server is exiting)."""
+        self._closing.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
     def _progress(self, stage: str, fraction: float) -> None:
+        if self._closing.is_set():
+            raise BuildAbandoned("the server is exiting")
         self.stage, self.fraction = stage, min(max(fraction, 0.0), 1.0)
 
     def _work(self) -> None:
@@ -59,6 +74,8 @@ class ToyBuild:
         try:
             ensure_toy_pair(self.root, progress=self._progress, world=self.world)
             self._progress("done", 1.0)
+        except BuildAbandoned:
+            logger.info("the toy build of %s was abandoned: the server is exiting", self.root)
         except Exception as error:  # shown on every page that waits for it; the log keeps the traceback
             logger.exception("the toy build failed")
             self.error = f"{type(error).__name__}: {error}"
@@ -70,6 +87,12 @@ class ToyBuilds:
     def __init__(self):
         self._builds: dict[Path, ToyBuild] = {}
         self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Abandon every build still going (at the server's exit)."""
+        for build in list(self._builds.values()):
+            build.close()
 
     def ensure(self, root: Path, world: str = "default") -> ToyBuild:
         with self._lock:
