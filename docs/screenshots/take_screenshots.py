@@ -7,8 +7,9 @@ missing) with a fresh VLOD_HOME beside it (the same toy pair, no experiments: a 
 this folder: the home page as a first visitor sees it (with the tour's first step), then, with the tour
 skipped, a shared link to each page's result, a scene edited in the scene builder, the Paper check page as a
 fresh install shows it (the report shipped under docs/experiments/), the class demo going on, its results with
-the verdict in words, and a run on the shipped example set ("my images") with every row before and after.
-What is on screen is what the viewport shows, not the whole page: where the eye is.
+the verdict in words, and a run on the shipped example set ("my images") with every row before and after;
+then, on the reasoning pair ($VLOD_HOME/toy-reasoning, built first if missing), a chain in page 1's token strip
+and the Paper check's two worlds side by side. What is on screen is what the viewport shows, not the whole page: where the eye is.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ def main() -> None:
     from vlod_core.home import vlod_home
 
     fresh = Path(tempfile.mkdtemp(prefix="vlod-fresh-"))  # a fresh install: the toy pair, no local reports
-    (fresh / "toy").symlink_to(vlod_home() / "toy")
+    from vlod_core.toy.build import ensure_toy_pair
+
+    ensure_toy_pair(world="reasoning")
+    for pair in ("toy", "toy-reasoning"):
+        (fresh / pair).symlink_to(vlod_home() / pair)
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(args.port)],
         cwd=ROOT,
@@ -139,6 +144,25 @@ def shoot(url: str) -> None:
             page.mouse.wheel(0, 300)
             page.wait_for_timeout(1000)
             page.screenshot(path=str(HERE / "my_images.png"))
+
+            page.goto(f"{url}/Answers_and_tokens?pair=toy-reasoning&sample=2&seed=0&ablation=remove")
+            page.get_by_test_id("stSidebar").get_by_role("button", name="Ask").click()
+            strip = page.get_by_test_id("stPlotlyChart").first
+            expect(strip).to_contain_text("\\boxed{")
+            settle(page)
+            page.get_by_text("Token by token, the student's greedy answer", exact=False).evaluate(
+                "e => e.scrollIntoView({block: 'start'})"
+            )
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(HERE / "reasoning_token_strip.png"))
+
+            page.goto(f"{url}/Paper_check?world=reasoning")
+            heading = page.get_by_text("The two worlds side by side", exact=True)
+            expect(heading).to_be_visible()
+            settle(page)
+            heading.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(HERE / "paper_check_two_worlds.png"))
         finally:
             browser.close()
 
