@@ -12,8 +12,9 @@ Every arm of one seed sees the same prompts and sampling seeds (`DistillConfig.s
 paired. Arms whose configurations coincide (γ = 2 and `vgs`; the default rate of the learning-rate sweep
 and the rules) are the same run: the runner keys runs by their configuration and runs each once.
 
-`QUICK` and `FULL` are the one place the steps and sweep points are written: re-tune them here (with
-`estimate_seconds` and the step costs measured by `bench/step_cost.py`) when the toy world changes. Rate,
+`QUICK` and `FULL` (and `PLAN_IN_WORLD`, a world's own cuts of them) are the one place the steps and sweep
+points are written: re-tune them here (with `estimate_seconds` and the step costs measured by
+`bench/step_cost.py`) when the toy world changes. Rate,
 batch and answer length come from `DistillConfig`'s defaults.
 """
 

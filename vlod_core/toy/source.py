@@ -9,6 +9,8 @@ the teacher's chains (`<reason> … </reason> \\boxed{…}`; compare final answe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vlod_core.data import Row, TrainingData
 from vlod_core.toy import world
 
@@ -85,8 +87,6 @@ def world_settings(world_name: str = "default") -> dict:
 def in_world(plan, world_name: str):
     """`plan` (an `experiments.Plan`) on toy world `world_name`: the world's name, the answer lengths and pattern
     its answers need, and the world's own settings for the plan (`plan.PLAN_IN_WORLD`)."""
-    from dataclasses import replace
-
     from vlod_core.experiments.plan import for_world
 
     return for_world(replace(plan, world=world_name, **world_settings(world_name)))
