@@ -235,7 +235,7 @@ def test_experiments_carry_the_pattern_into_every_run(monkeypatch):
         seen["plan"] = plan
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_load_pair", lambda args, training=False: object())
+    monkeypatch.setattr(cli, "_located_pair", lambda args, training=False: (object(), None))
     monkeypatch.setattr(experiments, "run_experiments", fake_run)
     monkeypatch.setattr(cli, "_training_data", lambda args: TrainingData(None, [Row(None, "q", answer="a")]))
     assert cli.main(["experiments", "--quick", "--answer-pattern", "boxed", "--samples-k", "8", "--out", "x"]) == 130
@@ -252,6 +252,7 @@ def test_a_bad_pattern_is_one_line_and_exit_2_before_any_model_loads(command, mo
         raise AssertionError("loaded a pair for a bad pattern")
 
     monkeypatch.setattr(cli, "_load_pair", refuse)
+    monkeypatch.setattr(cli, "_located_pair", refuse)
     assert cli.main([command, "--answer-pattern", "(x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("vlod: error: --answer-pattern is not a valid regular expression")

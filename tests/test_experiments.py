@@ -62,13 +62,22 @@ def tiny_data():
 
 
 @pytest.fixture(scope="module")
-def tiny_check(tmp_path_factory, toy_pair, tiny_data):
+def toy_folders(toy_pair):
+    """Where the toy pair is read from: the entry points locate it and hand it to the check (its workers)."""
+    from vlod_core import toy
+
+    return toy.folders(PairSpec())
+
+
+@pytest.fixture(scope="module")
+def tiny_check(tmp_path_factory, toy_pair, toy_folders, tiny_data):
     """The tiny plan run here (workers=0), with every progress report kept."""
     home = tmp_path_factory.mktemp("experiments")
     reports = []
     result = run_experiments(
-        TINY, PairSpec(), tiny_data, home / "tiny", workers=0, pair=toy_pair, progress=reports.append
-    )
+        TINY, PairSpec(), tiny_data, home / "tiny", workers=0, pair=toy_pair, folders=toy_folders,
+        progress=reports.append,
+    )  # fmt: skip
     return home, result, reports
 
 
@@ -303,9 +312,10 @@ def test_every_plotted_number_has_an_error_bar(tiny_check):
 
 
 @runs
-def test_rerun_uses_the_cache(tiny_check, tiny_data):
+def test_rerun_uses_the_cache(tiny_check, tiny_data, toy_folders):
     home, first, _ = tiny_check
-    again = run_experiments(TINY, PairSpec(), tiny_data, home / "tiny", workers=2)  # no worker starts: all cached
+    # no worker starts: all cached
+    again = run_experiments(TINY, PairSpec(), tiny_data, home / "tiny", workers=2, folders=toy_folders)
     assert again.executed == 0 and again.cached == first.executed + first.cached
     assert again.results["claims"] == first.results["claims"]
     found = latest_results(home)
@@ -313,7 +323,7 @@ def test_rerun_uses_the_cache(tiny_check, tiny_data):
 
 
 @runs
-def test_stopped_check_resumes_and_workers_match(tmp_path, toy_pair, tiny_data, tiny_check):
+def test_stopped_check_resumes_and_workers_match(tmp_path, toy_pair, toy_folders, tiny_data, tiny_check):
     """Stopped after its first run, a check writes no report and keeps that run; resumed on two worker
     processes, it computes only the rest, and a run computed in a worker equals the same run computed here."""
     plan = Plan(
@@ -321,11 +331,11 @@ def test_stopped_check_resumes_and_workers_match(tmp_path, toy_pair, tiny_data, 
     )
     out = tmp_path / "check"
     first = run_experiments(
-        plan, PairSpec(), tiny_data, out, workers=0, pair=toy_pair,
+        plan, PairSpec(), tiny_data, out, workers=0, pair=toy_pair, folders=toy_folders,
         should_stop=lambda: len(list(out.glob("runs/*.json"))) >= 1,
     )  # fmt: skip
     assert first.stopped and first.executed == 1 and not (out / "results.json").exists()
-    resumed = run_experiments(plan, PairSpec(), tiny_data, out, workers=2)
+    resumed = run_experiments(plan, PairSpec(), tiny_data, out, workers=2, folders=toy_folders)
     assert not resumed.stopped and resumed.cached == 1 and resumed.executed == 3
     # The same runs (same keys) ran in the tiny check, in this process.
     for path in (out / "runs").glob("*.json"):
@@ -337,7 +347,7 @@ def test_stopped_check_resumes_and_workers_match(tmp_path, toy_pair, tiny_data, 
 
 
 @runs
-def test_a_check_stopped_while_its_workers_run_keeps_what_they_finished(tmp_path, tiny_data):
+def test_a_check_stopped_while_its_workers_run_keeps_what_they_finished(tmp_path, tiny_data, toy_folders):
     """Stopped from the parent while two worker processes run, the check ends (no report), both workers end
     with it, and every run they finished is in the cache; nothing else is."""
     plan = Plan(
@@ -346,7 +356,7 @@ def test_a_check_stopped_while_its_workers_run_keeps_what_they_finished(tmp_path
     out = tmp_path / "check"
     reports = []
     stopped = run_experiments(
-        plan, PairSpec(), tiny_data, out, workers=2, progress=reports.append,
+        plan, PairSpec(), tiny_data, out, workers=2, folders=toy_folders, progress=reports.append,
         should_stop=lambda: len(list(out.glob("runs/*.json"))) >= 1,
     )  # fmt: skip
     assert stopped.stopped and not (out / "results.json").exists()

@@ -112,11 +112,14 @@ def run_check(job: dict, emit, should_stop) -> None:
     import time
     from dataclasses import asdict
 
+    from vlod_core import toy
     from vlod_core.experiments import run_experiments
     from vlod_core.pair import PairSpec
+    from vlod_core.toy.source import toy_data
 
     settings = job["settings"]
     plan = plan_from(settings["plan"])
+    spec = PairSpec(**job["spec"])
     emit({"event": "ready"})
     last = [0.0]
 
@@ -129,9 +132,10 @@ def run_check(job: dict, emit, should_stop) -> None:
     try:
         result = run_experiments(
             plan,
-            PairSpec(**job["spec"]),
-            None,
+            spec,
+            toy_data(plan.eval_examples, world_name=plan.world),  # the page checks a toy world's pair
             settings["out"],
+            folders=toy.folders(spec),
             workers=int(settings["workers"]),
             progress=progress,
             should_stop=should_stop,

@@ -89,6 +89,12 @@ PROMPT_TOKENS = 320  # assumed prompt length for the memory check: a 448-px imag
 
 def _load_pair(args, training: bool = False):
     """Build the toy pair on first use; check a training run fits in memory before loading anything."""
+    return _located_pair(args, training)[0]
+
+
+def _located_pair(args, training: bool = False):
+    """`_load_pair`'s pair and the folders it was read from (None: the spec's own names), which the paper
+    check's workers read it from too."""
     from vlod_core import toy
     from vlod_core.memory import check_pair_memory
     from vlod_core.pair import load_pair
@@ -100,7 +106,7 @@ def _load_pair(args, training: bool = False):
         check_pair_memory(
             spec, args.batch, lengths, args.lora_rank or None, args.gradient_checkpointing, folders=folders
         )
-    return load_pair(spec, folders)
+    return load_pair(spec, folders), folders
 
 
 def _add_data_args(parser: argparse.ArgumentParser, evaluation: bool = True) -> None:
@@ -527,7 +533,7 @@ def cmd_experiments(args) -> int:
         raise ValueError(f"--workers must be between 0 (run here) and 64, got {args.workers}")
     args.eval_examples = plan.eval_examples  # the toy world's held-out rows
     data = _training_data(args)
-    pair = _load_pair(args)  # checks the pair (and builds the toy pair) before any worker starts
+    pair, folders = _located_pair(args)  # checks the pair (and builds the toy pair) before any worker starts
     if args.workers:
         pair = None  # each worker loads its own
     out = Path(args.out) if args.out else default_out_dir(plan)
@@ -546,6 +552,7 @@ def cmd_experiments(args) -> int:
             out,
             workers=args.workers,
             pair=pair,
+            folders=folders,
             progress=_experiments_printer(),
             command=command,
         )

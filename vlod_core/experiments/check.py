@@ -20,7 +20,7 @@ from pathlib import Path
 from vlod_core.data import TrainingData
 from vlod_core.home import vlod_home
 from vlod_core.experiments.analysis import Z, analyse, t_coverage, verdict_rules_text
-from vlod_core.experiments.plan import PARTS, QUICK, Plan, estimate_seconds
+from vlod_core.experiments.plan import PARTS, Plan, estimate_seconds
 from vlod_core.experiments.runner import Outcome, Progress, Task, run_context, run_tasks, task_key, write_atomically
 from vlod_core.pair import ModelPair, PairSpec
 from vlod_core.results import json_safe, library_versions
@@ -125,28 +125,26 @@ def machine(workers: int) -> dict:
 
 
 def run_experiments(
-    plan: Plan = QUICK,
-    spec: PairSpec = PairSpec(),
-    data: TrainingData | None = None,
+    plan: Plan,
+    spec: PairSpec,
+    data: TrainingData,
     out_dir: str | Path | None = None,
     *,
+    folders: tuple[str, str] | None = None,
     workers: int = 2,
     pair: ModelPair | None = None,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     command: str = "",
 ) -> CheckResult:
-    """Run (or find cached) every run of `plan` on `spec`'s pair and `data` (default: the toy world), then write
-    `results.json` and `report.html` into `out_dir` (default `$VLOD_HOME/experiments/<plan name>`)."""
+    """Run (or find cached) every run of `plan` on `spec`'s pair (read from `folders` where the spec only names
+    it: a toy pair, located by the entry point) and `data`, then write `results.json` and `report.html` into
+    `out_dir` (default `$VLOD_HOME/experiments/<plan name>`)."""
     from vlod_core.experiments.report import report_html
 
-    if data is None:
-        from vlod_core.toy.source import toy_data
-
-        data = toy_data(plan.eval_examples, world_name=plan.world)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(plan)
     started = time.time()
-    context = run_context(spec, data)
+    context = run_context(spec, data, folders)
     tasks, arms, labels = plan_tasks(plan, context)
     outcome = run_tasks(
         tasks,
@@ -158,6 +156,7 @@ def run_experiments(
         labels=labels,
         progress=progress,
         should_stop=should_stop,
+        folders=folders,
     )
     if outcome.stopped:
         return CheckResult(out_dir, None, len(outcome.executed), outcome.cached, True)

@@ -106,25 +106,21 @@ def _folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _folders(spec: PairSpec) -> tuple[str, str] | None:
-    """The folders `load_pair` reads for `spec`: a toy pair's (any world's, built first if missing), else None.
-    The one place the runner locates a toy pair (the CLI and the app hand it a spec that may name one)."""
-    from vlod_core import toy
-
-    return toy.folders(spec)
+Folders = tuple[str, str] | None  # the (teacher, student) folders `load_pair` reads; None: the spec's own names
 
 
-def _load(spec: PairSpec) -> ModelPair:
+def _load(spec: PairSpec, folders: Folders) -> ModelPair:
     from vlod_core.pair import load_pair
 
-    return load_pair(spec, _folders(spec))
+    return load_pair(spec, folders)
 
 
-def pair_identity(spec: PairSpec) -> dict:
+def pair_identity(spec: PairSpec, folders: Folders = None) -> dict:
     """The spec, the device it resolves to, and a fingerprint of each local model folder (a Hub id: the id only).
-    A toy pair's folders (any world's) are located as `load_pair` gets them, so a rebuilt pair is a new pair."""
+    `folders` are where the pair is read from when the spec only names it (a toy pair, located by the entry
+    point that offers it), so a rebuilt pair is a new pair."""
     identity = {"spec": dataclasses.asdict(spec), "device": resolve_device(spec.device).type}
-    names = _folders(spec) or (spec.teacher, spec.student)
+    names = folders or (spec.teacher, spec.student)
     for role, name in zip(("teacher", "student"), names):
         folder = Path(name).expanduser()
         identity[role] = _folder_fingerprint(folder) if folder.is_dir() else name
@@ -158,8 +154,8 @@ def task_key(task: Task, context: dict) -> str:
     return hashlib.sha256(json.dumps(json_safe(payload), sort_keys=True).encode()).hexdigest()
 
 
-def run_context(spec: PairSpec, data: TrainingData) -> dict:
-    return {"pair": pair_identity(spec), "data": data_identity(data), "versions": library_versions()}
+def run_context(spec: PairSpec, data: TrainingData, folders: Folders = None) -> dict:
+    return {"pair": pair_identity(spec, folders), "data": data_identity(data), "versions": library_versions()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -256,7 +252,7 @@ def serve(payload: dict, channel) -> None:
     data = handover.read_data(Path(payload["data"]))
     try:
         spec = PairSpec(**payload["spec"])
-        pair = _load(spec)
+        pair = _load(spec, tuple(payload["folders"]) if payload.get("folders") else None)
     except Exception as error:  # the parent raises it: one clear error, not a dead worker
         channel.emit({"event": "error", "key": None, "error": f"{type(error).__name__}: {error}"})
         return
@@ -342,8 +338,10 @@ def run_tasks(
     labels: dict[str, str] | None = None,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    folders: Folders = None,
 ) -> Outcome:
-    """Every task (key -> task) that is not cached yet, on `workers` processes (0: here, with `pair`)."""
+    """Every task (key -> task) that is not cached yet, on `workers` processes (0: here, with `pair`), each
+    loading `spec`'s pair from `folders` (`pair_identity`)."""
     cache_dir = Path(cache_dir)
     labels = labels or {key: key[:8] for key in tasks}
     results = {key: record for key in tasks if (record := load_cached(cache_dir, key)) is not None}
@@ -359,7 +357,7 @@ def run_tasks(
     executed: list[str] = []
     stopped = False
     if todo and workers == 0:
-        pair = pair or _load(spec)
+        pair = pair or _load(spec, folders)
         for key in todo:
             if stop_requested():
                 stopped = True
@@ -379,13 +377,15 @@ def run_tasks(
             tracker.report()
     elif todo:
         stopped = _run_in_processes(
-            tasks, todo, spec, data, cache_dir, workers, tracker, stop_requested, results, executed
+            tasks, todo, (spec, folders), data, cache_dir, workers, tracker, stop_requested, results, executed
         )
     return Outcome(results, executed, len(tasks) - len(todo), stopped)
 
 
-def _run_in_processes(tasks, todo, spec, data, cache_dir, workers, tracker, stop_requested, results, executed) -> bool:
-    """Run `todo` (longest first) on `workers` child processes; fill `results` and `executed`; True if stopped."""
+def _run_in_processes(tasks, todo, pair, data, cache_dir, workers, tracker, stop_requested, results, executed) -> bool:
+    """Run `todo` (longest first) on `workers` child processes, each loading `pair` ((spec, folders)); fill
+    `results` and `executed`; True if stopped."""
+    spec, folders = pair
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=cache_dir))
     events: queue.Queue = queue.Queue()
@@ -401,7 +401,9 @@ def _run_in_processes(tasks, todo, spec, data, cache_dir, workers, tracker, stop
 
     try:
         handover.write_data(data, work)
-        payload = json.dumps({"spec": dataclasses.asdict(spec), "cache_dir": str(cache_dir), "data": str(work)})
+        payload = json.dumps(
+            {"spec": dataclasses.asdict(spec), "folders": folders, "cache_dir": str(cache_dir), "data": str(work)}
+        )
         for index in range(min(workers, len(todo))):
             log = cache_dir / f".worker-{index}.log"
             log.unlink(missing_ok=True)
