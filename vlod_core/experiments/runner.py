@@ -377,15 +377,16 @@ def run_tasks(
             tracker.report()
     elif todo:
         stopped = _run_in_processes(
-            tasks, todo, (spec, folders), data, cache_dir, workers, tracker, stop_requested, results, executed
+            tasks, todo, spec, folders, data, cache_dir, workers, tracker, stop_requested, results, executed
         )
     return Outcome(results, executed, len(tasks) - len(todo), stopped)
 
 
-def _run_in_processes(tasks, todo, pair, data, cache_dir, workers, tracker, stop_requested, results, executed) -> bool:
-    """Run `todo` (longest first) on `workers` child processes, each loading `pair` ((spec, folders)); fill
+def _run_in_processes(
+    tasks, todo, spec, folders, data, cache_dir, workers, tracker, stop_requested, results, executed
+) -> bool:
+    """Run `todo` (longest first) on `workers` child processes, each loading `spec`'s pair from `folders`; fill
     `results` and `executed`; True if stopped."""
-    spec, folders = pair
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=cache_dir))
     events: queue.Queue = queue.Queue()
