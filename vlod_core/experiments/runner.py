@@ -106,18 +106,15 @@ def _folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-Folders = tuple[str, str] | None  # the (teacher, student) folders `load_pair` reads; None: the spec's own names
-
-
-def _load(spec: PairSpec, folders: Folders) -> ModelPair:
+def _load(spec: PairSpec, folders: tuple[str, str] | None) -> ModelPair:
     from vlod_core.pair import load_pair
 
     return load_pair(spec, folders)
 
 
-def pair_identity(spec: PairSpec, folders: Folders = None) -> dict:
+def pair_identity(spec: PairSpec, folders: tuple[str, str] | None = None) -> dict:
     """The spec, the device it resolves to, and a fingerprint of each local model folder (a Hub id: the id only).
-    `folders` are where the pair is read from when the spec only names it (a toy pair, located by the entry
+    `folders` ((teacher, student), as `load_pair` reads them; None: the spec's own names) are where the pair is read from when the spec only names it (a toy pair, located by the entry
     point that offers it), so a rebuilt pair is a new pair."""
     identity = {"spec": dataclasses.asdict(spec), "device": resolve_device(spec.device).type}
     names = folders or (spec.teacher, spec.student)
@@ -154,7 +151,7 @@ def task_key(task: Task, context: dict) -> str:
     return hashlib.sha256(json.dumps(json_safe(payload), sort_keys=True).encode()).hexdigest()
 
 
-def run_context(spec: PairSpec, data: TrainingData, folders: Folders = None) -> dict:
+def run_context(spec: PairSpec, data: TrainingData, folders: tuple[str, str] | None = None) -> dict:
     return {"pair": pair_identity(spec, folders), "data": data_identity(data), "versions": library_versions()}
 
 
@@ -338,7 +335,7 @@ def run_tasks(
     labels: dict[str, str] | None = None,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    folders: Folders = None,
+    folders: tuple[str, str] | None = None,
 ) -> Outcome:
     """Every task (key -> task) that is not cached yet, on `workers` processes (0: here, with `pair`), each
     loading `spec`'s pair from `folders` (`pair_identity`)."""
