@@ -326,10 +326,14 @@ else:
         if world_name == "default":
             form_seconds = seconds_estimate(form_settings(), side_by_side=side_by_side)
             when += f" (the settings in the sidebar: about {form_seconds:.0f} s)"
-        else:  # no gain measured on this pair within a minute a rule (README, "The app")
-            when = f"the reasoning pair's own defaults, {when}; no gain promised on this pair"
+        else:  # the one setting of the world's full check where a rule gained within 300 steps (README, "The app")
+            when = (
+                f"the reasoning pair's own defaults (lr {demo_settings['lr']:g}: the rate at which the full check "
+                f"measured a gain within {demo['steps']} steps, and at which standard's chains may break), {when}"
+            )
+        rules = " and ".join(demo_settings["rules"])
         st.markdown(
-            f"**Class demo**: standard and VGS from the same seed, {demo['steps']} steps each, accuracy on "
+            f"**Class demo**: {rules} from the same seed, {demo['steps']} steps each, accuracy on "
             f"{demo['eval_examples']} held-out scenes — {when}."
         )
         st.button("Run the class demo", type="primary", on_click=start_run, args=(demo_settings,), key="run_demo")

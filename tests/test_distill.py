@@ -102,6 +102,21 @@ def test_runs_on_one_evaluation_set_measure_the_student_before_training_once(toy
     assert len(calls) == 5 and lora.card.before == first.card.before  # the adapters start at zero
 
 
+def test_the_metrics_before_training_reach_the_caller_before_its_first_step(toy_pair):
+    """`on_start` gets the card's `before` once, ahead of every step's record: the app's live curve of a run
+    that evaluates every 100 steps starts at step 0 instead of staying empty until step 100."""
+    events = []
+    result = distill(
+        toy_pair,
+        _config(steps=2, lr=1e-2),
+        toy_data(eval_rows=8, show_rows=0),
+        callback=lambda record: events.append(("step", record.step)),
+        on_start=lambda before: events.append(("start", before)),
+    )
+    assert events == [("start", result.card.before), ("step", 1), ("step", 2)]
+    assert "accuracy_image" in result.card.before
+
+
 def test_shared_models_stay_bit_identical(toy_pair, data):
     student_before, teacher_before = _state(toy_pair.student), _state(toy_pair.teacher)
     student_mode, teacher_mode = toy_pair.student.training, toy_pair.teacher.training

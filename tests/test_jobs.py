@@ -211,6 +211,27 @@ def test_the_eta_comes_from_the_run_s_own_steps_and_a_steered_step_costs_more(tm
     assert job.eta_seconds() == pytest.approx(max(50 * 0.5 + 10, 100 * 0.5 * ratio + 2 * 10))
 
 
+def test_a_running_rule_shows_its_accuracy_before_training_as_soon_as_the_worker_sends_it(tmp_path):
+    """The live curves start at step 0 while the rule runs (its card, with `before`, comes only at its end)."""
+    from vlod_app.jobs import Job
+    from vlod_core.figures.runs import training_curves
+    from vlod_core.results import StepRecord
+
+    job = Job("start", PairSpec(), dict(DEFAULT_SETTINGS, rules=["standard"]), tmp_path, 1)
+    job._apply({"event": "ready"})
+    job._apply({"event": "running", "rule": "standard"})
+    assert job.snapshot()["standard"]["before"] is None
+    before = {"accuracy_image": 0.735, "accuracy_no_image": 0.54, "eval_rows": 200, "stderr": {}}
+    job._apply({"event": "before", "rule": "standard", "metrics": before})
+    losses = dict.fromkeys(("loss", "std", "lang", "vis", "lp", "vds", "lang_high_vds", "grad_norm"), 0.5)
+    record = StepRecord(step=1, seconds=1.0, eta=1.0, response_tokens=3, **losses).to_dict()
+    job._apply({"event": "record", "rule": "standard", "record": record})
+    snapshot = job.snapshot()
+    assert snapshot["standard"]["before"] == before and snapshot["standard"]["state"] == "running"
+    accuracy = [t for t in training_curves(snapshot).data if t.name and "standard" in t.name and 0.735 in list(t.y)]
+    assert accuracy and list(accuracy[0].x) == [0]
+
+
 def test_a_toy_worlds_runs_get_its_answer_settings_and_its_own_defaults():
     """The reasoning pair's runs write chains as long as the world needs, scored on the boxed final answer; the
     form's defaults are the world's own beside the app's (one source: `WORLD_APP_DEFAULTS`)."""

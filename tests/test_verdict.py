@@ -24,6 +24,7 @@ def card(
     stopped=None,
     steps=300,
     angle=None,
+    format_errors=None,
 ) -> dict:
     """A run card as `distill` writes it: accuracy before/after with binomial errors, records with the logged
     losses at step 1 (and evaluations at the steps of `curve`)."""
@@ -43,19 +44,21 @@ def card(
     if angle is not None:
         records[0]["geometry"] = {"global": {"angles": {"std-vis": angle}}}
 
-    def block(p: float) -> dict:
+    def block(p: float, errors: float | None) -> dict:
         stderr = math.sqrt(p * (1 - p) / ROWS)
+        parsed = {} if errors is None else {"format_errors_image": errors}
         return {
             "accuracy_image": p,
             "accuracy_no_image": no_image,
             "eval_rows": ROWS,
             "stderr": {"accuracy_image": stderr},
-        }
+        } | parsed
 
+    errors_before, errors_after = format_errors or (None, None)
     return {
         "config": {"steps": steps, "steering": {"rule": rule}},
-        "before": block(before),
-        "after": block(after),
+        "before": block(before, errors_before),
+        "after": block(after, errors_after),
         "records": records,
         "stopped": stopped,
         "seconds": 30.0,
@@ -88,6 +91,21 @@ def test_ahead_level_and_a_rule_that_never_ran():
     assert "vgs is ahead of standard by 10.0 ±" in line and "lang_steer is level with standard (+1.0 ±" in line
     assert "vgs_no_lp did not run" in line
     assert "language and visual parts competed" in result.text() and "angle" not in result.text()
+
+
+def test_chains_that_stopped_parsing_are_named_as_a_reason():
+    """A reasoning run whose answers lost their final answer says so with the measured shares; where no run
+    parses final answers, or none lost any, the clause is left out."""
+    runs = {
+        "standard": [card("standard", 0.46, 0.01, format_errors=(0.0, 0.97))],
+        "vgs_anchored": [card("vgs_anchored", 0.46, 0.55, format_errors=(0.0, 0.0))],
+    }
+    why = verdict(runs).text()
+    assert "no final answer (with the image), before → after training: standard 0% → 97%, vgs_anchored 0% → 0%" in why
+    assert verdict(runs).standings[0].position == "ahead"
+    intact = {rule: [card(rule, 0.46, 0.5, format_errors=(0.0, 0.0))] for rule in ("standard", "vgs")}
+    unparsed = {rule: [card(rule, 0.72, 0.8)] for rule in ("standard", "vgs")}
+    assert "final answer" not in verdict(intact).text() and "final answer" not in verdict(unparsed).text()
 
 
 def test_a_rule_stopped_before_its_first_step_did_not_run():

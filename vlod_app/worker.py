@@ -7,6 +7,7 @@ standard output, one JSON object per line:
 
     {"event": "ready"}                                  the pair is loaded
     {"event": "running", "rule": r}                     a rule starts
+    {"event": "before", "rule": r, "metrics": {...}}    its held-out metrics before the first step
     {"event": "record", "rule": r, "record": {...}}     a StepRecord, after every step
     {"event": "done", "rule": r, "card": {...}, "student": "student-r"}   card, and the folder of its student
     {"event": "failed", "rule": r, "error": "..."}
@@ -90,6 +91,7 @@ def run_rules(pair, configs: dict, data, probes: list, emit, should_stop) -> Ite
                 config,
                 data,
                 callback=lambda record, rule=rule: emit({"event": "record", "rule": rule, "record": record.to_dict()}),
+                on_start=lambda before, rule=rule: emit({"event": "before", "rule": rule, "metrics": before}),
                 should_stop=should_stop,
                 probes=probes,
             )

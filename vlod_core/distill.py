@@ -413,6 +413,7 @@ def distill(
     evaluate_model: bool = True,
     grounding: GroundingReport | None = None,
     require_grounded_teacher: bool = False,
+    on_start: Callable[[dict], None] | None = None,
 ) -> DistillResult:
     """Distil `pair.teacher` into a copy of `pair.student` on `data`; `pair` itself is left exactly as it was.
 
@@ -422,7 +423,8 @@ def distill(
     `probes` are extra rows whose greedy answers are kept before/after. Before anything trains, both models'
     grounding is checked on a few of the data's rows (`vlod_core.grounding`; or `grounding`, checked by the
     caller): a teacher that ignores the image is logged and named in the card, or, with
-    `require_grounded_teacher`, refused (`UngroundedTeacher`).
+    `require_grounded_teacher`, refused (`UngroundedTeacher`). `on_start(before)` gets the held-out metrics
+    (the card's `before`) as soon as they are measured, before the first step: a live curve starts from them.
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
@@ -453,6 +455,8 @@ def distill(
     evaluator = RunEvaluator(pair, config, data, probes or [], main, compute, metrics=evaluate_model)
 
     before = evaluator.metrics_before(trainee.plain, config)
+    if on_start is not None and before is not None:
+        on_start(before.to_dict())
     answers_before, probe_before = evaluator.answers(trainee.plain)
     records: list[StepRecord] = []
     stopped = None

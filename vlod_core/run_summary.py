@@ -91,6 +91,10 @@ class RunSummary:
     before_stderr: float | None
     after_stderr: float | None
     after_no_image: float | None
+    # Share of answers with no final answer (with the image), where the run parses final answers: a reasoning
+    # student can lose its chains' format while it moves toward the teacher, which no accuracy shows apart.
+    format_errors_before: float | None
+    format_errors_after: float | None
     steps_planned: int
     steps_run: int
     steps_to_gain: int | None
@@ -127,6 +131,8 @@ def summarise(card: Any) -> RunSummary:
         before_stderr=_number(before.get("stderr"), key),
         after_stderr=_number(after.get("stderr"), key),
         after_no_image=_number(after, f"{metric}_no_image"),
+        format_errors_before=_number(before, "format_errors_image"),
+        format_errors_after=_number(after, "format_errors_image"),
         steps_planned=int(config.get("steps", len(card["records"]))),
         steps_run=card["records"][-1]["step"] if card["records"] else 0,
         steps_to_gain=steps_to_gain(card, metric),

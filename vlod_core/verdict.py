@@ -1,7 +1,8 @@
 """The verdict of a comparison in words, written from the runs' own numbers: which rule is ahead of standard
 and by how much (± its standard error), or that they are level, and why, from what the runs measured at the
 start — how much of the KL was visual, how far the standard gradient was from the visual one — and after:
-the accuracy with the image removed and the steps to +5 points. Nothing here is canned: every clause is a
+answers that lost their final answer (where final answers are parsed), the accuracy with the image removed and
+the steps to +5 points. Nothing here is canned: every clause is a
 measured number, and a clause whose number was not measured is left out.
 """
 
@@ -104,6 +105,9 @@ def _reasons(runs: dict[str, list[dict]], geometry_angle: float | None) -> list[
             out.append(f"{measured}: the mismatch was mostly language, which VGS does not steer toward")
         else:
             out.append(f"{measured}: language and visual parts competed, the regime where steering can matter")
+    lost_format = _format_errors(runs)
+    if lost_format:
+        out.append(lost_format)
     no_image = []
     for rule, cards in runs.items():
         summaries = [summarise(c) for c in cards]
@@ -124,6 +128,21 @@ def _reasons(runs: dict[str, list[dict]], geometry_angle: float | None) -> list[
     if reach:
         out.append("steps to +5 points: " + ", ".join(reach))
     return out
+
+
+def _format_errors(runs: dict[str, list[dict]]) -> str | None:
+    """A clause on answers that no longer parse, where a run measured them and some run ended with any."""
+    shares = {}
+    for rule, cards in runs.items():
+        summaries = [summarise(c) for c in cards]
+        pairs = [(s.format_errors_before, s.format_errors_after) for s in summaries]
+        pairs = [(b, a) for b, a in pairs if b is not None and a is not None]
+        if pairs:
+            shares[rule] = (statistics.fmean(b for b, _ in pairs), statistics.fmean(a for _, a in pairs))
+    if not any(after > 0 for _, after in shares.values()):
+        return None
+    changes = ", ".join(f"{rule} {100 * b:.0f}% → {100 * a:.0f}%" for rule, (b, a) in shares.items())
+    return f"answers with no final answer (with the image), before → after training: {changes}"
 
 
 @dataclass(frozen=True)

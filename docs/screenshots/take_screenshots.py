@@ -122,6 +122,7 @@ def shoot(url: str) -> None:
             page.get_by_role("button", name="Run the class demo").click()
             expect(page.get_by_text("standard: step", exact=False).first).to_be_visible()
             page.wait_for_timeout(12_000)  # some curve to show
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()  # not between two of its redraws
             page.screenshot(path=str(HERE / "distill_running.png"))
             expect(page.get_by_text("Results of run", exact=False)).to_be_visible()
             verdict = page.get_by_text(re.compile(r"(ahead of|behind|level with) standard")).first
