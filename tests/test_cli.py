@@ -160,3 +160,23 @@ def test_compare_ends_with_the_verdict_in_words(vlod_home):
     assert lines[-1].startswith("verdict: vgs is "), lines[-1]
     assert "points" in lines[-1] and "1 seed" in lines[-1]
     assert any(line.startswith("measured: ") and "% of the KL was visual" in line for line in lines)
+
+
+def test_threads_sets_torchs_thread_count_before_the_command_and_refuses_zero(tmp_path, capsys):
+    """Two CLI runs at once at torch's default threads (one per core each) took ~4× as long on two cores;
+    `--threads 1` gives each one. Applied before the command runs, whatever the command then does."""
+    import torch
+
+    from vlod_core.cli import EXIT_USAGE, main
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        missing = str(tmp_path / "missing.png")
+        assert main(["inspect", "--threads", "1", "--image", missing, "--question", "what ?"]) == EXIT_USAGE
+        assert torch.get_num_threads() == 1
+        with pytest.raises(SystemExit) as exit_:
+            main(["inspect", "--threads", "0", "--image", missing, "--question", "what ?"])
+        assert exit_.value.code == 2 and "--threads: must be 1 or more, got 0" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

@@ -63,6 +63,19 @@ def _add_pair_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own code (off by default)")
+    parser.add_argument(
+        "--threads",
+        type=_thread_count,
+        help="torch's threads in this process (default: torch's own, one per core); give several runs on one "
+        "machine one each, or they slow each other down many times over",
+    )
+
+
+def _thread_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {count}")
+    return count
 
 
 def _add_grounding_arg(parser: argparse.ArgumentParser) -> None:
@@ -706,6 +719,10 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         if getattr(args, "world", "default") != "default" and args.command != "toy":
             _use_world(args, parser)

@@ -2,8 +2,8 @@
 and by how much (± its standard error), or that they are level, and why, from what the runs measured at the
 start — how much of the KL was visual, how far the standard gradient was from the visual one — and after:
 answers that lost their final answer (where final answers are parsed), the accuracy with the image removed and
-the steps to +5 points. Nothing here is canned: every clause is a
-measured number, and a clause whose number was not measured is left out.
+the steps to +5 points. Nothing here is canned: every clause is a measured number, and a clause whose number
+was not measured is left out.
 """
 
 from __future__ import annotations
