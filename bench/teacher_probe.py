@@ -1,0 +1,73 @@
+"""The reasoning world's teacher alone, with another learning rate or step count: `python bench/teacher_probe.py
+--seed 0 --lr 2e-3 --steps 2000`.
+
+The build's own tower and teacher stages (`toy.reasoning_build`: the same seed, tower, question mix and
+drawings; no student beside it, nothing saved), then its greedy final-answer accuracy with the image on the
+card's 400 held-out scenes, per question kind. With the build's settings (`--steps 1500 --lr 2e-3`) it gives
+the card's teacher figure on the same machine; other settings say what a teacher recipe would reach before a
+whole pair is rebuilt for it (issue 19: a teacher ≥ 0.95 within the 120-s build). Run on a quiet core: the
+seconds printed are the teacher's steps alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's vlod_core, not an installed copy
+
+
+def main() -> None:
+    import torch
+
+    from vlod_core.toy import reasoning
+    from vlod_core.toy.models import TEACHER_SIZE, build_model
+    from vlod_core.toy.reasoning_build import ReasoningBuildConfig, chain_accuracy, held_out_examples
+    from vlod_core.toy.tower import TowerConfig, pretrain_tower
+    from vlod_core.toy.train import TrainConfig, train
+
+    build = ReasoningBuildConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=build.seed)
+    parser.add_argument("--lr", type=float, default=build.teacher_lr)
+    parser.add_argument("--steps", type=int, default=build.teacher_steps)
+    args = parser.parse_args()
+    config = replace(build, seed=args.seed, teacher_lr=args.lr, teacher_steps=args.steps)
+
+    torch.set_num_threads(config.threads)
+    processor = reasoning.build_reasoning_processor()
+    torch.manual_seed(config.seed)  # as the build: the teacher, then its tower, from the seed
+    teacher = build_model(TEACHER_SIZE, processor)
+    pretrain_tower(teacher.model.vision_tower, TowerConfig(steps=config.tower_steps, seed=config.seed))
+    started = time.perf_counter()
+    teacher_config = TrainConfig(
+        steps=config.teacher_steps,
+        batch=config.batch,
+        lr=config.teacher_lr,
+        seed=config.seed,
+        question_weights=config.teacher_question_weights,
+        varied_fraction=config.varied_fraction,
+        train_vision=False,
+    )
+    train(teacher, processor, teacher_config, sample=partial(reasoning.sample_examples, style="teacher", gap=config.style_gap))
+    seconds = time.perf_counter() - started
+    card = chain_accuracy(teacher, processor, held_out_examples(config.eval_examples))
+    summary = {
+        "seed": config.seed,
+        "lr": config.teacher_lr,
+        "steps": config.teacher_steps,
+        "teacher_seconds": round(seconds, 1),
+        "accuracy_image": card["accuracy_image"],
+        "per_kind": card.get("accuracy_image_per_kind"),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
