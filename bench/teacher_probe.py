@@ -1,5 +1,5 @@
-"""The reasoning world's teacher alone, with another learning rate or step count: `python bench/teacher_probe.py
---seed 0 --lr 2e-3 --steps 2000`.
+"""The reasoning world's teacher alone, with another learning rate, step count, depth or width: `python
+bench/teacher_probe.py --seed 0 --lr 2e-3 --steps 2000 [--layers 3] [--hidden 128]`.
 
 The build's own tower and teacher stages (`toy.reasoning_build`: the same seed, tower, question mix and
 drawings; no student beside it, nothing saved), then its greedy final-answer accuracy with the image on the
@@ -37,13 +37,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=build.seed)
     parser.add_argument("--lr", type=float, default=build.teacher_lr)
     parser.add_argument("--steps", type=int, default=build.teacher_steps)
+    parser.add_argument("--layers", type=int, default=TEACHER_SIZE.layers, help="the teacher's language model depth")
+    parser.add_argument("--hidden", type=int, default=TEACHER_SIZE.hidden, help="its width (and its tower's)")
     args = parser.parse_args()
     config = replace(build, seed=args.seed, teacher_lr=args.lr, teacher_steps=args.steps)
 
     torch.set_num_threads(config.threads)
     processor = reasoning.build_reasoning_processor()
     torch.manual_seed(config.seed)  # as the build: the teacher, then its tower, from the seed
-    teacher = build_model(TEACHER_SIZE, processor)
+    teacher = build_model(replace(TEACHER_SIZE, layers=args.layers, hidden=args.hidden), processor)
     pretrain_tower(teacher.model.vision_tower, TowerConfig(steps=config.tower_steps, seed=config.seed))
     started = time.perf_counter()
     teacher_config = TrainConfig(
@@ -62,6 +64,8 @@ def main() -> None:
         "seed": config.seed,
         "lr": config.teacher_lr,
         "steps": config.teacher_steps,
+        "layers": args.layers,
+        "hidden": args.hidden,
         "teacher_seconds": round(seconds, 1),
         "accuracy_image": card["accuracy_image"],
         "per_kind": card.get("accuracy_image_per_kind"),
