@@ -23,6 +23,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's vlod_core, not an installed copy
 
 
+def tower_column_accuracy(tower, scenes: int = 300) -> float:
+    """How well one linear map reads each object's column off the frozen tower's features: a least-squares
+    classifier fitted on half of the objects of `scenes` clean drawings, scored on the other half. 1.0 says the
+    column is there for the language model to read; what it learns is then the binding of colour to position."""
+    import torch
+
+    from vlod_core.toy import world
+    from vlod_core.toy.models import pixel_values
+
+    examples = world.sample_examples(scenes, seed=123)
+    with torch.no_grad():
+        features = tower(pixel_values=pixel_values([world.render(e.objects) for e in examples])).last_hidden_state
+    cells = [(i, o.row * world.GRID + o.col, o.col) for i, e in enumerate(examples) for o in e.objects]
+    x = torch.stack([features[i, cell] for i, cell, _ in cells])
+    x = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    column = torch.tensor([c for *_, c in cells])
+    half = len(x) // 2
+    weights = torch.linalg.lstsq(x[:half], torch.nn.functional.one_hot(column[:half], world.GRID).float()).solution
+    return (x[half:] @ weights).argmax(1).eq(column[half:]).float().mean().item()
+
+
 def main() -> None:
     import torch
 
@@ -47,6 +68,7 @@ def main() -> None:
     torch.manual_seed(config.seed)  # as the build: the teacher, then its tower, from the seed
     teacher = build_model(replace(TEACHER_SIZE, layers=args.layers, hidden=args.hidden), processor)
     pretrain_tower(teacher.model.vision_tower, TowerConfig(steps=config.tower_steps, seed=config.seed))
+    columns = tower_column_accuracy(teacher.model.vision_tower)
     started = time.perf_counter()
     teacher_config = TrainConfig(
         steps=config.teacher_steps,
@@ -66,6 +88,7 @@ def main() -> None:
         "steps": config.teacher_steps,
         "layers": args.layers,
         "hidden": args.hidden,
+        "tower_column_accuracy": round(columns, 3),
         "teacher_seconds": round(seconds, 1),
         "accuracy_image": card["accuracy_image"],
         "per_kind": card.get("accuracy_image_per_kind"),
