@@ -60,8 +60,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=build.teacher_steps)
     parser.add_argument("--layers", type=int, default=TEACHER_SIZE.layers, help="the teacher's language model depth")
     parser.add_argument("--hidden", type=int, default=TEACHER_SIZE.hidden, help="its width (and its tower's)")
+    parser.add_argument(
+        "--weights",
+        type=lambda text: tuple(float(w) for w in text.split(",")),
+        default=build.teacher_question_weights,
+        help="shares of the question kinds (not_colour,two_shapes,leftmost_colour,left_of)",
+    )
+    parser.add_argument("--clean-start", type=float, default=TrainConfig.clean_start, help="share of clean steps first")
     args = parser.parse_args()
-    config = replace(build, seed=args.seed, teacher_lr=args.lr, teacher_steps=args.steps)
+    config = replace(
+        build, seed=args.seed, teacher_lr=args.lr, teacher_steps=args.steps, teacher_question_weights=args.weights
+    )
 
     torch.set_num_threads(config.threads)
     processor = reasoning.build_reasoning_processor()
@@ -77,6 +86,7 @@ def main() -> None:
         seed=config.seed,
         question_weights=config.teacher_question_weights,
         varied_fraction=config.varied_fraction,
+        clean_start=args.clean_start,
         train_vision=False,
     )
     train(teacher, processor, teacher_config, sample=partial(reasoning.sample_examples, style="teacher", gap=config.style_gap))
@@ -88,6 +98,8 @@ def main() -> None:
         "steps": config.teacher_steps,
         "layers": args.layers,
         "hidden": args.hidden,
+        "weights": list(config.teacher_question_weights),
+        "clean_start": args.clean_start,
         "tower_column_accuracy": round(columns, 3),
         "teacher_seconds": round(seconds, 1),
         "accuracy_image": card["accuracy_image"],
