@@ -44,6 +44,18 @@ def tower_column_accuracy(tower, scenes: int = 300) -> float:
     return (x[half:] @ weights).argmax(1).eq(column[half:]).float().mean().item()
 
 
+def curriculum(sample, early: tuple[float, ...], steps: int):
+    """`sample` drawing its first `steps` batches with the question mix `early` (the trainer samples once a step
+    with image rows; text-only rows do not ask for a mix of their own in the teacher's config)."""
+    calls = [0]
+
+    def drawn(n, seed, weights=None):
+        calls[0] += 1
+        return sample(n, seed, early if calls[0] <= steps else weights)
+
+    return drawn
+
+
 def main() -> None:
     import torch
 
@@ -67,6 +79,12 @@ def main() -> None:
         help="shares of the question kinds (not_colour,two_shapes,leftmost_colour,left_of)",
     )
     parser.add_argument("--clean-start", type=float, default=TrainConfig.clean_start, help="share of clean steps first")
+    parser.add_argument(
+        "--early-weights",
+        type=lambda text: tuple(float(w) for w in text.split(",")),
+        help="the question mix of the first --early-share of the steps (a curriculum; default: --weights throughout)",
+    )
+    parser.add_argument("--early-share", type=float, default=1 / 3)
     args = parser.parse_args()
     config = replace(
         build, seed=args.seed, teacher_lr=args.lr, teacher_steps=args.steps, teacher_question_weights=args.weights
@@ -89,7 +107,10 @@ def main() -> None:
         clean_start=args.clean_start,
         train_vision=False,
     )
-    train(teacher, processor, teacher_config, sample=partial(reasoning.sample_examples, style="teacher", gap=config.style_gap))
+    sample = partial(reasoning.sample_examples, style="teacher", gap=config.style_gap)
+    if args.early_weights:
+        sample = curriculum(sample, args.early_weights, round(args.early_share * config.teacher_steps))
+    train(teacher, processor, teacher_config, sample=sample)
     seconds = time.perf_counter() - started
     card = chain_accuracy(teacher, processor, held_out_examples(config.eval_examples))
     summary = {
@@ -100,6 +121,8 @@ def main() -> None:
         "hidden": args.hidden,
         "weights": list(config.teacher_question_weights),
         "clean_start": args.clean_start,
+        "early_weights": list(args.early_weights) if args.early_weights else None,
+        "early_share": args.early_share if args.early_weights else None,
         "tower_column_accuracy": round(columns, 3),
         "teacher_seconds": round(seconds, 1),
         "accuracy_image": card["accuracy_image"],
