@@ -1,5 +1,5 @@
-"""The reasoning world's teacher alone, with another learning rate, step count, depth or width: `python
-bench/teacher_probe.py --seed 0 --lr 2e-3 --steps 2000 [--layers 3] [--hidden 128]`.
+"""The reasoning world's teacher alone, with another recipe: `python bench/teacher_probe.py --seed 0 --lr 2e-3
+--steps 2000 [--layers 3] [--hidden 128] [--weights 0.2,0.2,0.1,0.5] [--clean-start 0.5] [--early-weights W]`.
 
 The build's own tower and teacher stages (`toy.reasoning_build`: the same seed, tower, question mix and
 drawings; no student beside it, nothing saved), then its greedy final-answer accuracy with the image on the
@@ -16,7 +16,6 @@ import json
 import sys
 import time
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,17 +96,8 @@ def main() -> None:
     pretrain_tower(teacher.model.vision_tower, TowerConfig(steps=config.tower_steps, seed=config.seed))
     columns = tower_column_accuracy(teacher.model.vision_tower)
     started = time.perf_counter()
-    teacher_config = TrainConfig(
-        steps=config.teacher_steps,
-        batch=config.batch,
-        lr=config.teacher_lr,
-        seed=config.seed,
-        question_weights=config.teacher_question_weights,
-        varied_fraction=config.varied_fraction,
-        clean_start=args.clean_start,
-        train_vision=False,
-    )
-    sample = partial(reasoning.sample_examples, style="teacher", gap=config.style_gap)
+    teacher_config = replace(config.teacher_training(), clean_start=args.clean_start)
+    sample = config.teacher_sample()
     if args.early_weights:
         sample = curriculum(sample, args.early_weights, round(args.early_share * config.teacher_steps))
     train(teacher, processor, teacher_config, sample=sample)

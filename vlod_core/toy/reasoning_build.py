@@ -72,6 +72,22 @@ class ReasoningBuildConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         reasoning.teacher_split(self.style_gap)  # checks its range
 
+    def teacher_training(self) -> TrainConfig:
+        """The teacher stage's training settings, on the borrowed tower kept frozen."""
+        return TrainConfig(
+            steps=self.teacher_steps,
+            batch=self.batch,
+            lr=self.teacher_lr,
+            seed=self.seed,
+            question_weights=self.teacher_question_weights,
+            varied_fraction=self.varied_fraction,
+            train_vision=False,
+        )
+
+    def teacher_sample(self) -> Callable[..., list]:
+        """The teacher stage's examples: chains in the teacher's style, a share `style_gap` in the student's."""
+        return partial(reasoning.sample_examples, style="teacher", gap=self.style_gap)
+
 
 def default_reasoning_dir() -> Path:
     return vlod_home() / "toy-reasoning"
@@ -100,20 +116,10 @@ def build_reasoning_pair(
         tower_state = {k: v.detach().clone() for k, v in teacher.model.vision_tower.state_dict().items()}
         if config.parallel:
             frame.start_student("vlod_core.toy.reasoning_build:train_student_job", config, tower_state)
-        teacher_config = TrainConfig(
-            steps=config.teacher_steps,
-            batch=config.batch,
-            lr=config.teacher_lr,
-            seed=config.seed,
-            question_weights=config.teacher_question_weights,
-            varied_fraction=config.varied_fraction,
-            train_vision=False,
-        )
-        sample = partial(reasoning.sample_examples, style="teacher", gap=config.style_gap)
         step_report = every(
             25, lambda step: frame.report("training teacher", config.tower_steps + step + 1 + frame.student_steps)
         )
-        train(teacher, processor, teacher_config, callback=step_report, sample=sample)
+        train(teacher, processor, config.teacher_training(), callback=step_report, sample=config.teacher_sample())
         _save(teacher, processor, frame.staging / "teacher")
         card |= frame.student_card(
             partial(_train_student, config, tower_state, frame.staging), first=config.tower_steps + config.teacher_steps
