@@ -180,3 +180,18 @@ def test_threads_sets_torchs_thread_count_before_the_command_and_refuses_zero(tm
         assert exit_.value.code == 2 and "--threads: must be 1 or more, got 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_step_that_did_not_score_the_image_free_pass_prints_a_dash_not_nan(capsys):
+    """A standard run scores ℓLang and ℓVis every `decompose_every` steps only; the other steps' progress lines
+    said `lang nan  vis nan`, which reads like a failure."""
+    from vlod_core.cli import _record_printer
+    from vlod_core.results import StepRecord
+
+    losses = dict.fromkeys(("loss", "std", "lp", "vds", "lang_high_vds", "grad_norm"), 0.5)
+    report = _record_printer(total=2)
+    report(StepRecord(step=1, seconds=1.0, eta=1.0, response_tokens=3, lang=0.25, vis=0.125, **losses))
+    report(StepRecord(step=2, seconds=2.0, eta=1.0, response_tokens=3, lang=math.nan, vis=math.nan, **losses))
+    first, second = capsys.readouterr().err.strip().splitlines()
+    assert "lang 0.2500  vis 0.1250" in first
+    assert "lang —  vis —" in second and "nan" not in second

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -330,6 +331,12 @@ def cmd_geometry(args) -> int:
     return 0
 
 
+def _nats(value: float) -> str:
+    """A logged loss, or "—" on a step that did not score it (ℓLang and ℓVis need the image-free pass, which a
+    `standard` run scores every `decompose_every` steps only)."""
+    return f"{value:.4f}" if math.isfinite(value) else "—"
+
+
 def _record_printer(total: int):
     line = _ProgressLine()
 
@@ -339,8 +346,8 @@ def _record_printer(total: int):
             key = headline(record.evaluation)
             extra = f"  {key} {record.evaluation[key + '_image']:.3f} / {record.evaluation[key + '_no_image']:.3f}"
         text = (
-            f"step {record.step}/{total}  loss {record.loss:.4f}  std {record.std:.4f}  lang {record.lang:.4f}"
-            f"  vis {record.vis:.4f}  η {record.eta:.3f}{extra}   "
+            f"step {record.step}/{total}  loss {record.loss:.4f}  std {record.std:.4f}  lang {_nats(record.lang)}"
+            f"  vis {_nats(record.vis)}  η {record.eta:.3f}{extra}   "
         )
         line.show(text, key=10 * record.step // total, end=record.step == total or bool(record.evaluation))
 
