@@ -14,8 +14,8 @@ and the rules) are the same run: the runner keys runs by their configuration and
 
 `QUICK` and `FULL` (and `PLAN_IN_WORLD`, a world's own cuts of them) are the one place the steps and sweep
 points are written: re-tune them here (with `estimate_seconds` and the step costs measured by
-`bench/step_cost.py`) when the toy world changes. Rate,
-batch and answer length come from `DistillConfig`'s defaults.
+`bench/step_cost.py`) when the toy world changes. Rate, batch and answer length come from `DistillConfig`'s
+defaults.
 """
 
 from __future__ import annotations

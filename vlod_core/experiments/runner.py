@@ -37,7 +37,7 @@ from vlod_core.data import StoredImage, TrainingData
 from vlod_core.distill import DistillConfig, distill
 from vlod_core.experiments import handover
 from vlod_core.experiments.plan import run_seconds
-from vlod_core.pair import ModelPair, PairSpec, resolve_device
+from vlod_core.pair import ModelPair, PairSpec, load_pair, resolve_device
 from vlod_core.results import json_safe, library_versions
 
 logger = logging.getLogger(__name__)
@@ -106,16 +106,11 @@ def _folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _load(spec: PairSpec, folders: tuple[str, str] | None) -> ModelPair:
-    from vlod_core.pair import load_pair
-
-    return load_pair(spec, folders)
-
-
 def pair_identity(spec: PairSpec, folders: tuple[str, str] | None = None) -> dict:
     """The spec, the device it resolves to, and a fingerprint of each local model folder (a Hub id: the id only).
-    `folders` ((teacher, student), as `load_pair` reads them; None: the spec's own names) are where the pair is read from when the spec only names it (a toy pair, located by the entry
-    point that offers it), so a rebuilt pair is a new pair."""
+    `folders` ((teacher, student), as `load_pair` reads them; None: the spec's own names) say where the pair is
+    read from when the spec only names it (a toy pair, located by the entry point that offers it), so a rebuilt
+    pair is a new pair."""
     identity = {"spec": dataclasses.asdict(spec), "device": resolve_device(spec.device).type}
     names = folders or (spec.teacher, spec.student)
     for role, name in zip(("teacher", "student"), names):
@@ -249,7 +244,7 @@ def serve(payload: dict, channel) -> None:
     data = handover.read_data(Path(payload["data"]))
     try:
         spec = PairSpec(**payload["spec"])
-        pair = _load(spec, tuple(payload["folders"]) if payload.get("folders") else None)
+        pair = load_pair(spec, tuple(payload["folders"]) if payload.get("folders") else None)
     except Exception as error:  # the parent raises it: one clear error, not a dead worker
         channel.emit({"event": "error", "key": None, "error": f"{type(error).__name__}: {error}"})
         return
@@ -354,7 +349,7 @@ def run_tasks(
     executed: list[str] = []
     stopped = False
     if todo and workers == 0:
-        pair = pair or _load(spec, folders)
+        pair = pair or load_pair(spec, folders)
         for key in todo:
             if stop_requested():
                 stopped = True
